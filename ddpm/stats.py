@@ -1,0 +1,88 @@
+"""The one Monte Carlo assertion of the project, with a stated false-alarm rate (see DESIGN.md).
+
+Every statistical check compares an estimate with its closed form in units of its standard error and
+fails past ``k`` standard errors, ``k`` chosen so that a correct implementation fails a check with
+probability ``false_alarm`` (two-sided, normal approximation): 1e-6 gives k = 4.89. A tensor of
+estimates is one check: ``k`` is Bonferroni-corrected for its size, so the whole call keeps the rate.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import torch
+from scipy.stats import norm
+from torch import Tensor
+
+__all__ = ["FALSE_ALARM", "z_threshold", "mean_stderr", "MonteCarloCheck", "check_mc", "generator_for"]
+
+FALSE_ALARM = 1e-6
+
+
+def z_threshold(false_alarm: float = FALSE_ALARM, count: int = 1) -> float:
+    """k such that |Z| > k has probability ``false_alarm`` for any of ``count`` standard normals."""
+    if not 0 < false_alarm < 1:
+        raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm!r}")
+    return float(norm.isf(false_alarm / (2 * count)))
+
+
+def mean_stderr(samples: Tensor, dim: int = 0) -> tuple[Tensor, Tensor]:
+    """The sample mean along ``dim`` and its standard error std / sqrt(n)."""
+    n = samples.shape[dim]
+    return samples.mean(dim), samples.std(dim) / math.sqrt(n)
+
+
+@dataclass(frozen=True)
+class MonteCarloCheck:
+    """The outcome of one check: the worst |z| over its elements and the threshold it was held to."""
+
+    name: str
+    z: float
+    k: float
+    n: int
+
+    @property
+    def passed(self) -> bool:
+        return self.z <= self.k
+
+
+def check_mc(
+    name: str,
+    estimate: Tensor | float,
+    stderr: Tensor | float,
+    expected: Tensor | float,
+    n: int,
+    *,
+    false_alarm: float = FALSE_ALARM,
+    raise_on_fail: bool = True,
+) -> MonteCarloCheck:
+    """Hold ``estimate`` (with standard error ``stderr``, from ``n`` draws) to ``expected``.
+
+    Fails — an ``AssertionError`` whose message gives the estimate, expected value, stderr, z and n
+    of the worst element — when any |estimate - expected| / stderr exceeds ``z_threshold``.
+    """
+    estimate, stderr, expected = (torch.as_tensor(v, dtype=torch.float64) for v in (estimate, stderr, expected))
+    estimate, stderr, expected = torch.broadcast_tensors(estimate, stderr, expected)
+    if not torch.isfinite(estimate).all():
+        raise AssertionError(f"{name}: the estimate is not finite: {estimate}")
+    if (stderr <= 0).any() or not torch.isfinite(stderr).all():
+        raise ValueError(f"{name}: standard errors must be positive and finite, got {stderr}")
+    z = ((estimate - expected).abs() / stderr).flatten()
+    worst = int(z.argmax())
+    k = z_threshold(false_alarm, z.numel())
+    result = MonteCarloCheck(name, float(z[worst]), k, n)
+    if raise_on_fail and not result.passed:
+        e, s, x = (float(v.flatten()[worst]) for v in (estimate, stderr, expected))
+        where = f" (element {worst} of {z.numel()})" if z.numel() > 1 else ""
+        raise AssertionError(
+            f"{name}{where}: estimate {e:.6g}, expected {x:.6g}, stderr {s:.3g}, z = {result.z:.2f} "
+            f"> k = {k:.2f} (false-alarm rate {false_alarm:g}), n = {n}"
+        )
+    return result
+
+
+def generator_for(name: str, seed: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator of its own for the check ``name``, reseeded by the suite-wide ``seed``."""
+    return torch.Generator(device).manual_seed(zlib.crc32(f"{seed}:{name}".encode()))
