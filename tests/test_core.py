@@ -1,0 +1,234 @@
+"""The core formulas against independent references: mpmath at 50 digits, Gaussian conditioning done
+by linear algebra, torch.distributions, and the bad-input errors."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+
+import ddpm
+from ddpm.schedule import Schedule, cosine_schedule, linear_schedule
+
+mpmath.mp.dps = 50
+
+
+def mp_linear_alpha_bar(T: int, beta_1: float, beta_T: float) -> list[mpmath.mpf]:
+    """alpha_bar_0..T of the linear schedule in 50-digit arithmetic."""
+    betas = [mpmath.mpf(beta_1) + (mpmath.mpf(beta_T) - beta_1) * i / max(T - 1, 1) for i in range(T)]
+    out = [mpmath.mpf(1)]
+    for b in betas:
+        out.append(out[-1] * (1 - b))
+    return out
+
+
+@pytest.mark.parametrize("T, beta_1, beta_T", [(1000, 1e-4, 0.02), (100, 1e-4, 0.02), (1, 0.3, 0.3), (50, 1e-8, 0.5)])
+def test_linear_schedule_matches_high_precision(T, beta_1, beta_T):
+    s = linear_schedule(T, beta_1, beta_T)
+    ref = mp_linear_alpha_bar(T, beta_1, beta_T)
+    ab = np.array([float(v) for v in ref])
+    omab = np.array([float(1 - v) for v in ref])
+    # float64 inputs (linspace) differ from exact decimals by ~1 ulp; products of T terms keep ~T ulp.
+    np.testing.assert_allclose(s.alpha_bar.numpy(), ab, rtol=T * 4e-16, atol=0)
+    np.testing.assert_allclose(s.one_minus_alpha_bar.numpy(), omab, rtol=T * 4e-16 + 1e-15, atol=0)
+    bt_ref = [0.0, 0.0] + [float((1 - ref[t - 1]) / (1 - ref[t]) * (1 - ref[t] / ref[t - 1])) for t in range(2, T + 1)]
+    np.testing.assert_allclose(s.beta_tilde.numpy(), bt_ref, rtol=T * 4e-16 + 1e-14, atol=0)
+
+
+def test_one_minus_alpha_bar_keeps_precision_at_small_t():
+    s = linear_schedule(1000, 1e-8, 0.02)
+    # 1 - alpha_bar_1 = beta_1 = 1e-8 exactly; the naive 1 - alpha_bar loses half the digits.
+    assert s.one_minus_alpha_bar[1].item() == pytest.approx(1e-8, rel=1e-15)
+    assert abs((1 - s.alpha_bar[1]).item() - 1e-8) > 1e-24  # the naive form is measurably off
+
+
+def test_paper_figures():
+    """alpha_bar_T of Ho et al.'s linear schedule, T = 1000 [Ho20 §4]; the 02460 default T = 100."""
+    assert linear_schedule(1000).alpha_bar[1000].item() == pytest.approx(4.0358e-5, rel=1e-4)
+    assert linear_schedule(100).alpha_bar[100].item() == pytest.approx(0.36356, rel=1e-4)  # "about 0.36"
+
+
+def test_cosine_schedule_matches_closed_form():
+    T, s_ = 200, 0.008
+    s = cosine_schedule(T, s_)
+    f = [mpmath.cos((mpmath.mpf(t) / T + s_) / (1 + s_) * mpmath.pi / 2) ** 2 for t in range(T + 1)]
+    beta = [min(float(1 - f[t] / f[t - 1]), 0.999) for t in range(1, T + 1)]
+    np.testing.assert_allclose(s.beta[1:].numpy(), beta, rtol=1e-12)
+    assert s.beta.max().item() == 0.999  # the cap binds at t = T
+
+
+@pytest.mark.parametrize("betas, message", [
+    ([0.1, 1.0], "beta_2 = 1.0 is outside the open interval (0, 1)"),
+    ([0.0, 0.1], "beta_1 = 0.0 is outside"),
+    ([0.1, float("nan")], "beta_2 = nan is outside"),
+    ([], "length T >= 1"),
+])
+def test_schedule_rejects_bad_betas(betas, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Schedule(torch.tensor(betas, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(T=0), "T must be an integer >= 1, got 0"),
+    (dict(T=2.5), "T must be an integer >= 1, got 2.5"),
+    (dict(beta_1=0.1, beta_T=0.01), "beta_1 = 0.1 must not exceed beta_T = 0.01"),
+    (dict(beta_T=1.5), "beta_T = 1.5 is outside"),
+    (dict(beta_1=float("inf")), "beta_1 = inf is outside"),
+])
+def test_linear_schedule_rejects_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        linear_schedule(**kwargs)
+
+
+def test_reverse_variance_choices():
+    s = linear_schedule(10)
+    assert torch.equal(ddpm.reverse_variance(s, "beta"), s.beta)
+    bt = ddpm.reverse_variance(s, "beta_tilde")
+    assert bt[1] == s.beta_tilde[2] and torch.equal(bt[2:], s.beta_tilde[2:])
+    with pytest.raises(ValueError, match="sigma2 must be one of"):
+        ddpm.reverse_variance(s, "sigma")
+
+
+def test_forward_composition_is_the_marginal():
+    """Composing q(x_t | x_{t-1}) [eq. 2] t times gives q(x_t | x_0) [eq. 4]: mean and variance recurrences."""
+    s = linear_schedule(300)
+    x0 = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
+    mean, var = x0, torch.zeros(())
+    for t in range(1, 301):
+        step_mean, step_var = ddpm.q_step_mean_var(s, mean, t)
+        mean, var = step_mean, s.alpha[t] * var + step_var
+        m, v = ddpm.q_mean_var(s, x0, t)
+        torch.testing.assert_close(mean, m, rtol=1e-12, atol=0)
+        torch.testing.assert_close(var, v.reshape(()), rtol=1e-12, atol=0)
+
+
+def test_posterior_is_gaussian_conditioning():
+    """mu_tilde and beta_tilde [eq. 7] against conditioning the joint of (x_{t-1}, x_t) given x_0 by linear algebra."""
+    s = linear_schedule(50, 1e-3, 0.2)
+    x0 = torch.tensor([[0.3]], dtype=torch.float64)
+    xt = torch.tensor([[-0.8]], dtype=torch.float64)
+    for t in (2, 3, 17, 50):
+        ab_prev = float(s.alpha_bar[t - 1])
+        a = math.sqrt(1 - float(s.beta[t]))
+        # x_{t-1} = sqrt(ab_prev) x0 + sqrt(1 - ab_prev) e1 ; x_t = a x_{t-1} + sqrt(beta_t) e2
+        mean = np.array([math.sqrt(ab_prev), a * math.sqrt(ab_prev)]) * 0.3
+        v_prev = 1 - ab_prev
+        cov = np.array([[v_prev, a * v_prev], [a * v_prev, a * a * v_prev + float(s.beta[t])]])
+        cond_mean = mean[0] + cov[0, 1] / cov[1, 1] * (-0.8 - mean[1])
+        cond_var = cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1]
+        mu, var = ddpm.posterior_mean_var(s, x0, xt, t)
+        assert mu.item() == pytest.approx(cond_mean, rel=1e-12)
+        assert var.item() == pytest.approx(cond_var, rel=1e-10)
+
+
+def test_eps_parameterisation_recovers_posterior_mean():
+    """mu_from_eps with the true eps equals mu_tilde(x_t, x_0), and x0_from_eps inverts q_sample [eqs. 9-11]."""
+    s = linear_schedule(100)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    eps = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    t = torch.randint(2, 101, (8,), generator=g)
+    xt = ddpm.q_sample(s, x0, t, eps)
+    torch.testing.assert_close(ddpm.x0_from_eps(s, xt, t, eps), x0, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(ddpm.mu_from_eps(s, xt, t, eps), ddpm.posterior_mean_var(s, x0, xt, t)[0],
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_normal_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    m1, m2 = torch.randn(100, generator=g, dtype=torch.float64), torch.randn(100, generator=g, dtype=torch.float64)
+    v1, v2 = torch.rand(100, generator=g, dtype=torch.float64) + 0.01, torch.rand(100, generator=g, dtype=torch.float64) + 0.01
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(m1, v1.sqrt()), torch.distributions.Normal(m2, v2.sqrt()))
+    torch.testing.assert_close(ddpm.normal_kl(m1, v1, m2, v2), ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("k, mean, std", [(0, 0.0, 0.1), (255, 0.0, 0.1), (128, 0.01, 0.02), (3, 0.9, 0.01),
+                                          (250, -0.95, 0.01), (100, 0.2, 1e-3), (17, -0.9, 0.3)])
+def test_discretized_likelihood_matches_high_precision(k, mean, std):
+    """The bin probability [eq. 13] against mpmath's normal CDF at 50 digits, tails included."""
+    x = 2 * k / 255 - 1
+    lo = -mpmath.inf if k == 0 else (mpmath.mpf(x) - mpmath.mpf(1) / 255 - mean) / std
+    hi = mpmath.inf if k == 255 else (mpmath.mpf(x) + mpmath.mpf(1) / 255 - mean) / std
+    # Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi): the lower-tail form keeps 50 digits far above the mean.
+    ref = float(mpmath.log(mpmath.ncdf(-lo) - mpmath.ncdf(-hi) if lo > 0 else mpmath.ncdf(hi) - mpmath.ncdf(lo)))
+    got = ddpm.discretized_gaussian_log_likelihood(
+        torch.tensor([x], dtype=torch.float64), torch.tensor([mean], dtype=torch.float64),
+        torch.tensor([std**2], dtype=torch.float64)).item()
+    assert got == pytest.approx(ref, rel=1e-9, abs=1e-12)
+
+
+def test_discretized_likelihood_sums_to_one_over_the_grid():
+    grid = torch.arange(256, dtype=torch.float64) * 2 / 255 - 1
+    for mean, var in [(0.0, 0.01), (0.999, 1e-4), (-1.2, 0.5)]:
+        logp = ddpm.discretized_gaussian_log_likelihood(grid, torch.full_like(grid, mean), torch.tensor(var))
+        assert logp.exp().sum().item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_l_simple_is_the_squared_error():
+    s = linear_schedule(10)
+    g = torch.Generator().manual_seed(2)
+    x0, eps = torch.randn(4, 1, 3, 3, generator=g), torch.randn(4, 1, 3, 3, generator=g)
+    t = torch.tensor([1, 5, 10, 3])
+    assert torch.allclose(ddpm.l_simple(lambda x, t: torch.zeros_like(x), s, x0, t, eps), (eps**2).sum((1, 2, 3)))
+    assert torch.allclose(ddpm.l_simple(lambda x, t: eps, s, x0, t, eps), torch.zeros(4))
+
+
+def test_prior_kl_matches_closed_form():
+    s = linear_schedule(1000)
+    x0 = torch.tensor([[1.0, -1.0, 0.0]], dtype=torch.float64)
+    ab = mp_linear_alpha_bar(1000, 1e-4, 0.02)[-1]
+    ref = sum(0.5 * (-mpmath.log(1 - ab) + (1 - ab) + ab * x**2 - 1) for x in (1.0, -1.0, 0.0))
+    assert ddpm.prior_kl(s, x0).item() == pytest.approx(float(ref), rel=1e-9)
+    # ~1e-5 bits/dim for data in [-1, 1] [Ho20 §4]
+    assert float(ref) / (3 * math.log(2)) < 3e-5
+
+
+def test_vlb_term_with_the_true_noise_is_the_variance_mismatch():
+    """With eps_theta = the true eps, mu_theta = mu_tilde and L_{t-1} is the KL of the variances alone."""
+    s = linear_schedule(100)
+    g = torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(6, 2, generator=g, dtype=torch.float64), torch.randn(6, 2, generator=g, dtype=torch.float64)
+    t = torch.tensor([2, 3, 10, 50, 99, 100])
+    for sigma2 in ("beta", "beta_tilde"):
+        got = ddpm.vlb_terms(lambda x, t_: eps, s, x0, t, eps, sigma2)
+        var, bt = ddpm.reverse_variance(s, sigma2)[t], s.beta_tilde[t]
+        ref = 2 * 0.5 * (torch.log(var / bt) + bt / var - 1)
+        torch.testing.assert_close(got, ref, rtol=1e-7, atol=1e-12)
+
+
+def test_negative_elbo_terms_layout():
+    s = linear_schedule(5)
+    x0 = torch.randint(0, 256, (3, 4)).double() * 2 / 255 - 1
+    bound = ddpm.negative_elbo(lambda x, t: torch.zeros_like(x), s, x0, generator=torch.Generator().manual_seed(0))
+    assert bound.terms.shape == (3, 5) and bound.prior.shape == (3,)
+    torch.testing.assert_close(bound.total, bound.prior + bound.terms.sum(1))
+    torch.testing.assert_close(bound.bits_per_dim(4), bound.total / (4 * math.log(2)))
+
+
+@pytest.mark.parametrize("shape", [(5000, 2), (4, 1, 28, 28)])
+def test_sampler_shapes_and_trajectory(shape):
+    s = linear_schedule(4)
+    zero = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    x, xs = ddpm.sample(zero, s, shape, generator=torch.Generator().manual_seed(0), return_trajectory=True)
+    assert x.shape == tuple(shape) and xs.shape == (5, *shape)
+    assert torch.equal(xs[0], x)
+    # with eps_theta = 0 and no noise at t = 1, x_0 = x_1 / sqrt(alpha_1) exactly [alg. 2, line 4]
+    torch.testing.assert_close(xs[0], xs[1] / s.alpha[1].sqrt().float())
+
+
+def test_sampler_draws_noise_in_the_documented_order():
+    """x_T first, then z at t = T..2: replaying the same draws by hand reproduces the sampler."""
+    s = linear_schedule(6, 0.01, 0.3)
+    model = lambda x, t: 0.1 * x + t[:, None].double() / 10  # noqa: E731
+    got = ddpm.sample(model, s, (3, 2), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    for t in range(6, 0, -1):
+        eps = 0.1 * x + t / 10
+        x = (x - s.beta[t] / s.one_minus_alpha_bar[t].sqrt() * eps) / s.alpha[t].sqrt()
+        if t > 1:
+            x = x + s.beta[t].sqrt() * torch.randn(3, 2, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(got, x, rtol=1e-12, atol=1e-12)
