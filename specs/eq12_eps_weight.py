@@ -1,0 +1,107 @@
+"""In the eps-parameterisation mu_tilde = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) and L_{t-1} - C = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) ||eps - eps_theta||^2 [Ho20 eqs. 9-12].
+
+Eq. 4 solved for x_0 gives x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (eq. 9);
+put into eq. 7's mu_tilde it collapses to eq. 10. With mu_theta of the same form in eps_theta
+(eq. 11), the mean term of eq. 8 (claim ex33) becomes eq. 12's weighted squared error.
+Bindings: ``ddpm.posterior.x0_from_eps`` and ``mu_from_eps`` with the schedule's ``eps_coef`` (the
+sampler's step, Algorithm 2 line 4), and the weights in ``ddpm.losses.vlb_terms``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ddpm.losses import vlb_terms
+from ddpm.posterior import mu_from_eps, x0_from_eps
+from specs._bind import alpha_bar as alpha_bar_at
+from specs._bind import assert_close, examples, reference, schedules, vectors
+from specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, x0, xt
+from specs.eq07_posterior import BETA_TILDE, MU_TILDE
+
+eps, eps_theta = sp.symbols("epsilon epsilon_θ", real=True)
+sigma2 = sp.Symbol("sigma_t^2", positive=True)
+
+# The paper's statements [Ho20 eqs. 9, 10-11, 12].
+X0_FROM_EPS = (xt - sp.sqrt(1 - alpha_bar) * eps) / sp.sqrt(alpha_bar)
+MU_FROM_EPS = (xt - beta / sp.sqrt(1 - alpha_bar) * eps) / sp.sqrt(alpha)
+WEIGHT = beta**2 / (2 * sigma2 * alpha * (1 - alpha_bar))
+
+
+def derivation(x0_from_eps: sp.Expr = X0_FROM_EPS, mu_eps: sp.Expr = MU_FROM_EPS, weight: sp.Expr = WEIGHT) -> Derivation:
+    """Derive eqs. 9-12 from eqs. 4 and 7 and check them against the stated forms."""
+    d = Derivation("mu_tilde in terms of eps, and L_{t-1} as a weighted eps regression [Ho20 eqs. 9-12]")
+    x0_solved = sp.solve(sp.Eq(xt, sp.sqrt(alpha_bar) * x0 + sp.sqrt(1 - alpha_bar) * eps), x0)[0]
+    d.step("Eq. 4, x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, solved for x_0 (eq. 9)",
+           equal(x0_solved, x0_from_eps, "x_0 from eq. 4 vs eq. 9"))
+    mu = MU_TILDE.subs(x0, x0_solved)
+    d.step("Into eq. 7's mu_tilde: it collapses to eq. 10", equal(mu, mu_eps, "mu_tilde(x_t, x_0(x_t, eps)) vs eq. 10"))
+    mu_theta = mu_eps.subs(eps, eps_theta)
+    d.step("mu_theta of eq. 11: the same form with eps_theta(x_t, t) in place of eps",
+           sp.Eq(sp.Symbol("mu_theta"), mu_theta, evaluate=False))
+    term = (mu - mu_theta) ** 2 / (2 * sigma2)
+    d.step("The mean term of eq. 8 (per coordinate) is eq. 12's weight times the squared eps error",
+           equal(term, weight * (eps - eps_theta) ** 2, "||mu_tilde - mu_theta||^2 / 2 sigma^2 vs eq. 12"))
+    return d
+
+
+def check_eps_param(impl_x0=x0_from_eps, impl_mu=mu_from_eps) -> None:
+    """``impl_x0(schedule, xt, t, eps)`` is eq. 9, ``impl_mu(...)`` is eq. 11, ``schedule.eps_coef`` eq. 11's weight."""
+    symbols = [beta, alpha_bar_prev, xt, eps]
+
+    @examples(40)
+    @given(schedules(), st.data(), vectors(3), vectors(3))
+    def run(schedule, data, xt_, eps_):
+        t = data.draw(st.integers(1, schedule.T), label="t")
+        args = (float(schedule.betas[t - 1]), alpha_bar_at(schedule, t - 1))
+        x, e = torch.from_numpy(xt_)[None], torch.from_numpy(eps_)[None]
+        coef = lambda c: reference(c, symbols, *args, 0, 0)  # noqa: E731
+        # scales: |terms| of each linear form, whatever cancels between them
+        assert_close(f"x0_from_eps at t={t}", impl_x0(schedule, x, t, e)[0], reference(X0_FROM_EPS, symbols, *args, xt_, eps_),
+                     coef(1 / sp.sqrt(alpha_bar)) * (np.abs(xt_) + np.abs(eps_)))
+        assert_close(f"mu_from_eps at t={t}", impl_mu(schedule, x, t, e)[0], reference(MU_FROM_EPS, symbols, *args, xt_, eps_),
+                     coef(1 / sp.sqrt(alpha)) * np.abs(xt_) + coef(beta / sp.sqrt((1 - alpha_bar) * alpha)) * np.abs(eps_))
+        assert_close(f"eps_coef at t={t}", schedule.eps_coef[t], coef(beta / sp.sqrt(1 - alpha_bar)))
+
+    run()
+
+
+def check_bound_weights(impl=vlb_terms) -> None:
+    """``impl`` (vlb_terms) at t >= 2 grows by eq. 12's weight times ||eps - eps_theta||^2, for both sigma_t^2."""
+
+    @examples(30)
+    @given(schedules(min_T=2), st.data(), vectors(3, 1.0), vectors(3), vectors(3, 1.0), st.sampled_from(["beta", "beta_tilde"]))
+    def run(schedule, data, x0_, eps_, delta, choice):
+        t = data.draw(st.integers(2, schedule.T), label="t")
+        x, e = torch.from_numpy(x0_)[None], torch.from_numpy(eps_)[None]
+        steps = torch.tensor([t])
+        exact = impl(lambda x_t, s: e, schedule, x, steps, e, choice)  # eps_theta = eps: only C is left
+        off = impl(lambda x_t, s: e - torch.from_numpy(delta)[None], schedule, x, steps, e, choice)
+        s2 = {"beta": beta, "beta_tilde": BETA_TILDE}[choice]
+        args = (float(schedule.betas[t - 1]), alpha_bar_at(schedule, t - 1))
+        want = reference(WEIGHT.subs(sigma2, s2), [beta, alpha_bar_prev], *args) * float((delta**2).sum())
+        # each coordinate's KL adds log(sigma^2 / beta_tilde), beta_tilde / sigma^2 and 1 before the mean
+        # term, so rounding is relative to their size even where they cancel (sigma^2 = beta_tilde)
+        ratio = float(reference(BETA_TILDE / s2, [beta, alpha_bar_prev], *args))
+        assert_close(f"eq. 12 weight at t={t}, sigma^2 = {choice}", off - exact, want, 3 * (abs(np.log(ratio)) + ratio + 1) + want)
+
+    run()
+
+
+def test_eq12_derivation():
+    derivation()
+
+
+def test_eq12_binds_eps_parameterisation():
+    check_eps_param()
+
+
+def test_eq12_binds_bound_weights():
+    check_bound_weights()
+
+
+if __name__ == "__main__":
+    print(derivation())
