@@ -1,0 +1,3 @@
+# Hangs as it is imported.
+while True:
+    pass

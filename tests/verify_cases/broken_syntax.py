@@ -1,0 +1,6 @@
+# Not Python: a missing colon.
+import torch.nn as nn
+
+
+class DDPM(nn.Module)
+    pass
