@@ -1,0 +1,63 @@
+"""The expected L_simple of the exact eps* equals its closed form for Gaussian data [Ho20 alg. 1, eq. 14].
+
+For x_0 ~ N(m, diag(s_d^2)) and x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eps and x_t
+are jointly Gaussian, so eps*(x_t) = E[eps | x_t] and the residual variance is, per coordinate,
+1 - (1 - alpha_bar_t) / (alpha_bar_t s_d^2 + 1 - alpha_bar_t) = alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t).
+Algorithm 1 draws t uniformly from 1..T, so E[L_simple(eps*)] = (1/T) sum_t sum_d alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t).
+Monte Carlo: ``ddpm.losses.l_simple`` with ``ddpm.oracles.OptimalEps`` over Algorithm 1's draws.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ddpm.losses import l_simple
+from ddpm.oracles import GaussianMixture, OptimalEps
+from ddpm.schedule import Schedule, linear_schedule
+from ddpm.stats import check_mc, mean_stderr
+
+MEAN = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+STD = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+DATA = GaussianMixture(torch.ones(1, dtype=torch.float64), MEAN[None], torch.diag(STD**2)[None])
+N = 50000
+
+
+def expected_l_simple(schedule: Schedule, std: torch.Tensor = STD) -> float:
+    """(1/T) sum_t sum_d alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t), the loss of eps* [Ho20 eq. 14]."""
+    ab, omab = schedule.alpha_bar[1:, None], schedule.one_minus_alpha_bar[1:, None]
+    return float((ab * std**2 / (ab * std**2 + omab)).sum(1).mean())
+
+
+def check_expected_l_simple(n: int, generator: torch.Generator, *, eps_model=None, schedule: Schedule | None = None):
+    """Algorithm 1's loss of eps*, averaged over n draws of (x_0, t, eps), against ``expected_l_simple``."""
+    schedule = linear_schedule(1000) if schedule is None else schedule
+    eps_model = OptimalEps(DATA, schedule) if eps_model is None else eps_model
+    x0 = DATA.sample(n, generator)  # line 2
+    t = torch.randint(1, schedule.T + 1, (n,), generator=generator)  # line 3
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)  # line 4
+    values = l_simple(eps_model, schedule, x0, t, eps)  # line 5
+    return check_mc("E[L_simple(eps*)] vs its closed form", *mean_stderr(values), expected_l_simple(schedule), n)
+
+
+def test_alg1_expected_l_simple_of_eps_star(gen):
+    check_expected_l_simple(N, gen)
+
+
+@pytest.mark.slow
+def test_alg1_expected_l_simple_of_eps_star_large_n(gen):
+    check_expected_l_simple(20 * N, gen)
+
+
+# At n = 5e4 the planted eps* sit at z ~ 170 (alpha for alpha_bar) and z ~ 28 (missing square root), > 3k = 14.7.
+@pytest.mark.parametrize("planted", ["alpha_for_alpha_bar", "missing_sqrt"])
+def test_alg1_expected_l_simple_rejects_planted(planted, gen):
+    s = linear_schedule(1000)
+    if planted == "alpha_for_alpha_bar":
+        wrong = SimpleNamespace(alpha_bar=s.alpha, one_minus_alpha_bar=s.beta)
+    else:  # the signal scale alpha_bar_t where sqrt(alpha_bar_t) belongs
+        wrong = SimpleNamespace(alpha_bar=s.alpha_bar**2, one_minus_alpha_bar=s.one_minus_alpha_bar)
+    with pytest.raises(AssertionError):
+        check_expected_l_simple(N, gen, eps_model=OptimalEps(DATA, wrong), schedule=s)

@@ -1,0 +1,188 @@
+"""Algorithm 2 is right independently of any training: fed a known eps, it draws the known law [Ho20 alg. 2].
+
+1. With the exact eps* of a known 2D Gaussian mixture (``ddpm.oracles.OptimalEps``) in place of the
+   network, Algorithm 2 with sigma_t^2 = beta_t or beta_tilde_t reproduces the mixture: its means,
+   second moments and the probabilities of the half-planes between components (the component
+   weights), held to their exact values (``specs._mc``).
+2. With a linear eps_theta(x, t) = A_t x + b_t, line 4 is an affine map plus Gaussian noise, so x_0
+   is Gaussian; its mean and covariance follow in closed form through the recursion
+   mean <- M_t mean + c_t, cov <- M_t cov M_t^T + sigma_t^2 I, with M_t = (I - k_t A_t) / sqrt(alpha_t),
+   c_t = -k_t b_t / sqrt(alpha_t), k_t = beta_t / sqrt(1 - alpha_bar_t), written here from the
+   paper (not from ``ddpm``), and the samples match them.
+3. The error shrinks as T grows, shown without Monte Carlo: for Gaussian data N(m, C), eps* is linear,
+   so (2) gives the exact law of the samples, and its KL to N(m, C) falls as T goes 50 -> 500 -> 5000.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import Tensor
+
+import ddpm.sampler
+from ddpm.oracles import GaussianMixture, OptimalEps
+from ddpm.sampler import sample
+from ddpm.schedule import Schedule, at, linear_schedule
+from specs._mc import check_matches_mixture
+
+MIXTURE = GaussianMixture.isotropic([0.5, 0.3, 0.2], [[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]], [0.5, 0.3, 0.4])
+# A short schedule with a large beta_1, so that every step of the recursion (the last one included)
+# moves the law by far more than the sampling error.
+SHORT = Schedule(torch.linspace(0.2, 0.5, 5, dtype=torch.float64))
+N_MIXTURE = 4000  # n * T = 4e6 oracle evaluations: about 3 s a run on one core
+N_LINEAR = 100000  # cheap (T = 5); the weakest planted deviation, noise at t = 1, sits at z > 25 > 3k
+
+
+class LinearEps:
+    """eps_theta(x, t) = A_t x + b_t, with A of shape (T + 1, D, D) and b of shape (T + 1, D), indexed by t."""
+
+    def __init__(self, A: Tensor, b: Tensor):
+        self.A, self.b = A, b
+
+    def __call__(self, xt: Tensor, t: Tensor) -> Tensor:
+        return (self.A[t].to(xt) @ xt[:, :, None])[:, :, 0] + self.b[t].to(xt)
+
+    @classmethod
+    def arbitrary(cls, T: int, D: int = 2) -> LinearEps:
+        """Fixed, unremarkable A_t and b_t: eps_theta need not be optimal for the recursion to hold."""
+        g = torch.Generator().manual_seed(20200619)
+        A = 0.5 * torch.eye(D, dtype=torch.float64) + 0.3 * torch.randn(T + 1, D, D, generator=g, dtype=torch.float64)
+        return cls(A, 0.5 * torch.randn(T + 1, D, generator=g, dtype=torch.float64))
+
+    @classmethod
+    def optimal_for_gaussian(cls, schedule: Schedule, m: Tensor, C: Tensor) -> LinearEps:
+        """eps*(x_t) = sqrt(1 - alpha_bar) (alpha_bar C + (1 - alpha_bar) I)^-1 (x_t - sqrt(alpha_bar) m) for x_0 ~ N(m, C) [6.S183 Q1b]."""
+        ab, omab = schedule.alpha_bar[:, None, None], schedule.one_minus_alpha_bar[:, None, None]
+        A = omab.sqrt() * torch.linalg.inv(ab * C + omab * torch.eye(C.shape[0], dtype=torch.float64))
+        return cls(A, -(A @ m) * ab[:, :, 0].sqrt())
+
+
+def affine_recursion(eps_model: LinearEps, schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
+    """The exact mean and covariance of Algorithm 2's x_0 for a linear eps_theta, in float64 [Ho20 alg. 2]."""
+    D = eps_model.A.shape[-1]
+    eye = torch.eye(D, dtype=torch.float64)
+    mean, cov = torch.zeros(D, dtype=torch.float64), eye.clone()  # line 1: x_T ~ N(0, I)
+    for t in range(schedule.T, 0, -1):
+        k = schedule.beta[t] / schedule.one_minus_alpha_bar[t].sqrt()
+        M = (eye - k * eps_model.A[t]) / schedule.alpha[t].sqrt()
+        mean = M @ mean - k * eps_model.b[t] / schedule.alpha[t].sqrt()
+        cov = M @ cov @ M.T
+        if t > 1:  # line 3: no noise at t = 1
+            cov = cov + (schedule.beta[t] if sigma2 == "beta" else schedule.beta_tilde[t]) * eye
+    return mean, cov
+
+
+def gaussian(mean: Tensor, cov: Tensor) -> GaussianMixture:
+    """N(mean, cov) as a one-component mixture."""
+    return GaussianMixture(torch.ones(1, dtype=torch.float64), mean[None], cov[None])
+
+
+def gaussian_kl(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) -> float:
+    """KL(N(mean1, cov1) || N(mean2, cov2)) in nats, for full covariances."""
+    inv2 = torch.linalg.inv(cov2)
+    d = mean2 - mean1
+    return float(0.5 * (torch.trace(inv2 @ cov1) + d @ inv2 @ d - mean1.numel()
+                        + torch.logdet(cov2) - torch.logdet(cov1)))
+
+
+def check_reproduces_mixture(sigma2: str, n: int, generator: torch.Generator, *, eps_model=None, sampler=sample):
+    """Algorithm 2 with eps* of ``MIXTURE`` (linear schedule, T = 1000) draws ``MIXTURE``."""
+    schedule = linear_schedule(1000)
+    eps_model = OptimalEps(MIXTURE, schedule) if eps_model is None else eps_model
+    x = sampler(eps_model, schedule, (n, 2), sigma2=sigma2, generator=generator, dtype=torch.float64)
+    return check_matches_mixture(f"Algorithm 2 with eps* (sigma^2 = {sigma2}) vs the mixture", x, MIXTURE)
+
+
+def check_linear_eps_recursion(sigma2: str, n: int, generator: torch.Generator, *, sampler=sample):
+    """Algorithm 2 with an arbitrary linear eps_theta draws N(mean, cov) of ``affine_recursion``."""
+    eps_model = LinearEps.arbitrary(SHORT.T)
+    x = sampler(eps_model, SHORT, (n, 2), sigma2=sigma2, generator=generator, dtype=torch.float64)
+    law = gaussian(*affine_recursion(eps_model, SHORT, sigma2))
+    return check_matches_mixture(f"Algorithm 2 with a linear eps_theta (sigma^2 = {sigma2})", x, law, planes=[])
+
+
+def sampling_kl(T: int, sigma2: str, optimal=LinearEps.optimal_for_gaussian) -> float:
+    """KL(law of Algorithm 2's x_0 || N(m, C)) with the exact eps* of N(m, C), for the linear schedule rescaled to T steps."""
+    m = torch.tensor([1.5, -0.5], dtype=torch.float64)
+    C = torch.tensor([[0.09, 0.03], [0.03, 0.25]], dtype=torch.float64)
+    schedule = linear_schedule(T, 1e-4 * 1000 / T, 0.02 * 1000 / T)
+    return gaussian_kl(*affine_recursion(optimal(schedule, m, C), schedule, sigma2), m, C)
+
+
+def check_error_shrinks(sigma2: str, optimal=LinearEps.optimal_for_gaussian) -> list[float]:
+    """The exact KL of the samples to the data falls at least tenfold with each tenfold T (deterministic)."""
+    kls = [sampling_kl(T, sigma2, optimal) for T in (50, 500, 5000)]
+    if not all(b < a / 10 for a, b in zip(kls, kls[1:])):
+        raise AssertionError(f"KL(samples || data) for T = 50, 500, 5000 ({sigma2}): {kls} does not shrink tenfold a step")
+    return kls
+
+
+# --- the checks, under every --seed, and their power against planted deviations -----------------------
+
+
+
+@pytest.mark.parametrize("sigma2", ["beta", "beta_tilde"])
+def test_alg2_reproduces_mixture(sigma2, gen):
+    check_reproduces_mixture(sigma2, N_MIXTURE, gen)
+
+
+def test_alg2_reproduces_mixture_rejects_planted_alpha_for_alpha_bar(gen):
+    # eps* evaluated as if x_t = sqrt(alpha_t) x_0 + sqrt(beta_t) eps: z ~ 50 at n = 4000, >> 3k = 16
+    schedule = linear_schedule(1000)
+    wrong = OptimalEps(MIXTURE, SimpleNamespace(alpha_bar=schedule.alpha, one_minus_alpha_bar=schedule.beta))
+    with pytest.raises(AssertionError):
+        check_reproduces_mixture("beta", N_MIXTURE, gen, eps_model=wrong)
+
+
+@pytest.mark.parametrize("sigma2", ["beta", "beta_tilde"])
+def test_alg2_linear_eps_matches_recursion(sigma2, gen):
+    check_linear_eps_recursion(sigma2, N_LINEAR, gen)
+
+
+def _mu_with_alpha_bar(schedule, xt, t, eps):
+    """Planted: line 4 divided by sqrt(alpha_bar_t) where sqrt(alpha_t) belongs."""
+    return (xt - at(schedule.eps_coef, t, xt) * eps) / at(schedule.alpha_bar.sqrt(), t, xt)
+
+
+def _sigma_without_sqrt(schedule, sigma2="beta"):
+    """Planted: sigma_t = beta_t, a missing square root."""
+    return _REVERSE_VARIANCE(schedule, sigma2) ** 2
+
+
+_REVERSE_VARIANCE = ddpm.sampler.reverse_variance
+
+
+def _noise_at_last_step(eps_model, schedule, shape, *, sigma2, generator, dtype):
+    """Planted: z drawn at t = 1 as well."""
+    x = sample(eps_model, schedule, shape, sigma2=sigma2, generator=generator, dtype=dtype)
+    return x + schedule.beta[1].sqrt() * torch.randn(shape, generator=generator, dtype=dtype)
+
+
+# z at n = 1e5: mean coefficient ~200, missing square root ~140, noise at t = 1 ~27; 3k = 15.6
+@pytest.mark.parametrize("planted", ["alpha_bar_in_line_4", "sigma_without_sqrt", "noise_at_last_step"])
+@pytest.mark.parametrize("sigma2", ["beta", "beta_tilde"])
+def test_alg2_linear_eps_rejects_planted(planted, sigma2, gen, monkeypatch):
+    sampler = sample
+    if planted == "alpha_bar_in_line_4":
+        monkeypatch.setattr(ddpm.sampler, "mu_from_eps", _mu_with_alpha_bar)
+    elif planted == "sigma_without_sqrt":
+        monkeypatch.setattr(ddpm.sampler, "reverse_variance", _sigma_without_sqrt)
+    else:
+        sampler = _noise_at_last_step
+    with pytest.raises(AssertionError):
+        check_linear_eps_recursion(sigma2, N_LINEAR, gen, sampler=sampler)
+
+
+@pytest.mark.parametrize("sigma2", ["beta", "beta_tilde"])
+def test_alg2_error_shrinks_with_T(sigma2):
+    check_error_shrinks(sigma2)
+
+
+def test_alg2_error_shrinks_rejects_planted_alpha_for_alpha_bar():
+    def wrong(schedule, m, C):  # eps* of N(m, C) with alpha_t where alpha_bar_t belongs: the KL grows with T
+        return LinearEps.optimal_for_gaussian(SimpleNamespace(alpha_bar=schedule.alpha, one_minus_alpha_bar=schedule.beta), m, C)
+
+    with pytest.raises(AssertionError):
+        check_error_shrinks("beta", wrong)

@@ -1,0 +1,136 @@
+"""eps* is E[eps | x_sigma] and minimises loss (1), by the predicted margins [6.S183 Q1b].
+
+For x_sigma = x_0 + sigma eps with x_0 from a 2D Gaussian mixture, and for a finite data set (point masses):
+
+1. The closed form ``GaussianMixture.eps_star`` matches a Monte Carlo estimate of E[eps | x_sigma = x]
+   at fixed points x and several sigma. The estimate is self-normalised importance sampling from the
+   prior: with x_0^(i) ~ p_0 and w_i = exp(-||x - x_0^(i)||^2 / 2 sigma^2) (Bayes' rule),
+   E[eps | x] ~ sum w_i (x - x_0^(i)) / sigma / sum w_i, with the delta-method standard error
+   sqrt(sum w_i^2 (f_i - R)^2) / sum w_i. The points sit where the effective sample size is in the
+   thousands, so the ratio's normal approximation holds at the 1e-6 level up to a small skew.
+2. Loss (1) at eps* equals its predicted minimum E[tr Cov(eps | x_sigma)], with
+   tr Cov(eps | x) = (sum_k pi_k(x) (D c_k sigma^2 / (c_k + sigma^2) + ||mu_k(x)||^2) - ||sum_k pi_k(x) mu_k(x)||^2) / sigma^2
+   (the law of total variance over the components; pi_k, mu_k the component posterior weights and
+   means), integrated over p_sigma on a grid (trapezoid rule, exact to ~1e-12 for these Gaussians);
+   and eps* + delta h raises the loss by exactly delta^2 E||h||^2: delta^2 ||u||^2 for h = u
+   constant and delta^2 (E||x_0||^2 + D sigma^2) for h(x) = x (paired differences, one sample).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+
+from ddpm.oracles import GaussianMixture
+from ddpm.stats import check_mc, mean_stderr
+
+MIXTURE = GaussianMixture.isotropic([0.4, 0.6], [[-1.5, 0.5], [1.0, -0.5]], [0.4, 0.6])
+DATASET = GaussianMixture.finite(torch.tensor([[-1.0, -1.0], [1.0, 0.0], [0.0, 1.5], [2.0, 2.0]]))
+POINTS = torch.tensor([[-1.5, 0.5], [1.0, -0.5], [0.0, 0.0], [-0.5, 1.0], [1.5, 0.5], [0.5, -1.5]], dtype=torch.float64)
+SIGMAS = (0.5, 1.0, 2.0)
+DELTA, U = 0.1, torch.tensor([1.0, -2.0], dtype=torch.float64)
+N = 40000
+
+
+def conditional_eps_mc(mixture: GaussianMixture, x: Tensor, sigma: float, x0: Tensor) -> tuple[Tensor, Tensor]:
+    """E[eps | x_0 + sigma eps = x] by importance sampling from draws x0 of p_0, and its standard error."""
+    log_w = -((x[:, None, :] - x0[None]) ** 2).sum(-1) / (2 * sigma**2)  # (P, n)
+    w = torch.exp(log_w - log_w.max(1, keepdim=True).values)
+    f = (x[:, None, :] - x0[None]) / sigma  # (P, n, D)
+    ratio = (w[..., None] * f).sum(1) / w.sum(1, keepdim=True)
+    stderr = ((w[..., None] ** 2) * (f - ratio[:, None]) ** 2).sum(1).sqrt() / w.sum(1, keepdim=True)
+    return ratio, stderr
+
+
+def check_eps_star_is_conditional_mean(mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None):
+    """``eps_star(x, 1, sigma)`` (default the oracle's) against importance sampling at ``POINTS`` x ``SIGMAS``."""
+    eps_star = mixture.eps_star if eps_star is None else eps_star
+    x0 = mixture.sample(n, generator)
+    estimates, stderrs, expected = [], [], []
+    for sigma in SIGMAS:
+        ratio, stderr = conditional_eps_mc(mixture, POINTS, sigma, x0)
+        estimates.append(ratio), stderrs.append(stderr), expected.append(eps_star(POINTS, 1.0, sigma))
+    return check_mc("E[eps | x_sigma] by importance sampling vs eps*", torch.stack(estimates),
+                    torch.stack(stderrs), torch.stack(expected), n)
+
+
+def trace_posterior_cov_eps(mixture: GaussianMixture, x: Tensor, sigma: float) -> Tensor:
+    """tr Cov(eps | x_0 + sigma eps = x) for isotropic components (point masses allowed)."""
+    c, m, D = mixture.covs, mixture.means, mixture.dim
+    var = c + sigma**2  # (K,)
+    log_pi = torch.log(mixture.weights) - ((x[:, None] - m) ** 2).sum(-1) / (2 * var) - D / 2 * torch.log(2 * math.pi * var)
+    pi = torch.softmax(log_pi, 1)  # (B, K)
+    mu = m + (c / var)[:, None] * (x[:, None] - m)  # (B, K, D)
+    second = (pi * (D * c * sigma**2 / var + (mu**2).sum(-1))).sum(1)
+    return (second - ((pi[..., None] * mu).sum(1) ** 2).sum(-1)) / sigma**2
+
+
+def expected_over_p_sigma(mixture: GaussianMixture, sigma: float, f, points: int = 401) -> float:
+    """E[f(x_sigma)] by the trapezoid rule on a grid covering p_sigma to 8 standard deviations."""
+    sd = math.sqrt(float(mixture.covs.max()) + sigma**2)
+    lo, hi = float(mixture.means.min()) - 8 * sd, float(mixture.means.max()) + 8 * sd
+    g = torch.linspace(lo, hi, points, dtype=torch.float64)
+    grid = torch.cartesian_prod(g, g)
+    weight = torch.exp(mixture.log_prob(grid, 1.0, sigma)) * (g[1] - g[0]) ** 2
+    if abs(float(weight.sum()) - 1) > 1e-9:
+        raise AssertionError(f"the quadrature grid misses mass: {float(weight.sum())}")
+    return float((weight * f(grid)).sum())
+
+
+def check_loss_minimum(mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None):
+    """Loss (1) at eps* and at eps* + delta h against the predicted minimum and margins, at each sigma."""
+    eps_star = mixture.eps_star if eps_star is None else eps_star
+    second_moment_x0 = float(mixture.weights @ ((mixture.means**2).sum(1) + mixture.dim * mixture.covs))
+    estimates, stderrs, expected = [], [], []
+    for sigma in SIGMAS:
+        x0 = mixture.sample(n, generator)
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        x = x0 + sigma * eps
+        best = eps_star(x, 1.0, sigma)
+        loss = ((best - eps) ** 2).sum(1)
+        raise_const = ((best + DELTA * U - eps) ** 2).sum(1) - loss
+        raise_linear = ((best + DELTA * x - eps) ** 2).sum(1) - loss
+        for values, value in [
+            (loss, expected_over_p_sigma(mixture, sigma, lambda y, s=sigma: trace_posterior_cov_eps(mixture, y, s))),
+            (raise_const, DELTA**2 * float(U @ U)),
+            (raise_linear, DELTA**2 * (second_moment_x0 + mixture.dim * sigma**2)),
+        ]:
+            est, se = mean_stderr(values)
+            estimates.append(est), stderrs.append(se), expected.append(value)
+    return check_mc("loss (1) at eps* and its raise by perturbations vs the predicted values",
+                    torch.stack(estimates), torch.stack(stderrs), torch.tensor(expected, dtype=torch.float64), n)
+
+
+LAWS = pytest.mark.parametrize("mixture", [MIXTURE, DATASET], ids=["mixture", "dataset"])
+
+
+def _eps_star_sigma_squared(mixture):
+    """Planted: eps* with sigma^2 where sigma belongs."""
+    return lambda x, a, s: mixture.eps_star(x, a, s**2)
+
+
+@LAWS
+def test_q1b_eps_star_is_conditional_mean(mixture, gen):
+    check_eps_star_is_conditional_mean(mixture, N, gen)
+
+
+@LAWS
+def test_q1b_eps_star_rejects_planted_sigma_squared(mixture, gen):
+    # z > 100 >> 3k = 17 at n = 4e4, at the points where sigma^2 and sigma differ most (sigma = 0.5 and 2)
+    with pytest.raises(AssertionError):
+        check_eps_star_is_conditional_mean(mixture, N, gen, eps_star=_eps_star_sigma_squared(mixture))
+
+
+@LAWS
+def test_q1b_loss_minimum_and_margins(mixture, gen):
+    check_loss_minimum(mixture, N, gen)
+
+
+@LAWS
+def test_q1b_loss_minimum_rejects_planted_sigma_squared(mixture, gen):
+    # z > 150 at n = 4e4
+    with pytest.raises(AssertionError):
+        check_loss_minimum(mixture, N, gen, eps_star=_eps_star_sigma_squared(mixture))

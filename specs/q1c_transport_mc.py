@@ -1,0 +1,112 @@
+"""p_t and v = E[sigma'(t) eps | x_t] solve the transport equation, and the flow of v carries p_1 to p_0 [6.S183 Q1c].
+
+1. The residual d/dt p_t(x) + div(v p_t)(x), every derivative by autograd in float64 (sigma'(t)
+   included), at random (x, t) for a 2D Gaussian mixture and two choices of sigma(t): DDPM's
+   sqrt((1 - alpha_bar(t)) / alpha_bar(t)), with the continuous-time limit of the linear schedule
+   log alpha_bar(t) = -(b_0 t + (b_1 - b_0) t^2 / 2), b_0 = 0.1, b_1 = 20 (beta_1 = 1e-4, beta_T = 0.02,
+   T = 1000), and sigma(t) = t. It vanishes to round-off relative to the size of its terms
+   (|d/dt p_t| + sum_j |d/dx_j (v_j p_t)|): below 1e-10, where float64 leaves ~1e-14; a wrong v
+   (without sigma'(t), or with its sign flipped) leaves a residual of order 1 in those units.
+2. Integrating dx/dt = v(x, t) backwards from t = 1 to 0 (RK4, 100 steps, error ~1e-8, far below the
+   sampling error) maps draws of p_1 to draws of p_0, held to p_0's moments and half-plane
+   probabilities (``specs._mc``). The path x_0 + sigma eps is the same for any sigma(t) up to
+   reparametrisation of time, so sigma(t) = t suffices here.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+from ddpm.oracles import GaussianMixture, transport_velocity
+from specs._mc import check_matches_mixture
+
+MIXTURE = GaussianMixture.isotropic([0.3, 0.7], [[-1.5, 1.0], [1.5, -0.5]], [0.4, 0.7])
+RTOL = 1e-10
+N = 10000
+
+
+def sigma_ddpm(t: Tensor) -> Tensor:
+    """sqrt((1 - alpha_bar(t)) / alpha_bar(t)) for the continuous linear schedule [Ho20 §4]."""
+    return torch.expm1(0.1 * t + (20 - 0.1) * t**2 / 2).sqrt()
+
+
+def sigma_linear(t: Tensor) -> Tensor:
+    """sigma(t) = t."""
+    return t
+
+
+def relative_residual(sigma, generator: torch.Generator, points: int = 64, velocity=transport_velocity) -> Tensor:
+    """|d/dt p_t + div(v p_t)| / (|d/dt p_t| + sum_j |d/dx_j (v_j p_t)|) at random (x, t), by autograd in float64."""
+    x = (3 * torch.randn(points, 2, generator=generator, dtype=torch.float64)).requires_grad_()
+    t = (0.05 + 0.95 * torch.rand(points, generator=generator, dtype=torch.float64)).requires_grad_()
+    s = sigma(t)
+    ds = torch.autograd.grad(s.sum(), t, create_graph=True)[0]
+    p = torch.exp(MIXTURE.log_prob(x, 1.0, s))
+    dp_dt = torch.autograd.grad(p.sum(), t, retain_graph=True)[0]
+    flux = velocity(MIXTURE, x, s, ds) * p[:, None]
+    div_terms = torch.stack([torch.autograd.grad(flux[:, j].sum(), x, retain_graph=True)[0][:, j] for j in range(2)], 1)
+    return ((dp_dt + div_terms.sum(1)).abs() / (dp_dt.abs() + div_terms.abs().sum(1))).detach()
+
+
+def check_transport_equation(sigma, generator: torch.Generator, velocity=transport_velocity) -> None:
+    """The transport residual stays below ``RTOL`` of its terms (deterministic given the points)."""
+    worst = float(relative_residual(sigma, generator, velocity=velocity).max())
+    if not worst <= RTOL:
+        raise AssertionError(f"transport residual {worst:.3g} of its terms > {RTOL:g} for sigma = {sigma.__name__}")
+
+
+def _without_dsigma(mixture, x, sigma, dsigma):
+    """Planted: v = E[eps | x_t], sigma'(t) left out."""
+    return transport_velocity(mixture, x, sigma, 1.0)
+
+
+def _flipped(mixture, x, sigma, dsigma):
+    """Planted: v with its sign flipped."""
+    return -transport_velocity(mixture, x, sigma, dsigma)
+
+
+def flow_to_data(x1: Tensor, velocity=transport_velocity, steps: int = 100) -> Tensor:
+    """Integrate dx/dt = v(x, t) for sigma(t) = t from t = 1 to t = 0 by RK4."""
+    v = lambda x, t: velocity(MIXTURE, x, t, 1.0)  # noqa: E731
+    x, h = x1, -1.0 / steps
+    for i in range(steps):
+        t = 1.0 + i * h
+        k1 = v(x, t)
+        k2 = v(x + h / 2 * k1, t + h / 2)
+        k3 = v(x + h / 2 * k2, t + h / 2)
+        k4 = v(x + h * k3, max(t + h, 0.0))
+        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return x
+
+
+def check_flow_carries_p1_to_p0(n: int, generator: torch.Generator, velocity=transport_velocity):
+    """Draws of p_1 (sigma(1) = 1) flowed back to t = 0 follow p_0 = ``MIXTURE``."""
+    x1 = MIXTURE.sample(n, generator) + torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    return check_matches_mixture("the flow of v from p_1, at t = 0, vs p_0", flow_to_data(x1, velocity), MIXTURE)
+
+
+SIGMAS = pytest.mark.parametrize("sigma", [sigma_ddpm, sigma_linear], ids=["ddpm", "t"])
+
+
+@SIGMAS
+def test_q1c_transport_residual_vanishes(sigma, gen):
+    check_transport_equation(sigma, gen)
+
+
+@pytest.mark.parametrize("sigma, velocity", [(sigma_ddpm, _without_dsigma), (sigma_ddpm, _flipped), (sigma_linear, _flipped)],
+                         ids=["ddpm-without_dsigma", "ddpm-flipped", "t-flipped"])
+def test_q1c_transport_residual_rejects_planted(sigma, velocity, gen):
+    with pytest.raises(AssertionError):
+        check_transport_equation(sigma, gen, velocity)
+
+
+def test_q1c_flow_carries_p1_to_p0(gen):
+    check_flow_carries_p1_to_p0(N, gen)
+
+
+def test_q1c_flow_rejects_planted_flipped_sign(gen):
+    # the flipped flow spreads p_1 further instead of contracting it: z ~ 55 at n = 1e4, >> 3k = 16
+    with pytest.raises(AssertionError):
+        check_flow_carries_p1_to_p0(N, gen, _flipped)
