@@ -22,7 +22,8 @@ class Progress:
         self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.interval = 0.1 if self.tty else log_every
         self.postfix: dict[str, object] = {}
-        self._t0 = self._last = time.monotonic()
+        self._t0 = time.monotonic()
+        self._last = -float("inf")  # draw on the first update
         self._n0 = start
 
     def update(self, n: int = 1, **postfix: object) -> None:
