@@ -1,0 +1,164 @@
+"""Run the benchmarks, ours beside the peer, and write DIR/summary.json, DIR/report.md and DIR/speedup.png.
+
+    python benchmarks/report.py [--quick] [--device cpu|cuda|all] [--only SUBSTRING] [--threads N] --out DIR
+
+Each row of summary.json has ``workload``, ``device``, ``ours_s``, ``peer``, ``peer_s`` and ``speedup``
+(peer_s / ours_s, both medians of interleaved rounds), plus the rounds' times and the workload's
+extra figures (capture time, launch floor, FLOPs). Before a workload is timed, the first results
+of the two sides are compared: a peer that does not compute the same thing is an error, not a row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
+
+from benchmarks.timing import compare  # noqa: E402
+from benchmarks.workloads import Workload, workloads  # noqa: E402
+
+
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |a|: how far the peer's first result is from ours, relative to its size."""
+    a, b = a.detach().float(), b.detach().float()
+    return float((a - b).abs().max() / a.abs().max())
+
+
+def run(workload: Workload, peer_name: str) -> dict:
+    """Time one workload and return its row."""
+    pair = workload.build()
+    result = compare(pair.ours, pair.peer, workload.device, rounds=workload.rounds, warmup=workload.warmup)
+    diff = relative_difference(result.first_ours, result.first_peer)
+    if not diff <= pair.rtol:
+        raise AssertionError(f"{workload.name}: ours and the peer disagree: relative difference {diff:.3g} > {pair.rtol:g}")
+    row = {
+        "workload": workload.name, "device": device_name(workload.device), "ours_s": result.ours_s,
+        "peer": peer_name, "peer_s": result.peer_s, "speedup": result.speedup, "kind": workload.kind,
+        "target": workload.target, "rounds": workload.rounds, "ours_times": result.ours, "peer_times": result.peer,
+        "relative_difference": diff, **pair.details(),
+    }
+    if row.get("flops"):
+        row["ours_flops_per_s"] = row["flops"] / row["ours_s"]
+        if row.get("peak_bf16_flops"):
+            row["fraction_of_bf16_peak"] = row["ours_flops_per_s"] / row["peak_bf16_flops"]
+    if row.get("launch_floor_s"):
+        row["ours_over_launch_floor"] = row["ours_s"] / row["launch_floor_s"]
+    return row
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import diffusers
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = f"{names[0]} x {len(names)}" if names else cpu
+    return {"cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def verdict(row: dict) -> str:
+    checks = []
+    if row.get("target") is not None:
+        checks.append(f"speedup >= {row['target']:g}: {'yes' if row['speedup'] >= row['target'] else 'NO'}")
+    if row.get("ours_over_launch_floor") is not None:
+        ok = row["ours_over_launch_floor"] <= 2
+        checks.append(f"{row['ours_over_launch_floor']:.2f} x launch floor ({row['launch_floor_s']:.4g} s): {'yes' if ok else 'NO'}")
+    if row.get("fraction_of_bf16_peak") is not None:
+        ok = row["fraction_of_bf16_peak"] >= 0.10
+        checks.append(f"{100 * row['fraction_of_bf16_peak']:.1f}% of bf16 peak: {'yes' if ok else 'NO'}")
+    elif row.get("ours_flops_per_s"):
+        checks.append(f"{row['ours_flops_per_s'] / 1e9:.1f} GFLOP/s")
+    if row.get("ours_setup_s"):
+        checks.append(f"graph capture {row['ours_setup_s']:.3g} s (not in ours_s)")
+    return "; ".join(checks)
+
+
+def write_report(rows: list[dict], info: dict, out: Path, quick: bool) -> None:
+    lines = [
+        "# ddpm benchmarks: ours beside diffusers' DDPMScheduler loop", "",
+        f"- machine: {info['cpu']}; GPU: {info['gpu'] or 'none'}",
+        f"- python {info['python']}, torch {info['torch']}, diffusers {info['diffusers']}, torch threads {info['threads']}",
+        f"- mode: {'--quick' if quick else 'full'}; times are medians of interleaved rounds, in seconds",
+        "", "| workload | device | ours (s) | peer (s) | speedup | rounds | checks |", "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['workload']} | {r['device']} | {r['ours_s']:.4g} | {r['peer_s']:.4g} | "
+                     f"{r['speedup']:.2f}x | {r['rounds']} | {verdict(r)} |")
+    lines += ["", "speedup = peer_s / ours_s; the peer is the same network and weights driven by diffusers' "
+              "`DDPMScheduler` (documented loop for sampling; add_noise, MSE, backward, Adam for training).", "",
+              "![speedup](speedup.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    plot(rows, out / "speedup.png")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['workload']} [{r['device'].split()[0]}]" for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    ax.barh(labels, [r["speedup"] for r in rows], color=["tab:blue" if r["kind"] == "sample" else "tab:orange" for r in rows])
+    for i, r in enumerate(rows):
+        if r.get("target") is not None:
+            ax.plot([r["target"]] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
+    ax.axvline(1.0, color="grey", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("speedup over diffusers' loop (peer_s / ours_s); black ticks: targets")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and a shorter U-Net chain on CPU")
+    parser.add_argument("--out", type=Path, required=True, help="folder for summary.json, report.md, speedup.png")
+    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
+                        help="cpu, cuda, or all (CPU always, and CUDA where one is present)")
+    parser.add_argument("--only", default=None, help="run only the workloads whose name contains this")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch's CPU threads for both sides (default: torch's own choice, one a core)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
+    if args.device == "cuda" or (args.device == "all" and torch.cuda.is_available()):
+        devices.append(torch.device("cuda"))
+    info = machine()
+    peer_name = f"diffusers {info['diffusers']} DDPMScheduler loop"
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for device in devices:
+        for workload in workloads(device, quick=args.quick):
+            if args.only and args.only not in workload.name:
+                continue
+            rows.append(run(workload, peer_name))
+            r = rows[-1]
+            print(f"{r['workload']:<28} {r['device']:<22} ours {r['ours_s']:.4g} s  peer {r['peer_s']:.4g} s  "
+                  f"speedup {r['speedup']:.2f}x  {verdict(r)}", flush=True)
+            (args.out / "summary.json").write_text(json.dumps(rows, indent=2))
+    write_report(rows, info, args.out, args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
