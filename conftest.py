@@ -27,6 +27,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--seed", type=int, default=0,
         help="reseed every statistical check (default 0); rerun under many seeds to measure false alarms",
     )
+    parser.addoption(
+        "--seeded-only", action="store_true",
+        help="run only the tests that take the suite seed (the others give the same result under every seed)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--seeded-only"):
+        return
+    seeded = [item for item in items if {"seed", "gen"} & set(getattr(item, "fixturenames", ()))]
+    config.hook.pytest_deselected(items=[item for item in items if item not in seeded])
+    items[:] = seeded
 
 
 @pytest.fixture

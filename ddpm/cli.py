@@ -134,16 +134,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     out = args.out or Path("runs") / args.data
     ckpt_path = out / "checkpoint.pt"
-    print(f"training {config.network} on {config.data} for {config.steps} steps on {args.device}; "
-          f"checkpoints in {ckpt_path}", file=sys.stderr)
+    rank = _join_torchrun(args)
+    if rank == 0:
+        print(f"training {config.network} on {config.data} for {config.steps} steps on {args.device}; "
+              f"checkpoints in {ckpt_path}", file=sys.stderr)
     start = time.perf_counter()
     ckpt = train(config, ckpt_path, device=args.device, resume=not args.no_resume)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    if rank != 0:
+        return 0
     print(f"trained in {time.perf_counter() - start:.0f} s; final loss {ckpt.losses[-1]:.4f}", file=sys.stderr)
     from ddpm.plot import line_plot
 
     line_plot(out / "loss.png", [ckpt.losses])
     return _sample_and_report(ckpt, out / "samples.png", n=args.samples, sigma2="beta", seed=args.seed,
                               use_ema=True, device=args.device)
+
+
+def _join_torchrun(args: argparse.Namespace) -> int:
+    """Under ``torchrun`` (WORLD_SIZE > 1), join the process group — NCCL on CUDA, gloo on CPU — and
+    take this process's GPU; returns the rank (0 when run alone)."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    if torch.device(args.device).type == "cuda":
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(args.device)
+    dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+    return dist.get_rank()
 
 
 # -- sample ------------------------------------------------------------------------------------------

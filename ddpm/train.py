@@ -30,7 +30,7 @@ from ddpm.schedule import Schedule, cosine_schedule, linear_schedule
 
 __all__ = [
     "TrainConfig", "Checkpoint", "save_checkpoint", "load_checkpoint", "build_schedule", "build_model",
-    "batch_source", "train", "train_step", "restore_model",
+    "batch_source", "train", "train_step", "adam", "restore_model",
 ]
 
 CHECKPOINT_FORMAT = "ddpm-checkpoint/1"
@@ -221,7 +221,10 @@ def train(
     model = build_model(config).to(device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
         if config.ema_decay is not None else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, **_fast_adam(device))
+    optimizer = adam(model.parameters(), config.lr, device)
+    fast_layout = device.type == "cuda" and config.network == "unet"  # channels_last and bf16 autocast
+    if fast_layout:
+        model = model.to(memory_format=torch.channels_last)
     generator = torch.Generator(device).manual_seed(config.seed)
     step, losses = 0, []
 
@@ -261,13 +264,16 @@ def train(
             x0, t, eps = x0[rows], t[rows], eps[rows]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
-            loss = train_step(net, schedule, optimizer, x0, t, eps)  # line 5
+            loss = train_step(net, schedule, optimizer, x0, t, eps, autocast=fast_layout)  # line 5
             if ema is not None:
                 ema.update_parameters(model)
             step += 1
-            running += loss.detach()
+            running += loss
             count += 1
             if count == log_every or step == config.steps or stop:
+                if world > 1:  # log the global batch's loss, not this process's slice
+                    dist.all_reduce(running)
+                    running /= world
                 losses.append(float(running) / count)  # the loop's one host sync, every log_every steps
                 running.zero_()
                 bar.update(count, loss=losses[-1])
@@ -301,9 +307,10 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * min(1.0, remaining / (config.warmdown * config.steps)) if config.warmdown else config.lr
 
 
-def _fast_adam(device: torch.device) -> dict[str, bool]:
-    """Adam's fused kernel on CUDA and CPU (a third of the foreach path's time on CPU), foreach elsewhere."""
-    return {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+def adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with its fused kernel on CUDA and CPU (a third of the foreach path's time on CPU), foreach elsewhere."""
+    fast = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+    return torch.optim.Adam(params, lr=lr, **fast)
 
 
 @contextlib.contextmanager
