@@ -15,6 +15,8 @@ from ddpm.data import DATASETS
 from ddpm.schedule import SIGMA2_CHOICES
 from ddpm.train import TrainConfig, load_checkpoint
 
+LOG_EVERY = 50  # training steps per logged loss (the loss curve's points)
+
 # Per data set: the network and the run length that the bare `ddpm train --data NAME` uses.
 PRESETS = {
     "tg": dict(network="fc", net_config=dict(num_hidden=128, num_layers=3, activation="silu"),
@@ -139,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"training {config.network} on {config.data} for {config.steps} steps on {args.device}; "
               f"checkpoints in {ckpt_path}", file=sys.stderr)
     start = time.perf_counter()
-    ckpt = train(config, ckpt_path, device=args.device, resume=not args.no_resume)
+    ckpt = train(config, ckpt_path, device=args.device, resume=not args.no_resume, log_every=LOG_EVERY)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     if rank != 0:
@@ -147,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"trained in {time.perf_counter() - start:.0f} s; final loss {ckpt.losses[-1]:.4f}", file=sys.stderr)
     from ddpm.plot import line_plot
 
-    line_plot(out / "loss.png", [ckpt.losses])
+    line_plot(out / "loss.png", [ckpt.losses], xs=[LOG_EVERY * (i + 1) for i in range(len(ckpt.losses))])
     return _sample_and_report(ckpt, out / "samples.png", n=args.samples, sigma2="beta", seed=args.seed,
                               use_ema=True, device=args.device)
 

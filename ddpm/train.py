@@ -12,6 +12,7 @@ is the single-process gradient of the same global batch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import signal
 import tempfile
@@ -22,7 +23,6 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ddpm.losses import l_simple
 from ddpm.progress import Progress
@@ -30,7 +30,7 @@ from ddpm.schedule import Schedule, cosine_schedule, linear_schedule
 
 __all__ = [
     "TrainConfig", "Checkpoint", "save_checkpoint", "load_checkpoint", "build_schedule", "build_model",
-    "batch_source", "train", "train_step", "adam", "restore_model",
+    "batch_source", "train", "train_step", "adam", "ema_decay", "update_ema", "restore_model",
 ]
 
 CHECKPOINT_FORMAT = "ddpm-checkpoint/1"
@@ -219,8 +219,7 @@ def train(
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
     schedule = build_schedule(config).to(device)
     model = build_model(config).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True) \
-        if config.ema_decay is not None else None
+    ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay is not None else None
     optimizer = adam(model.parameters(), config.lr, device)
     fast_layout = device.type == "cuda" and config.network == "unet"  # channels_last and bf16 autocast
     if fast_layout:
@@ -266,7 +265,7 @@ def train(
                 group["lr"] = learning_rate(config, step)
             loss = train_step(net, schedule, optimizer, x0, t, eps, autocast=fast_layout)  # line 5
             if ema is not None:
-                ema.update_parameters(model)
+                update_ema(ema, model, ema_decay(config, step))
             step += 1
             running += loss
             count += 1
@@ -298,6 +297,23 @@ def train_step(net: nn.Module, schedule: Schedule, optimizer: torch.optim.Optimi
     loss.backward()
     optimizer.step()
     return loss.detach()
+
+
+def ema_decay(config: TrainConfig, step: int) -> float:
+    """The EMA's decay after step ``step`` (0-based): min(ema_decay, (1 + step) / (10 + step)).
+
+    The warm-up keeps a short run's average from being dominated by its initial weights; like the
+    learning rate it is a function of the step alone, so a resumed run follows it exactly.
+    """
+    return min(config.ema_decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay ema + (1 - decay) model for every parameter; buffers are copied."""
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -339,9 +355,5 @@ def _stop_requests():
 def restore_model(ckpt: Checkpoint, *, use_ema: bool = True, device: torch.device | str = "cpu") -> nn.Module:
     """The trained eps_theta of a checkpoint (its EMA weights when it has them and ``use_ema``), in eval mode."""
     model = build_model(ckpt.config)
-    if use_ema and ckpt.ema is not None:
-        prefix = "module."
-        model.load_state_dict({k[len(prefix):]: v for k, v in ckpt.ema.items() if k.startswith(prefix)})
-    else:
-        model.load_state_dict(ckpt.model)
+    model.load_state_dict(ckpt.ema if use_ema and ckpt.ema is not None else ckpt.model)
     return model.to(device).eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ddpm.train import TrainConfig, load_checkpoint, restore_model, save_checkpoint, train
+from ddpm.train import TrainConfig, ema_decay, load_checkpoint, restore_model, save_checkpoint, train, update_ema
 
 TINY = TrainConfig(data="tg", network="fc", net_config=dict(input_dim=2, num_hidden=16), T=50, steps=12,
                    batch_size=32, lr=1e-3, checkpoint_every=4, seed=3)
@@ -84,12 +85,28 @@ def test_checkpoint_round_trip_and_restore(tmp_path):
     assert loaded.config == TINY and loaded.step == TINY.steps
     model = restore_model(loaded)
     x, t = torch.randn(5, 2), torch.tensor([1, 2, 3, 4, 50])
-    ema_prefix = "module."
     raw = restore_model(loaded, use_ema=False)
     assert not model.training
     assert torch.equal(flat(raw.state_dict()), flat(ckpt.model))
-    assert set(k[len(ema_prefix):] for k in loaded.ema if k.startswith(ema_prefix)) == set(ckpt.model)
+    assert torch.equal(flat(model.state_dict()), flat(ckpt.ema))
+    assert not torch.equal(flat(ckpt.ema), flat(ckpt.model))
     assert model(x, t).shape == (5, 2)
+
+
+def test_ema_is_the_warmed_up_average():
+    """The EMA after n steps is the average of the weights with decays min(d, (1 + s) / (10 + s))."""
+    config = replace(TINY, steps=3, ema_decay=0.9)
+    decays = [ema_decay(config, s) for s in range(3)]
+    assert decays == [0.1, 2 / 11, 0.25]
+    model = torch.nn.Linear(2, 1)
+    ema = copy.deepcopy(model)
+    expected = model.weight.detach().clone()
+    for d in decays:
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        update_ema(ema, model, d)
+        expected = d * expected + (1 - d) * model.weight.detach()
+    torch.testing.assert_close(ema.weight, expected)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
