@@ -15,7 +15,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-__all__ = ["Schedule", "linear_schedule", "cosine_schedule", "reverse_variance", "at", "check_steps"]
+__all__ = ["Schedule", "linear_schedule", "cosine_schedule", "reverse_variance", "at"]
 
 SIGMA2_CHOICES = ("beta", "beta_tilde")
 
@@ -161,14 +161,6 @@ def reverse_variance(schedule: Schedule, sigma2: str = "beta") -> Tensor:
         bt[1] = bt[2] if schedule.T >= 2 else schedule.beta[1]
         return bt
     raise ValueError(f"sigma2 must be one of {SIGMA2_CHOICES}, got {sigma2!r}")
-
-
-def check_steps(t: Tensor, T: int) -> None:
-    """Raise ``ValueError`` unless every step in ``t`` is an integer in 1..T."""
-    if t.dtype.is_floating_point or t.dtype == torch.bool:
-        raise ValueError(f"steps t must be an integer tensor, got dtype {t.dtype}")
-    if t.numel() and (int(t.min()) < 1 or int(t.max()) > T):
-        raise ValueError(f"steps t must lie in 1..{T}, got values in {int(t.min())}..{int(t.max())}")
 
 
 def at(coefficient: Tensor, t: Tensor | int, x: Tensor) -> Tensor:
