@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from benchmarks.timing import compare  # noqa: E402
 from benchmarks.workloads import Workload, workloads  # noqa: E402
+from ddpm.hostmem import keep_freed_host_memory  # noqa: E402
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -95,6 +96,7 @@ def write_report(rows: list[dict], info: dict, out: Path, quick: bool) -> None:
         f"- machine: {info['cpu']}; GPU: {info['gpu'] or 'none'}",
         f"- python {info['python']}, torch {info['torch']}, diffusers {info['diffusers']}, torch threads {info['threads']}",
         f"- mode: {'--quick' if quick else 'full'}; times are medians of interleaved rounds, in seconds",
+        f"- host memory: glibc's mmap and trim thresholds {'fixed for both sides (ddpm.hostmem)' if info['host_memory_kept'] else 'left as they were'}",
         "", "| workload | device | ours (s) | peer (s) | speedup | rounds | checks |", "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -137,13 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="run only the workloads whose name contains this")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch's CPU threads for both sides (default: torch's own choice, one a core)")
+    parser.add_argument("--glibc-default-malloc", action="store_true",
+                        help="leave glibc's mmap and trim thresholds as they are (CPU times then depend on the "
+                             "process's history; see ddpm/hostmem.py)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    # Both sides run in this process: with the thresholds fixed, neither pays page faults on its buffers.
+    kept = not args.glibc_default_malloc and keep_freed_host_memory()
     devices = [torch.device("cpu")] if args.device in ("cpu", "all") else []
     if args.device == "cuda" or (args.device == "all" and torch.cuda.is_available()):
         devices.append(torch.device("cuda"))
-    info = machine()
+    info = {**machine(), "host_memory_kept": kept}
     peer_name = f"diffusers {info['diffusers']} DDPMScheduler loop"
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -15,7 +15,9 @@ import torch
 pytest.importorskip("diffusers")
 
 from benchmarks.workloads import workloads  # noqa: E402
+from ddpm.hostmem import keep_freed_host_memory  # noqa: E402
 
+keep_freed_host_memory()  # as report.py does, for both sides: no page faults on each step's buffers
 DEVICES = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 WORKLOADS = [w for d in DEVICES for w in workloads(d, quick=True)]
 _pairs: dict[str, object] = {}

@@ -152,10 +152,10 @@ def workloads(device: torch.device, quick: bool = False) -> list[Workload]:
                                 lambda make=make, n=n: sampler_pair(make, T, (n, 2), device), rounds, target=target))
     for width, make in fc.items():
         out.append(Workload(f"fc{width} train B=5000", "train", device,
-                            lambda make=make: train_pair(make, _toy_batch(5000), T, device), r(15, 41), warmup=3,
+                            lambda make=make: train_pair(make, _toy_batch(5000), T, device), r(61, 101), warmup=3,
                             target=1.0 if cpu else None))
     out.append(Workload("unet train B=128", "train", device, lambda: train_pair(unet, _mnist_like(128), T, device),
-                        r(2, 5) if cpu else r(10, 30), warmup=1 if cpu else 3, target=1.0 if cpu else None))
+                        r(5, 9) if cpu else r(10, 30), warmup=1 if cpu else 3, target=1.0 if cpu else None))
     out.append(Workload(f"unet sample N=256 T={unet_T}", "sample", device,
                         lambda: sampler_pair(unet, unet_T, (256, 1, 28, 28), device), r(2, 3)))
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ddpm.data import DATASETS
+from ddpm.hostmem import keep_freed_host_memory
 from ddpm.schedule import SIGMA2_CHOICES
 from ddpm.train import TrainConfig, load_checkpoint
 
@@ -34,6 +35,7 @@ def default_device() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_host_memory()  # the command owns its process: no page faults on each step's buffers
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError) as e:
