@@ -15,11 +15,16 @@ from __future__ import annotations
 import ctypes
 import platform
 
-__all__ = ["keep_freed_host_memory"]
+__all__ = ["has_glibc", "keep_freed_host_memory"]
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's <malloc.h>
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest on 64-bit systems: buffers up to 32 MiB come from the heap
 TRIM_THRESHOLD = 256 * 2**20  # up to 256 MiB of free heap is kept for reuse
+
+
+def has_glibc() -> bool:
+    """True when this process runs on Linux with glibc, whose ``mallopt`` thresholds are set here."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
 def keep_freed_host_memory() -> bool:
@@ -28,7 +33,7 @@ def keep_freed_host_memory() -> bool:
     A setting of the whole process, for programs that own theirs: the ``ddpm`` command and the
     benchmarks (which apply it to both sides alike) call it; the library never does.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not has_glibc():
         return False
     mallopt = ctypes.CDLL(None).mallopt
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
