@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["ChannelError", "Record", "Reader", "Recorder", "Stream", "decode", "make_writer", "new_key",
+__all__ = ["ChannelError", "Record", "Reader", "Recorder", "Stream", "decode", "make_channel", "make_writer", "new_key",
            "END_KIND", "MAX_FRAME_BYTES", "MAX_STREAM_BYTES"]
 
 MAGIC = b"DDPM"
@@ -132,6 +132,13 @@ def make_writer(write: Callable[[bytes], None], key: bytes) -> tuple[Callable[..
     key and the sequence number live in this closure only; the functions it needs are bound now, so that
     a file that later replaces ``json.dumps`` or ``hmac.new`` in their modules does not reach the frames.
     """
+    emit, _, end = make_channel(write, key)
+    return emit, end
+
+
+def make_channel(write: Callable[[bytes], None], key: bytes):
+    """``(emit, system, end)``: :func:`make_writer`'s two and ``system(kind, **fields)`` for the child main's own
+    frames (kinds starting with ``__``), which the parent keeps apart in ``Stream.system``, never in records."""
     if not isinstance(key, bytes) or len(key) < 16:
         raise ChannelError("the channel key must be at least 16 random bytes")
     dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=True, separators=(",", ":")).encode
@@ -160,11 +167,16 @@ def make_writer(write: Callable[[bytes], None], key: bytes) -> tuple[Callable[..
                                f"starting with '__', got {kind!r}")
         send(kind, fields)
 
+    def system(kind: str, **fields) -> None:
+        if not (isinstance(kind, str) and kind.startswith("__") and kind != END_KIND):
+            raise ChannelError(f"a system frame's kind starts with '__' and is not {END_KIND}, got {kind!r}")
+        send(kind, fields)
+
     def end() -> None:
         send(END_KIND, {"records": state["seq"]})
         state["ended"] = True
 
-    return emit, end
+    return emit, system, end
 
 
 def fd_writer(fd: int) -> Callable[[bytes], None]:
@@ -187,6 +199,7 @@ class Stream:
     """What the parent read: the records in order, whether the end frame came, and what went wrong."""
 
     records: list[Record] = field(default_factory=list)
+    system: dict = field(default_factory=dict)  # the child main's own frames by kind (``__sandbox__``)
     complete: bool = False
     error: str | None = None
     bytes_read: int = 0
@@ -291,7 +304,7 @@ class Reader:
         if len(body) < _BODY.size:
             return self._fail("a frame too short for its header")
         seq, hlen = _BODY.unpack_from(body)
-        expected = len(s.records)
+        expected = len(s.records) + len(s.system)
         if seq != expected:
             return self._fail(f"frame number {seq} where {expected} was due (a frame replayed, dropped or reordered)")
         if hlen > MAX_HEADER_BYTES or _BODY.size + hlen > len(body):
@@ -311,6 +324,11 @@ class Reader:
             if fields != {"records": expected}:
                 return self._fail("an end record that does not count the records before it")
             s.complete = True
+            return
+        if kind.startswith("__"):
+            if kind in s.system:
+                return self._fail(f"a second {kind} frame")
+            s.system[kind] = fields
             return
         if len(s.records) >= MAX_RECORDS:
             return self._fail(f"more than {MAX_RECORDS} records")
