@@ -22,7 +22,7 @@ import pytest
 from ddpm.verify import sandbox
 from ddpm.verify.formats import summary_table, to_gradescope, to_json, to_junit
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Decision, Outcome, Report
-from ddpm.verify.runner import expand_paths, verify_file
+from ddpm.verify.runner import expand_paths, verify_file, verify_many
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).parent / "verify_hostile"
@@ -242,3 +242,48 @@ def test_a_missing_file_is_a_one_line_error_and_a_directory_is_not(tmp_path: Pat
     assert done.returncode == 2 and "no such file or directory" in done.stderr and "Traceback" not in done.stderr
     done = cli(tmp_path, cwd=tmp_path)
     assert done.returncode == 2 and "without .py or .ipynb files" in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The 02460 course, as graders run it: hostile files never pass, correct files still do.
+
+def test_no_hostile_file_passes_the_02460_course(tmp_path: Path) -> None:
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name in HOSTILE_FILES:
+        shutil.copy(HOSTILE / name, folder / name)
+    reports = verify_many(expand_paths([folder]), "02460", timeout=300)
+    statuses = {Path(r.file).name: r.exit_status for r in reports}
+    assert sorted(statuses) == HOSTILE_FILES
+    assert all(s in (1, 2) for s in statuses.values()), {k: v for k, v in statuses.items() if v not in (1, 2)}
+    assert not list(tmp_path.glob("**/pwned*")) and sleeps_left() == []
+    by_name = {Path(r.file).name: r for r in reports}
+    assert "not intact" in by_name["h_forged_frames.py"].cannot_verify
+    assert by_name["h_exit_at_import.py"].exit_status == 2
+
+
+@pytest.mark.parametrize("name", ["correct_template", "correct_onebased", "correct_image_only"])
+def test_correct_files_still_pass_in_the_sandbox(name: str) -> None:
+    r = verify_file(CASES / f"{name}.py", "02460", timeout=300)
+    assert r.exit_status == 0, r.to_table()
+
+
+def test_cli_over_a_directory_writes_the_table_gradescope_and_junit(tmp_path: Path) -> None:
+    folder = tmp_path / "class"
+    folder.mkdir()
+    shutil.copy(CASES / "correct_template.py", folder / "alice.py")
+    shutil.copy(CASES / "mutant_last_step_noise.py", folder / "bob.py")
+    shutil.copy(HOSTILE / "h_result_file.py", folder / "carol.py")
+    done = cli(folder, "--gradescope", tmp_path / "results.json", "--junit", tmp_path / "junit.xml", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "3 files: 1 pass, 1 fail, 1 could not be verified (exit 2)", done.stdout
+    assert any("bob.py" in line and "FAIL: sample_last_step" in line for line in lines)
+    g = json.loads((tmp_path / "results.json").read_text())
+    alice = [t for t in g["tests"] if t["name"].startswith("alice.py: ")]
+    assert len(alice) == 16 and all(t["status"] == "passed" for t in alice)
+    bob = {t["name"].split()[1]: t for t in g["tests"] if t["name"].startswith("bob.py: ")}
+    assert bob["sample_last_step"]["status"] == "failed" and "z = 0 at t = 1" in bob["sample_last_step"]["output"]
+    assert not any(t["status"] == "passed" for t in g["tests"] if t["name"].startswith("carol.py"))
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    assert len(root.findall("testsuite")) == 3 and len(root.findall(".//testcase")) == 48
