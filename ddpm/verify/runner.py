@@ -20,7 +20,7 @@ from pathlib import Path
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Decision, Outcome, Report
 from ddpm.verify.sandbox import ChildRun, Limits, run_child
 
-__all__ = ["verify_file", "verify_many", "expand_paths", "course_for", "SUFFIXES"]
+__all__ = ["SUFFIXES", "course_for", "expand_paths", "verify_file", "verify_many"]
 
 SUFFIXES = (".py", ".ipynb")
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ddpm.verify import channel
 
-__all__ = ["Limits", "ChildRun", "run_child", "confine", "landlock_abi", "OUTPUT_CAP"]
+__all__ = ["OUTPUT_CAP", "ChildRun", "Limits", "confine", "landlock_abi", "run_child"]
 
 OUTPUT_CAP = 64 * 1024  # bytes of the file's stdout (and of its stderr) the report keeps
 JOB_BYTES = 1 << 20
@@ -384,9 +384,9 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
     stdout, stderr = _Output(OUTPUT_CAP), _Output(OUTPUT_CAP)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen([sys.executable, "-S", "-c", REAPER, str(wfd), str(os.getpid())], cwd=private, env=_env(private),
-                                stdin=subprocess.PIPE, stdout=out_w, stderr=err_w, pass_fds=(wfd,), close_fds=True,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-S", "-c", REAPER, str(wfd), str(os.getpid())], cwd=private,
+                                env=_env(private), stdin=subprocess.PIPE, stdout=out_w, stderr=err_w, pass_fds=(wfd,),
+                                close_fds=True, start_new_session=True)
     finally:
         for fd in (wfd, out_w, err_w):
             os.close(fd)
