@@ -13,7 +13,6 @@ import zlib
 from dataclasses import dataclass
 
 import torch
-from scipy.stats import norm
 from torch import Tensor
 
 __all__ = ["FALSE_ALARM", "z_threshold", "mean_stderr", "MonteCarloCheck", "check_mc", "generator_for"]
@@ -25,6 +24,8 @@ def z_threshold(false_alarm: float = FALSE_ALARM, count: int = 1) -> float:
     """k such that |Z| > k has probability ``false_alarm`` for any of ``count`` standard normals."""
     if not 0 < false_alarm < 1:
         raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm!r}")
+    from scipy.stats import norm  # here, not at the top: scipy.stats takes ~1 s to import, and most users never test
+
     return float(norm.isf(false_alarm / (2 * count)))
 
 

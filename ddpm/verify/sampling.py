@@ -64,9 +64,10 @@ def _fit(c: Config, xs0: list[Tensor], xs1: list[Tensor], answers: Tensor, out_o
         u = answers[j % len(answers)].reshape(-1).double()
         d, d_next = (xs1[j] - xs0[j]).reshape(-1), (xs1[j + 1] - xs0[j + 1]).reshape(-1)
         st = _Step(j)
-        if d.abs().max() > 0:
-            sol = torch.linalg.lstsq(torch.stack([d, u], 1), d_next[:, None]).solution[:, 0]
-            st.A, st.B = float(sol[0]), float(-sol[1])
+        if d.abs().max() > 0:  # least squares d_next = A d - B u by its 2 x 2 normal equations (float64)
+            dd, du, uu, dn, un = float(d @ d), float(d @ u), float(u @ u), float(d @ d_next), float(u @ d_next)
+            det = dd * uu - du * du
+            st.A, st.B = (dn * uu - un * du) / det, -(dd * un - du * dn) / det
             fit = st.A * d - st.B * u
         else:  # no chosen start: B exactly, A from the first run by regression (statistical)
             st.B = float(-(d_next @ u) / (u @ u))

@@ -137,9 +137,10 @@ def _check_noise(eps: Tensor, t: Tensor, c: Config, lines: tuple) -> Outcome:
     n, D = eps.shape
     steps = t.unique()
     # Standardised within each step, so that a wrong scale (checked last) does not pass for a wrong shape.
-    unit = torch.empty_like(eps)
-    for u in steps:
-        unit[t == u] = eps[t == u] / eps[t == u].pow(2).mean().sqrt()
+    w = (eps**2).mean(1)
+    counts = torch.bincount(t, minlength=s.T + 1).double()
+    per_step = torch.zeros(s.T + 1, dtype=torch.float64).index_add_(0, t, w) / counts.clamp(min=1)
+    unit = eps / per_step.sqrt()[t][:, None]
     kurtosis = unit.pow(4).mean()
     ok, _ = mc("train: noise kurtosis", kurtosis, (24 / (n * D)) ** 0.5, 3.0, n * D, fa)
     if not ok:
@@ -150,9 +151,8 @@ def _check_noise(eps: Tensor, t: Tensor, c: Config, lines: tuple) -> Outcome:
     if not ok:
         return Outcome("forward_noise", FAIL, f"the noise in x_t has mean {float(unit.mean(0)[worst]):.3g} "
                        f"(in units of its scale) in coordinate {worst}; eq. 4's noise has mean 0", lines=lines)
-    w = (eps**2).mean(1)
-    counts = torch.stack([(t == u).sum() for u in steps]).double()
-    ratio = torch.stack([w[t == u].mean() for u in steps])
+    counts = counts[steps]
+    ratio = per_step[steps]
     ok, worst = mc("train: noise variance by step", ratio, (2 / D / counts).sqrt(), 1.0, n, fa)
     if not ok:
         u = int(steps[worst])

@@ -12,8 +12,6 @@ the run "could not verify" too.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ddpm.verify.adapter import TEMPLATE_TENSORS
@@ -161,6 +159,17 @@ def _schedule(c: Config, records: dict, outcomes: dict[str, Outcome], sample_ste
 def decide(records, config: dict) -> Decision:
     """Every 02460 spec from the child's records: a pure function of ``records`` and ``config``."""
     c = Config.from_dict(config)
+    # One thread: the tensors are small (~1e5 entries) and torch's thread pool, on a machine whose cores are
+    # busy, spends ten times the work spinning (2.2 s against 0.2 s of CPU a file, measured under load).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _decide_records(records, c)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _decide_records(records, c: Config) -> Decision:
     try:
         grouped: dict[str, list[dict]] = {k: [] for k in RECORD_KINDS}
         for record in records:
@@ -222,5 +231,4 @@ def _decide(r: dict[str, list[dict]], c: Config) -> Decision:
         outcomes[k] = Outcome(k, UNDECIDED, "not decided: no evidence was recorded")
     ordered = [Outcome(k, outcomes[k].status, outcomes[k].detail, SPECS_02460[k][1], outcomes[k].lines)
                for k in SPECS_02460]
-    assert not math.isnan(0.0)
     return Decision(ordered, notes)
