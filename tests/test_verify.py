@@ -338,7 +338,7 @@ def test_cli_reports_a_mutant_as_json_with_the_line(tmp_path: Path) -> None:
     failed = [o for o in report["outcomes"] if o["status"] == FAIL]
     assert [(o["spec"], o["cites"]) for o in failed] == [("sample_last_step", "[Ho20 alg. 2 l. 3]")]
     assert "Algorithm 2 sets z = 0 at t = 1" in failed[0]["detail"]
-    assert failed[0]["lines"] == ["mutant_last_step_noise.py:36  z = torch.randn_like(x_t)"]
+    assert failed[0]["lines"] == ["mutant_last_step_noise.py:37  z = torch.randn_like(x_t)"]
 
 
 def test_cli_exit_2_for_a_broken_file(tmp_path: Path) -> None:
