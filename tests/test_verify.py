@@ -208,6 +208,13 @@ def test_a_file_that_needs_a_missing_package_cannot_be_verified_not_a_list_of_bu
     assert "needs_diffusers.py:" in decision.cannot_verify
 
 
+@pytest.mark.slow
+def test_the_diffusers_file_passes_where_diffusers_is_installed() -> None:
+    pytest.importorskip("diffusers", reason="the file's verdict with the real package needs diffusers installed")
+    decision = run(CASES / "needs_diffusers.py")
+    assert decision.exit_status == 0, [(o.spec, o.detail) for o in decision.outcomes if o.status != PASS]
+
+
 def test_a_progress_bar_stand_in_is_harmless() -> None:
     tqdm = Stub("tqdm.tqdm")
     assert list(tqdm(range(3), desc="x")) == [0, 1, 2]
