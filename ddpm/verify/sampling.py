@@ -82,19 +82,35 @@ def _fit(xs0: list[Tensor], xs1: list[Tensor], answers: Tensor) -> list[_Step]:
 
 
 def _name_steps(steps: list[_Step], s: Schedule) -> None:
-    """The step t each call computes: where eq. 11's factors match (A, then B), else the closest explanation."""
+    """The step t each call computes, where the coefficients say so without doubt.
+
+    A call is named t when both factors of eq. 11 match step t; when only one matches (the other is
+    wrong: sample_mean's to report), when only the closest explanation of the factor on eps_theta
+    names a step, the name is kept only where it agrees with the call's position (T - j): a lone
+    factor that matches another step is as likely a coincidence of a wrong schedule as a wrong step.
+    """
     refA, refB = values(s, X_FACTOR)[1:], values(s, EPS_FACTOR)[1:]
+
+    def match(value: float, ref: Tensor) -> int | None:
+        rel = (value - ref).abs() / ref.abs()
+        return int(rel.argmin()) + 1 if rel.min() <= RTOL else None
+
     for st in steps:
         if not st.affine:
             continue
-        for value, ref, exact in ((st.A, refA, st.exact_A), (st.B, refB, True)):
-            rel = (value - ref).abs() / ref.abs()
-            if exact and rel.min() <= RTOL:
-                st.t = int(rel.argmin()) + 1
-                break
-        if st.t is None:
-            hint = explain(st.B, s, EPS_FACTOR, s.T - st.j)
-            st.t = hint[1] if hint else None
+        position = s.T - st.j
+        tA = match(st.A, refA) if st.exact_A else None
+        tB = match(st.B, refB)
+        if tA is not None and tA == tB:
+            st.t = tA
+            continue
+        if tA is not None and tB is not None:
+            continue  # the two factors name different steps: the step cannot be told
+        candidate = tA if tA is not None else tB
+        if candidate is None:
+            hint = explain(st.B, s, EPS_FACTOR, position)
+            candidate = hint[1] if hint else None
+        st.t = candidate if candidate == position else None
 
 
 def _silent(steps: list[_Step], s: Schedule) -> None:
@@ -205,6 +221,10 @@ def _sigma_outcome(steps: list[_Step], s: Schedule, c: Config, lines: tuple) -> 
                                 f"{float(s.beta_tilde[u].sqrt()):.4g}")
     if problems:
         return Outcome("sample_sigma", FAIL, "; ".join(problems), lines=lines)
+    unknown = [st for st in steps if st.t is None and s.T - st.j > 1]
+    if unknown:
+        return Outcome("sample_sigma", UNDECIDED, f"not decided: sigma_t^2 = {passing[0]}_t at the steps identified, "
+                       f"but the step of call {unknown[0].j + 1} cannot be told (see sample_mean)")
     return Outcome("sample_sigma", PASS, f"sigma_t^2 = {passing[0]}_t")
 
 
