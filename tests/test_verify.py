@@ -251,6 +251,8 @@ def test_records_it_does_not_expect_are_could_not_verify_never_a_pass() -> None:
     assert bad.exit_status == 2 and "unknown kind 'verdict'" in bad.error
     broken = [r if r.kind != "call" else {"kind": "call", "fields": dict(r.fields, net="x")} for r in records]
     assert decide(broken, cfg).exit_status == 2
+    call = next(r for r in records if r.kind == "call")
+    assert "two records of the same call" in decide(records + [call], cfg).error  # a replayed observation
     assert decide([], cfg).exit_status == 2
 
 
