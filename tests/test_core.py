@@ -85,11 +85,25 @@ def test_linear_schedule_rejects_bad_input(kwargs, message):
 
 def test_reverse_variance_choices():
     s = linear_schedule(10)
-    assert torch.equal(ddpm.reverse_variance(s, "beta"), s.beta)
-    bt = ddpm.reverse_variance(s, "beta_tilde")
-    assert bt[1] == s.beta_tilde[2] and torch.equal(bt[2:], s.beta_tilde[2:])
+    beta, bt = ddpm.reverse_variance(s, "beta"), ddpm.reverse_variance(s, "beta_tilde")
+    assert torch.equal(beta[2:], s.beta[2:]) and torch.equal(bt[2:], s.beta_tilde[2:])
+    # sigma_1^2 = beta_tilde_2 for both choices, as in the paper's released code (diffusion_utils_2.py)
+    assert beta[1] == s.beta_tilde[2] and bt[1] == s.beta_tilde[2]
+    assert ddpm.reverse_variance(linear_schedule(1, 0.3, 0.3), "beta")[1] == 0.3  # T = 1: beta_1
     with pytest.raises(ValueError, match="sigma2 must be one of"):
         ddpm.reverse_variance(s, "sigma")
+
+
+def test_decoder_variance_convention_costs_bits_with_a_perfect_mean():
+    """With the decoder's mean exactly at x_0, sigma_1^2 = beta_1 instead of beta_tilde_2 costs 0.41 bits/dim.
+
+    The linear schedule of [Ho20 §4]: beta_1 = 1e-4 (std 0.010), beta_tilde_2 = 5.45e-5 (std 0.0074), bins of
+    width 2/255; the README's figure for the convention comes from this computation.
+    """
+    s = linear_schedule(1000)
+    x0 = torch.zeros(1, dtype=torch.float64)
+    bits = [-ddpm.discretized_gaussian_log_likelihood(x0, x0, var).item() / math.log(2) for var in (s.beta[1], s.beta_tilde[2])]
+    assert bits[0] - bits[1] == pytest.approx(0.41, abs=0.005)
 
 
 def test_forward_composition_is_the_marginal():
