@@ -12,17 +12,14 @@ import torch
 
 import ddpm
 from ddpm.schedule import Schedule, cosine_schedule, linear_schedule
+from specs._bind import alpha_bars, linear_betas
 
 mpmath.mp.dps = 50
 
 
 def mp_linear_alpha_bar(T: int, beta_1: float, beta_T: float) -> list[mpmath.mpf]:
-    """alpha_bar_0..T of the linear schedule in 50-digit arithmetic."""
-    betas = [mpmath.mpf(beta_1) + (mpmath.mpf(beta_T) - beta_1) * i / max(T - 1, 1) for i in range(T)]
-    out = [mpmath.mpf(1)]
-    for b in betas:
-        out.append(out[-1] * (1 - b))
-    return out
+    """alpha_bar_0..T of the linear schedule in 50-digit arithmetic (specs' one high-precision alpha_bar)."""
+    return alpha_bars(linear_betas(T, beta_1, beta_T), dps=50)
 
 
 @pytest.mark.parametrize("T, beta_1, beta_T", [(1000, 1e-4, 0.02), (100, 1e-4, 0.02), (1, 0.3, 0.3), (50, 1e-8, 0.5)])
