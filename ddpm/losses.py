@@ -18,7 +18,7 @@ from ddpm.posterior import mu_from_eps, posterior_mean_var
 from ddpm.schedule import Schedule, at, per_sample, reverse_variance
 
 __all__ = [
-    "EpsModel", "sum_per_sample", "normal_kl", "discretized_gaussian_log_likelihood", "l_simple", "prior_kl",
+    "EpsModel", "sum_per_sample", "normal_kl", "gaussian_kl", "discretized_gaussian_log_likelihood", "l_simple", "prior_kl",
     "vlb_terms", "Bound", "negative_elbo",
 ]
 
@@ -37,6 +37,18 @@ def normal_kl(mean1: Tensor, var1: Tensor, mean2: Tensor, var2: Tensor) -> Tenso
     """
     var1, var2 = torch.as_tensor(var1, dtype=mean1.dtype), torch.as_tensor(var2, dtype=mean1.dtype)
     return 0.5 * (torch.log(var2) - torch.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1)
+
+
+def gaussian_kl(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) -> Tensor:
+    """KL(N(mean1, cov1) || N(mean2, cov2)) for full D x D covariances, in nats [02460 eq. 29].
+
+    0.5 (tr(cov2^-1 cov1) + (mean2 - mean1)^T cov2^-1 (mean2 - mean1) - D + log det cov2 - log det cov1).
+    """
+    d = (mean2 - mean1)[..., None]
+    solved = torch.linalg.solve(cov2, torch.cat([cov1, d], -1))
+    trace = torch.diagonal(solved[..., :-1], dim1=-2, dim2=-1).sum(-1)
+    quad = (d[..., 0] * solved[..., -1]).sum(-1)
+    return 0.5 * (trace + quad - mean1.shape[-1] + torch.logdet(cov2) - torch.logdet(cov1))
 
 
 def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, var: Tensor) -> Tensor:

@@ -7,8 +7,8 @@
 2. With a linear eps_theta(x, t) = A_t x + b_t, line 4 is an affine map plus Gaussian noise, so x_0
    is Gaussian; its mean and covariance follow in closed form through the recursion
    mean <- M_t mean + c_t, cov <- M_t cov M_t^T + sigma_t^2 I, with M_t = (I - k_t A_t) / sqrt(alpha_t),
-   c_t = -k_t b_t / sqrt(alpha_t), k_t = beta_t / sqrt(1 - alpha_bar_t), written here from the
-   paper (not from ``ddpm``), and the samples match them.
+   c_t = -k_t b_t / sqrt(alpha_t), k_t = beta_t / sqrt(1 - alpha_bar_t) (``ddpm.sampler.gaussian_law``,
+   written from the schedule's coefficients, not from the sampler's helpers), and the samples match them.
 3. The error shrinks as T grows, shown without Monte Carlo: for Gaussian data N(m, C), eps* is linear,
    so (2) gives the exact law of the samples, and its KL to N(m, C) falls as T goes 50 -> 500 -> 5000.
 """
@@ -23,7 +23,8 @@ from torch import Tensor
 
 import ddpm.sampler
 from ddpm.oracles import GaussianMixture, OptimalEps
-from ddpm.sampler import sample
+from ddpm.losses import gaussian_kl
+from ddpm.sampler import gaussian_law, sample
 from ddpm.schedule import Schedule, at, linear_schedule
 from ddpm.stats import MonteCarloCheck, assert_power
 from specs._bind import log_log_slope
@@ -62,18 +63,8 @@ class LinearEps:
 
 
 def affine_recursion(eps_model: LinearEps, schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
-    """The exact mean and covariance of Algorithm 2's x_0 for a linear eps_theta, in float64 [Ho20 alg. 2]."""
-    D = eps_model.A.shape[-1]
-    eye = torch.eye(D, dtype=torch.float64)
-    mean, cov = torch.zeros(D, dtype=torch.float64), eye.clone()  # line 1: x_T ~ N(0, I)
-    for t in range(schedule.T, 0, -1):
-        k = schedule.beta[t] / schedule.one_minus_alpha_bar[t].sqrt()
-        M = (eye - k * eps_model.A[t]) / schedule.alpha[t].sqrt()
-        mean = M @ mean - k * eps_model.b[t] / schedule.alpha[t].sqrt()
-        cov = M @ cov @ M.T
-        if t > 1:  # line 3: no noise at t = 1
-            cov = cov + (schedule.beta[t] if sigma2 == "beta" else schedule.beta_tilde[t]) * eye
-    return mean, cov
+    """The exact mean and covariance of Algorithm 2's x_0 for a linear eps_theta (``ddpm.sampler.gaussian_law``)."""
+    return gaussian_law(schedule, eps_model.A, eps_model.b, sigma2)
 
 
 def gaussian(mean: Tensor, cov: Tensor) -> GaussianMixture:
@@ -81,12 +72,6 @@ def gaussian(mean: Tensor, cov: Tensor) -> GaussianMixture:
     return GaussianMixture(torch.ones(1, dtype=torch.float64), mean[None], cov[None])
 
 
-def gaussian_kl(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) -> float:
-    """KL(N(mean1, cov1) || N(mean2, cov2)) in nats, for full covariances."""
-    inv2 = torch.linalg.inv(cov2)
-    d = mean2 - mean1
-    return float(0.5 * (torch.trace(inv2 @ cov1) + d @ inv2 @ d - mean1.numel()
-                        + torch.logdet(cov2) - torch.logdet(cov1)))
 
 
 def check_reproduces_mixture(sigma2: str, n: int, generator: torch.Generator, *, eps_model=None, sampler=sample,
@@ -114,7 +99,7 @@ def sampling_kl(T: int, sigma2: str, optimal=LinearEps.optimal_for_gaussian) -> 
     m = torch.tensor([1.5, -0.5], dtype=torch.float64)
     C = torch.tensor([[0.09, 0.03], [0.03, 0.25]], dtype=torch.float64)
     schedule = linear_schedule(T, 1e-4 * 1000 / T, 0.02 * 1000 / T)
-    return gaussian_kl(*affine_recursion(optimal(schedule, m, C), schedule, sigma2), m, C)
+    return float(gaussian_kl(*affine_recursion(optimal(schedule, m, C), schedule, sigma2), m, C))
 
 
 ORDER_TS = (400, 800, 1600, 3200)

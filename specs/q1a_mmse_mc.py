@@ -6,7 +6,7 @@ m(y) = E[x | y] = ``GaussianMixture.posterior_mean(y, 1, sigma)``.
 1. Orthogonality: E[(x - m(y)) g(y)] = 0 for g = 1, y, tanh(y), sin(2 y) (one ``check_mc`` call).
 2. The risk of m + delta h exceeds that of m by exactly delta^2 E[h(y)^2]: delta^2 for h = 1 and
    delta^2 (E[x^2] + sigma^2) for h(y) = y (paired differences on one sample).
-3. A small network trained on the loss approaches m: its excess risk E[(f(y) - m(y))^2], integrated
+3. (slow tier: no provable false-alarm rate, see the tests) A small network trained on the loss approaches m: its excess risk E[(f(y) - m(y))^2], integrated
    over p(y) on a grid (deterministic given the trained net), closes at least 99% of the gap
    between the best constant predictor (risk Var(x)) and m (the Bayes risk).
 """
@@ -111,10 +111,14 @@ def test_q1a_risk_margin_rejects_planted_shrinkage(gen):
     assert_power(check_risk_margin(N, gen, estimator=_shrunk, raise_on_fail=False))
 
 
+# The network check depends on optimisation, so no false-alarm rate can be proved for it: it runs in the
+# slow tier, with its rate measured by rerunning it under --seed (README, "Statistical checks").
+@pytest.mark.slow
 def test_q1a_network_approaches_posterior_mean(gen):
     check_network_approaches_posterior_mean(gen)
 
 
+@pytest.mark.slow
 def test_q1a_network_rejects_planted_wrong_loss(gen):
     # regressing on x + 0.5 leaves an excess risk of 0.25, about 8% of the gap (the correct loss: ~0.1%)
     with pytest.raises(AssertionError):
