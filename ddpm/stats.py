@@ -1,4 +1,4 @@
-"""The one Monte Carlo assertion of the project, with a stated false-alarm rate (see DESIGN.md).
+"""The one Monte Carlo assertion of the project, with a stated false-alarm rate (docs/design.md).
 
 Every statistical check compares an estimate with its closed form in units of its standard error and
 fails past ``k`` standard errors, ``k`` chosen so that a correct implementation fails a check with

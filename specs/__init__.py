@@ -2,7 +2,7 @@
 
 ``CLAIMS`` lists them in teaching order; ``show(name)`` renders a claim's derivation for a class
 (``python -m specs.<module>`` prints the same). Each module derives its result with sympy and binds
-it to ``ddpm`` (see DESIGN.md, "How a spec binds theory to code").
+it to ``ddpm`` (see docs/design.md, "How a spec binds theory to code").
 """
 
 from __future__ import annotations
