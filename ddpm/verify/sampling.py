@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ddpm.oracles import GaussianMixture, OptimalEps
-from ddpm.posterior import mu_from_eps
+from ddpm.oracles import OptimalEps
+from ddpm.sampler import gaussian_law
 from ddpm.schedule import Schedule, reverse_variance
 from ddpm.verify.adapter import describe_step
 from ddpm.verify.coefficients import RTOL, Monomial, explain, values
@@ -398,23 +398,21 @@ def decide_sampling(c: Config, facts: TrainingFacts, zero: dict | None, answer: 
     return outcomes
 
 
-# ONE SOURCE (issue 12 item 8): Algorithm 2's Gaussian-law recursion belongs in ddpm (specs-rigor is moving
-# it to ddpm.sampler); when it lands there, delete this definition and import it. This is verify's only copy.
-def algorithm2_gaussian_law(data: GaussianMixture, schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
-    """Mean and variance per coordinate of Algorithm 2's x_0 with eps* of a diagonal Gaussian [Ho20 alg. 2].
+def _law_of_samples(schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
+    """Mean and variance per coordinate of Algorithm 2's x_0 when eps_theta is eps* of LAW_DATA [Ho20 alg. 2].
 
-    eps* of a Gaussian is affine in x_t, so each step maps N(m, v) to N(P m + q, P^2 v + sigma_t^2),
-    with P and q read off mu_theta = mu_from_eps(x, eps*(x)) at x = 0 and x = 1 [eq. 11].
+    eps* of a Gaussian is affine in x_t, eps*(x, t) = A_t x + b_t, read off at x = 0 and the unit
+    vectors; the law itself is ddpm's one source, :func:`ddpm.sampler.gaussian_law`.
     """
-    eps_star = OptimalEps(data, schedule)
-    sigma = reverse_variance(schedule, sigma2)
-    basis = torch.stack([torch.zeros(data.dim), torch.ones(data.dim)]).double()
-    mean, var = torch.zeros(data.dim, dtype=torch.float64), torch.ones(data.dim, dtype=torch.float64)
-    for t in range(schedule.T, 0, -1):
-        mu = mu_from_eps(schedule, basis, t, eps_star(basis, torch.full((2,), t)))
-        q, P = mu[0], mu[1] - mu[0]
-        mean, var = P * mean + q, P**2 * var + (sigma[t] if t > 1 else 0.0)
-    return mean, var
+    eps_star, D = OptimalEps(LAW_DATA, schedule), LAW_DATA.dim
+    A = torch.zeros(schedule.T + 1, D, D, dtype=torch.float64)
+    b = torch.zeros(schedule.T + 1, D, dtype=torch.float64)
+    basis = torch.cat([torch.zeros(1, D), torch.eye(D)]).double()
+    for t in range(1, schedule.T + 1):
+        e = eps_star(basis, torch.full((D + 1,), t))
+        b[t], A[t] = e[0], (e[1:] - e[0]).T  # column i: eps*(e_i) - eps*(0)
+    mean, cov = gaussian_law(schedule, A, b, sigma2)
+    return mean, cov.diagonal()
 
 
 def decide_law(c: Config, facts: TrainingFacts, plan: dict | None, law: dict | None) -> Outcome:
@@ -433,7 +431,7 @@ def decide_law(c: Config, facts: TrainingFacts, plan: dict | None, law: dict | N
     mean, var = x0.mean(0), x0.var(0)
     results = {}
     for choice in c.sigma:
-        m, v = algorithm2_gaussian_law(LAW_DATA, c.schedule, choice)
+        m, v = _law_of_samples(c.schedule, choice)
         est, want = torch.cat([mean, var]), torch.cat([m, v])
         se = torch.cat([(v / N).sqrt(), v * (2 / N) ** 0.5])
         results[choice] = (mc(f"sample: law with sigma^2 = {choice}", est, se, want, N, c.false_alarm)[0], m, v)
