@@ -57,6 +57,9 @@ MUTANTS = {
     "mutant_sigma_beta": ("sample_sigma", "= beta_t at t = 2 (template index 1)", {"sample_law"}),
     "mutant_z_once": ("sample_z", "correlated between consecutive steps", {"sample_law"}),
     "mutant_prior": ("sample_prior", "x_T is not N(0, I)", {"sample_law"}),
+    "mutant_schedule_scaled": ("schedule", "no coefficient the code applies is one of the linear schedule",
+                               {"forward_mean", "forward_noise", "train_t", "train_eps", "loss_value", "sample_steps",
+                                "sample_mean", "sample_sigma", "t_encoding", "sample_law"}),
     "broken_index_error": ("forward_mean", "IndexError",
                            {"forward_noise", "train_t", "train_eps", "loss_value", "loss_mean", "t_encoding",
                             "sample_law"}),
@@ -208,6 +211,13 @@ def test_a_file_that_needs_a_missing_package_cannot_be_verified_not_a_list_of_bu
     assert "needs_diffusers.py:" in decision.cannot_verify
 
 
+@pytest.mark.slow
+def test_the_diffusers_file_passes_where_diffusers_is_installed() -> None:
+    pytest.importorskip("diffusers", reason="the file's verdict with the real package needs diffusers installed")
+    decision = run(CASES / "needs_diffusers.py")
+    assert decision.exit_status == 0, [(o.spec, o.detail) for o in decision.outcomes if o.status != PASS]
+
+
 def test_a_progress_bar_stand_in_is_harmless() -> None:
     tqdm = Stub("tqdm.tqdm")
     assert list(tqdm(range(3), desc="x")) == [0, 1, 2]
@@ -241,6 +251,8 @@ def test_records_it_does_not_expect_are_could_not_verify_never_a_pass() -> None:
     assert bad.exit_status == 2 and "unknown kind 'verdict'" in bad.error
     broken = [r if r.kind != "call" else {"kind": "call", "fields": dict(r.fields, net="x")} for r in records]
     assert decide(broken, cfg).exit_status == 2
+    call = next(r for r in records if r.kind == "call")
+    assert "two records of the same call" in decide(records + [call], cfg).error  # a replayed observation
     assert decide([], cfg).exit_status == 2
 
 
@@ -338,7 +350,7 @@ def test_cli_reports_a_mutant_as_json_with_the_line(tmp_path: Path) -> None:
     failed = [o for o in report["outcomes"] if o["status"] == FAIL]
     assert [(o["spec"], o["cites"]) for o in failed] == [("sample_last_step", "[Ho20 alg. 2 l. 3]")]
     assert "Algorithm 2 sets z = 0 at t = 1" in failed[0]["detail"]
-    assert failed[0]["lines"] == ["mutant_last_step_noise.py:36  z = torch.randn_like(x_t)"]
+    assert failed[0]["lines"] == ["mutant_last_step_noise.py:37  z = torch.randn_like(x_t)"]
 
 
 def test_cli_exit_2_for_a_broken_file(tmp_path: Path) -> None:

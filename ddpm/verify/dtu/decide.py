@@ -45,7 +45,7 @@ _CALL_FIELDS = {"method": str, "role": str, "round": int, "net": list, "draws": 
                 "error_site": str, "return_site": str}
 
 
-def _check_call(f: dict, c: Config) -> None:
+def _check_call(f: dict) -> None:
     for name, kind in _CALL_FIELDS.items():
         if not isinstance(f.get(name), kind):
             raise MalformedRecords(f"a call record whose {name} is {type(f.get(name)).__name__}")
@@ -175,8 +175,16 @@ def _decide_records(records, c: Config) -> Decision:
         for record in records:
             kind, fields = _as_pair(record)
             grouped[kind].append(fields)
+        seen = set()
         for f in grouped["call"]:
-            _check_call(f, c)
+            _check_call(f)
+            key = (f["method"], f["role"], f["round"])
+            if key in seen:
+                raise MalformedRecords(f"two records of the same call {key}")
+            seen.add(key)
+        for kind in ("loaded", "built", "shape_fallback", "law_plan"):
+            if len(grouped[kind]) > 1:
+                raise MalformedRecords(f"{len(grouped[kind])} records of kind {kind!r}, where one is emitted")
         return _decide(grouped, c)
     except MalformedRecords as exc:
         return Decision(_all(UNDECIDED, "not decided: the records are malformed"),
@@ -206,7 +214,8 @@ def _decide(r: dict[str, list[dict]], c: Config) -> Decision:
         fb = r["shape_fallback"][0]
         c = Config.from_dict(dict(c.to_dict(), image=True))
         notes.append(f"the file works only on image-shaped data: on x of shape (batch, D) {fb['error']}; every "
-                     f"spec is checked with x of shape {tuple(fb['shape'])} instead (the sheet's toy data is (batch, 2))")
+                     f"spec is checked with x of shape {tuple(fb['shape'])} instead (the sheet's toy data is "
+                     "(batch, 2))")
     calls = r["call"]
     train_calls = [k for k in calls if k["method"] in ("negative_elbo", "loss")]
     runs = {k["role"]: k for k in calls if k["method"] == "sample"}
