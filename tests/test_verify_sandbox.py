@@ -342,3 +342,11 @@ def test_the_process_limit_holds_as_root_too() -> None:
     started = int(next(n for n in r.notes if "STARTED" in n).split("STARTED ")[1].split("'")[0])
     assert started < sandbox.Limits().processes, r.notes  # the file's own threads count too
     assert r.exit_status == 1 and sleeps_left() == []
+
+
+def test_files_verified_in_parallel_cannot_reach_each_other(tmp_path: Path) -> None:
+    sleeper = tmp_path / "a_sleeper.py"
+    sleeper.write_text("import time\n\ndef answer():\n    time.sleep(25)\n    return 0\n")
+    reports = verify_many([sleeper, HOSTILE / "h_probe_siblings.py"], PROBE, None, 120, jobs=2)
+    seen = next(n for n in reports[1].notes if "PROBE" in n)
+    assert ":mem:" in seen and ":OPEN" not in seen, seen  # it found the sibling and could not open it

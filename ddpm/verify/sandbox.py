@@ -265,7 +265,10 @@ def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[s
     done.append(f"limits: address space {limits['memory'] / 2**30:g} GiB, CPU {limits['cpu_seconds']} s, "
                 f"files {limits['file_size'] / 2**20:g} MiB, {limits['open_files']} open files, {tasks}")
     if sys.platform.startswith("linux"):
-        done.append(_landlock([private_dir], ["/dev/null"]))
+        try:
+            done.append(_landlock([private_dir], ["/dev/null"]))
+        except OSError as exc:
+            done.append(f"Landlock could not be set up ({exc}): writes outside the private directory are not blocked")
         caps = _drop_capabilities()
         if caps:
             done.append(caps)
