@@ -123,6 +123,9 @@ class ForeignCheckpoint(CheckpointError):
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, no permission); the previous one is untouched."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 class NonFiniteState(ValueError):
     """A state holding NaN or infinity, which a checkpoint never stores; ``where`` names the tensor."""
