@@ -454,10 +454,22 @@ def progress_bar(total: int, desc: str, *, initial: int = 0, show: bool | None =
     terminal or in a notebook, so logs and pipes stay clean."""
     from tqdm.auto import tqdm
 
+    terminal = sys.stderr.isatty()
     if show is None:
-        show = sys.stderr.isatty() or "ipykernel" in sys.modules
-    return tqdm(total=total, initial=initial, desc=desc, disable=not show, file=sys.stderr, dynamic_ncols=True,
-                unit="step", mininterval=0.2)
+        show = terminal or "ipykernel" in sys.modules
+    width = {}
+    if terminal and _columns(sys.stderr) == 0:
+        width = {"ncols": 80, "nrows": 24}  # a terminal that reports no size (a bare pty): tqdm would draw nothing
+    return tqdm(total=total, initial=initial, desc=desc, disable=not show, file=sys.stderr, dynamic_ncols=not width,
+                unit="step", mininterval=0.2, **width)
+
+
+def _columns(stream) -> int:
+    """The width of the terminal ``stream`` writes to, 0 if it reports none."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def train(
