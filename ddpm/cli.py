@@ -107,7 +107,8 @@ def number(low: float, high: float, *, closed_low: bool = False, closed_high: bo
             value = math.nan
         inside = (low <= value if closed_low else low < value) and (value <= high if closed_high else value < high)
         if not (inside and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must {'be' if span.startswith('a ') else 'lie'} {span}{note}, got {text}")
+            verb = "be" if span.startswith("a ") else "lie"
+            raise argparse.ArgumentTypeError(f"must {verb} {span}{note}, got {text}")
         return value
 
     return parse
@@ -166,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=SEED, default=0, help="seed of the weights and of every draw (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=integer(1), help="steps between checkpoints (default: 500; MNIST 1000)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has a checkpoint")
-    p.add_argument("--samples", type=integer(1), default=2000, help="samples drawn after training (default: %(default)s)")
+    p.add_argument("--samples", type=integer(1), default=2000,
+                   help="samples drawn after training (default: %(default)s)")
     _add_common(p)
     p.set_defaults(check=check_train, run=cmd_train)
 
@@ -208,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_sigma2(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma2", choices=SIGMA2_CHOICES, default="beta",
-                   help="reverse-process variance sigma_t^2: beta_t or beta_tilde_t [Ho20 §3.2] (default: %(default)s)")
+                   help="reverse-process variance sigma_t^2: beta_t or beta_tilde_t [Ho20 §3.2] "
+                        "(default: %(default)s)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
