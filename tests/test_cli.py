@@ -302,6 +302,22 @@ def test_nothing_but_notes_on_a_non_terminal_stderr(tmp_path, capsys):
         assert status == 0 and err == "", err
 
 
+def test_progress_shows_in_a_notebook(monkeypatch):
+    """In Jupyter stderr is no terminal, but the bar belongs there: tqdm.auto draws it (a widget where
+    ipywidgets is installed, text otherwise); an ipykernel among the loaded modules is the sign."""
+    import types
+
+    from ddpm.train import progress_bar
+
+    with progress_bar(10, "x") as bar:
+        assert bar.disable  # pytest's captured stderr: no terminal, no notebook
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    with progress_bar(10, "x") as bar:
+        assert not bar.disable
+    with progress_bar(10, "x", show=False) as bar:
+        assert bar.disable  # --quiet wins
+
+
 def test_derive_lists_and_prints_claims(capsys):
     assert main(["derive"]) == 0
     listing = capsys.readouterr().out
