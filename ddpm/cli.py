@@ -9,6 +9,8 @@ files live, so that a new option adds its check there.
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import math
 import os
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{'--batch-size' if args.command != 'sample' else '-n'}", file=sys.stderr)
         return 1
     except OSError as e:  # a figure or a result that cannot be written: say which, no traceback
-        print(f"{prefix} {e.strerror or e}{f': {e.filename!r}' if e.filename else ''}", file=sys.stderr)
+        what = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+        print(f"{prefix} {what}{f': could not write {e.filename!r}' if e.filename else ''}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         print(f"\nddpm {args.command}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
@@ -239,6 +242,16 @@ def _readable(path: Path) -> None:
     os.chmod(path, 0o666 & ~mask)
 
 
+def _save_tensor(path: Path, x: torch.Tensor) -> None:
+    """torch.save through memory, so that a full disk is an OSError naming the file, not torch's RuntimeError."""
+    buffer = io.BytesIO()
+    torch.save(x, buffer)
+    try:
+        path.write_bytes(buffer.getbuffer())
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+
+
 def _check_output_file(option: str, path: Path) -> None:
     if path.is_dir():
         raise ValueError(f"{option} must name a file, got the folder {str(path)!r}")
@@ -373,7 +386,7 @@ def _sample_and_report(args: argparse.Namespace, ckpt, png: Path, *, n: int, sig
         x0 = sample(model, build_schedule(config), shape, sigma2=sigma2, generator=generator,
                     progress=lambda t: bar.update(1)).cpu()
     png.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(x0, png.with_suffix(".pt"))
+    _save_tensor(png.with_suffix(".pt"), x0)
     if config.data == "mnist":
         image_grid(png, (x0[:64] + 1) / 2)
         _readable(png)

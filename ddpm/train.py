@@ -4,6 +4,10 @@ Every random draw of a run — the data batch, t and eps — comes from one gene
 seed and saved in each checkpoint, so a run interrupted and resumed gives the same weights as one
 that was never stopped (on CPU; CUDA kernels may differ in the last bits).
 
+A checkpoint is written whole to a temporary file and renamed over the last one, never with NaN or
+infinity in it, and holds a SHA-256 of its state: loading tells a good checkpoint from a corrupt one
+(:class:`CorruptCheckpoint`) and from a file that is not a ddpm checkpoint (:class:`ForeignCheckpoint`).
+
 Under ``torchrun`` the same loop runs data-parallel (gloo on CPU, NCCL on CUDA): every process draws
 the whole global batch from the same generator and trains on its own slice, so the averaged gradient
 is the single-process gradient of the same global batch.

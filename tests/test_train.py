@@ -447,6 +447,9 @@ def test_the_command_says_the_disk_is_full(small_disk, capsys):
     assert err[1].startswith(f"ddpm train: error: the disk is full: no room in {str(path.parent)!r}") and \
         err[1].endswith(f"the previous checkpoint {str(path)!r} is intact"), err
     assert path.read_bytes() == before
+    samples = small_disk / "samples.pt"  # results, too, are one line when the disk is full
+    assert main(["sample", str(path), "-n", "300", "--out", str(samples.with_suffix(".png")), "--device", "cpu"]) == 1
+    assert capsys.readouterr().err == f"ddpm sample: error: the disk is full: could not write {str(samples)!r}\n"
 
 
 KILLED_WRITER = textwrap.dedent("""
