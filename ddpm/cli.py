@@ -62,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{'--batch-size' if args.command != 'sample' else '-n'}", file=sys.stderr)
         return 1
     except OSError as e:  # a figure or a result that cannot be written: say which, no traceback
-        what = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
-        print(f"{prefix} {what}{f': could not write {e.filename!r}' if e.filename else ''}", file=sys.stderr)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "the disk is full" + (f": could not write {e.filename!r}" if e.filename else "")
+        else:
+            what = (e.strerror or str(e)) + (f": {e.filename!r}" if e.filename else "")
+        print(f"{prefix} {what}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         print(f"\nddpm {args.command}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
