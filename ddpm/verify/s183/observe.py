@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import sys
 import traceback
 import types
 from pathlib import Path
@@ -235,12 +236,19 @@ def observe(path: Path, config: dict, emit) -> None:
     p = plan(nb)
     emit("plan", defines={k: list(v) for k, v in p.defines.items()}, skipped=len(p.skipped),
          skipped_first=[list(s) for s in p.skipped[:5]], syntax_errors=[list(s) for s in p.syntax_errors])
-    install_modules()
-    namespace = {"__name__": "__notebook__", "__builtins__": builtins}
-    errors = run_definitions(p, namespace)
-    functions = {name: _describe(namespace.get(name)) for name in STUDENT_FUNCTIONS}
-    emit("definitions", errors=[list(e) for e in errors], functions=functions)
-    if functions["training_loop"]["status"] == "notebook":
-        _observe_training(namespace["training_loop"], config, emit)
-    if functions["samples"]["status"] == "notebook":
-        _observe_sampling(namespace["samples"], config, emit)
+    old = install_modules()
+    try:
+        namespace = {"__name__": "__notebook__", "__builtins__": builtins}
+        errors = run_definitions(p, namespace)
+        functions = {name: _describe(namespace.get(name)) for name in STUDENT_FUNCTIONS}
+        emit("definitions", errors=[list(e) for e in errors], functions=functions)
+        if functions["training_loop"]["status"] == "notebook":
+            _observe_training(namespace["training_loop"], config, emit)
+        if functions["samples"]["status"] == "notebook":
+            _observe_sampling(namespace["samples"], config, emit)
+    finally:  # in the child this hardly matters; in-process (tests) the real packages come back
+        for name, module in old.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
