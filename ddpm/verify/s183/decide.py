@@ -556,10 +556,13 @@ def _loss_yields(src: Source, runs_steps, err) -> Outcome:
     for run, steps, _ in runs_steps:
         r = run.info["run"] + 1
         want = len(run.info["sizes"]) * int(run.info["epochs"])
+        run_err = next(iter(run.of("error")), None)
         for s in steps:
             if len(s.yields) != 1:
-                return _out("loss_yields", FAIL, f"run {r}: batch {s.index + 1} gives {len(s.yields)} yields, not one",
-                            lines)
+                why = f" ({_raised(src, run_err, 'training_loop')})" if run_err and not s.yields else ""
+                return _out("loss_yields", FAIL, f"run {r}: batch {s.index + 1} of size {s.x0.shape[0]} gives "
+                            f"{len(s.yields)} yields, not one{why}", lines + ([src.line(run_err.get("cell"),
+                                                                               run_err.get("line"))] if why else []))
             if s.yield_before_net:
                 return _out("loss_yields", FAIL, f"run {r}: batch {s.index + 1}'s yield comes before the network "
                             "sees the batch: it is not this batch's loss", lines)

@@ -28,7 +28,8 @@ import torch
 
 from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
 from ddpm.verify.s183.notebook import STUDENT_FUNCTIONS, cell_of_filename, plan, read_cells, run_definitions
-from ddpm.verify.s183.standins import ProbeLoader, ProbeModel, Schedule, install_modules, recorded_draws
+from ddpm.verify.s183.standins import (ProbeLoader, ProbeModel, Schedule, install_modules, recorded_draws,
+                                       light_optimizers, skip_dynamo_import)
 
 __all__ = ["observe", "default_config", "TRAIN_RUNS", "SAMPLE_RUNS"]
 
@@ -127,7 +128,7 @@ def _observe_training(fn, config: dict, emit) -> None:
         loader = ProbeLoader(batches, emit)
         limit = len(sizes) * epochs + 8
         count = 0
-        with recorded_draws(gen, emit, seed):
+        with recorded_draws(gen, emit, seed), light_optimizers(), skip_dynamo_import():
             try:
                 args, kwargs = bind(fn, [("loader", loader), ("model", model), ("schedule", schedule),
                                          ("epochs", epochs), ("lr", float(config["lr"]))])

@@ -464,6 +464,85 @@ def get_sigma_embeds(batches, sigma, *args, **kwargs):
     return torch.stack([torch.sin(torch.log(sigma) / 2), torch.cos(torch.log(sigma) / 2)], dim=1)
 
 
+@contextlib.contextmanager
+def skip_dynamo_import():
+    """Spare torch.optim's first call the import of torch._dynamo (seconds), made only to disable it.
+
+    Optimizer methods are wrapped by ``torch._compile._disable_dynamo``, which imports torch._dynamo on
+    the first call unless the function already carries its disabled twin; nothing in the verifier
+    compiles, so within the block the function itself is that twin.
+    """
+    import torch.optim
+
+    spared = []
+    for name in dir(torch.optim):
+        cls = getattr(torch.optim, name)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            continue
+        for klass in cls.__mro__:
+            for value in vars(klass).values():
+                code, fn = getattr(value, "__code__", None), getattr(value, "__wrapped__", None)
+                if code is not None and fn is not None and code.co_filename.endswith("_compile.py") \
+                        and getattr(fn, "__dynamo_disable", None) is None:
+                    fn.__dynamo_disable = fn
+                    spared.append(fn)
+    try:
+        yield
+    finally:
+        for fn in spared:
+            if getattr(fn, "__dynamo_disable", None) is fn:
+                del fn.__dynamo_disable
+
+
+class LightOptimizer(torch.optim.Optimizer):
+    """What the student's ``torch.optim.AdamW(model.parameters(), lr=lr)`` builds in the verifier: plain SGD steps.
+
+    The probe network's one parameter does not need Adam, and torch's own optimisers import torch._dynamo
+    on their first step (seconds a notebook). It is an ``Optimizer`` (param_groups, state_dict, lr
+    schedulers work), with any keyword the real ones take accepted and kept in its defaults.
+    """
+
+    def __init__(self, params, lr=1e-3, *args, **kwargs):
+        super().__init__(params, dict(kwargs, lr=float(lr) if not isinstance(lr, Tensor) else lr))
+
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.add_(p.grad, alpha=-float(group["lr"]))
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad.zero_()
+
+
+@contextlib.contextmanager
+def light_optimizers():
+    """Every optimiser class of torch.optim replaced by a :class:`LightOptimizer` of the same name, for the block."""
+    import torch.optim
+
+    saved = {}
+    for name in dir(torch.optim):
+        cls = getattr(torch.optim, name)
+        if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer:
+            saved[name] = cls
+    try:
+        for name in saved:
+            setattr(torch.optim, name, type(name, (LightOptimizer,), {}))
+        yield
+    finally:
+        for name, cls in saved.items():
+            setattr(torch.optim, name, cls)
+
+
 STANDIN_MODULES = ("smalldiffusion", "accelerate", "tqdm", "matplotlib", "IPython")
 
 
