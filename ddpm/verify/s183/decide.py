@@ -614,8 +614,7 @@ def _sample_facts(run: Run) -> SampleFacts:
             draws.append((i, f))
         elif kind == "net" and isinstance(f.get("x"), torch.Tensor):
             x, s, o = _t(f["x"], "x"), _t(f["sigma"], "sigma"), _t(f["out"], "out")
-            if not any(e.x.shape == x.shape and torch.equal(e.x, x) and e.sigma.shape == s.shape and
-                       torch.equal(e.sigma, s) for e in evals):
+            if not any(e.x.shape == x.shape and torch.equal(e.x, x) and _same_level(e.sigma, s) for e in evals):
                 evals.append(Eval(x, s, o, f.get("cell"), f.get("line"), i))
         elif kind == "yield":
             v = f.get("value")
@@ -631,6 +630,14 @@ def _sample_facts(run: Run) -> SampleFacts:
     basis += [(f"{d['fn']} at {d.get('cell')}:{d.get('line')}", _t(d["value"], "draw"), i) for i, d in draws]
     errors = run.of("error")
     return SampleFacts(run, float(info["gam"]), sigmas, start, evals, yields, draws, basis, errors[0] if errors else None)
+
+
+def _same_level(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """One level told two ways (a 0-d tensor, a float, one per example) counts as the same evaluation."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    if a.shape == b.shape:
+        return torch.equal(a, b)
+    return bool((a == a[0]).all() and (b == b[0]).all() and a[0] == b[0]) if a.numel() and b.numel() else False
 
 
 def _coefs(y: torch.Tensor, basis: list[tuple[str, torch.Tensor, int]], before: int) -> tuple[torch.Tensor | None, float]:
@@ -752,7 +759,7 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
             spec_first = k == 0
             where = f"gam = {_f(sf.gam)}, step {k + 1} of {K} (sigma_t = {_f(float(sf.sigmas[k]))} -> sigma_{{t-1}} = " \
                     f"{_f(float(sf.sigmas[k + 1]))})"
-            if max(r_k, r_n) > 1e-6:
+            if max(r_k, r_n) > 1e-5:
                 detail = f"{where}: x_{{t-1}} is not x_t plus a combination of the network's answers (residual " \
                          f"{max(r_k, r_n):.2g}): the step is not linear in eps_theta's answers"
                 bad = (detail, lines_update)
@@ -805,7 +812,7 @@ def _decide_network_call(src: Source, facts: list[SampleFacts]) -> Outcome | Non
                 return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step {j + 1}: eps_theta is called at "
                             f"sigma = {_vec(s)}{which}; expected sigma_t = {_f(want)}",
                             [src.line(e.cell, e.line)])
-            if j == 0 and sf.start is not None and not (e.x.shape == sf.start.shape and _close(e.x, sf.start, 1e-9)):
+            if j == 0 and sf.start is not None and not same_as(e.x, sf.start):
                 return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step 1: eps_theta is called at x = "
                             f"{_vec(e.x)}, not at the start x_T = {_vec(sf.start)}", [src.line(e.cell, e.line)])
         if len(sf.evals) < K:
@@ -844,8 +851,8 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
                 order, y, _ = ys[j]
                 if j + 1 < K:
                     want = sf.evals[j + 1].x
-                    if not (y.shape == want.shape and _close(y, want, 1e-9)):
-                        same = y.shape == sf.evals[j].x.shape and _close(y, sf.evals[j].x, 1e-9)
+                    if not same_as(y, want):
+                        same = same_as(y, sf.evals[j].x)
                         hint = ": it is x_t before the step (yielded one step early)" if same else ""
                         return _out("sample_yields", FAIL, f"{where}: yield {j + 1} is not the x_{{t-1}} the next step "
                                     f"starts from{hint}", lines)
@@ -860,7 +867,8 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
 
 
 def same_as(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and _close(a, b, 1e-9)
+    """The same state, up to float32 rounding (a file may compute in float32); every mistake is off by O(1)."""
+    return a.shape == b.shape and _close(a, b, 1e-5)
 
 
 def _decide_start(src: Source, facts: list[SampleFacts]) -> Outcome | None:

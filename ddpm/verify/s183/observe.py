@@ -28,8 +28,8 @@ import torch
 
 from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
 from ddpm.verify.s183.notebook import STUDENT_FUNCTIONS, cell_of_filename, plan, read_cells, run_definitions
-from ddpm.verify.s183.standins import (ProbeLoader, ProbeModel, Schedule, install_modules, recorded_draws,
-                                       light_optimizers, skip_dynamo_import)
+from ddpm.verify.s183.standins import (ProbeLoader, ProbeModel, Schedule, install_modules, light_optimizers,
+                                       recorded_draws, skip_dynamo_import, snap)
 
 __all__ = ["observe", "default_config", "TRAIN_RUNS", "SAMPLE_RUNS"]
 
@@ -62,6 +62,10 @@ def _site_of(exc: BaseException) -> tuple[int | None, int | None]:
 
 
 def _error(emit, phase: str, run: int, exc: BaseException) -> None:
+    from ddpm.verify.channel import ChannelError
+
+    if isinstance(exc, ChannelError):  # the verifier's own record could not travel: its bug, never the student's
+        raise exc
     cell, line = _site_of(exc)
     emit("error", phase=phase, run=run, type=type(exc).__name__, message=str(exc)[:500], cell=cell, line=line)
 
@@ -152,7 +156,7 @@ def _value_fields(value, keep: bool) -> dict:
         if value.numel() == 1 and not keep:
             fields["value"] = float(value.detach().reshape(()))
         elif keep and value.dtype.is_floating_point and not value.is_complex():
-            fields["value"] = value.detach().to("cpu", torch.float64).clone()
+            fields["value"] = snap(value, torch.float64)
         else:
             fields["value"] = None
         return fields

@@ -63,6 +63,13 @@ def student_site(depth: int = 1) -> tuple[int, int] | None:
     return None
 
 
+def snap(t: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """A detached, contiguous copy for the channel (expanded or strided views included)."""
+    t = t.detach()
+    out = torch.empty(t.shape, dtype=dtype or t.dtype)  # fresh strides: a one-element view may have stride 0
+    return out.copy_(t)
+
+
 def _site_fields(site) -> dict:
     return {"cell": site[0], "line": site[1]} if site else {"cell": None, "line": None}
 
@@ -215,7 +222,7 @@ class Schedule:
             index = torch.randint(len(self), (x0.shape[0],), generator=self._generator)
         sigma = self.sigmas[index].to(x0)
         if self._emit is not None:
-            self._emit("sigma_draw", index=index, value=sigma.detach().clone(), **_site_fields(site))
+            self._emit("sigma_draw", index=snap(index), value=snap(sigma), **_site_fields(site))
         return sigma
 
 
@@ -263,7 +270,7 @@ class ProbeModel(nn.Module):
         site = student_site(2)
         with _internal():
             z = torch.randn((int(batchsize), *self.input_dims), generator=self._generator, dtype=self._dtype)
-        self._emit("rand_input", batchsize=int(batchsize), value=z.clone(), **_site_fields(site))
+        self._emit("rand_input", batchsize=int(batchsize), value=snap(z), **_site_fields(site))
         return z
 
     def predict_eps(self, x, sigma, cond=None):
@@ -280,12 +287,12 @@ class ProbeModel(nn.Module):
             out = self.weight.to(out.dtype) * out
         fields = dict(call=i, x_shape=list(x.shape), sigma_shape=list(s.shape), **_site_fields(site))
         if self._record:
-            fields.update(x=x.detach().clone(), sigma=s.detach().clone().to(torch.float64), out=out.detach().clone())
+            fields.update(x=snap(x), sigma=snap(s, torch.float64), out=snap(out))
         else:
-            fields.update(sigma=s.detach().reshape(-1)[:1].clone().to(torch.float64))
+            fields.update(sigma=snap(s.reshape(-1)[:1], torch.float64))
         self._emit("net", **fields)
         if self._trainable and out.requires_grad:
-            out.register_hook(lambda g, i=i: self._emit("grad", call=i, grad=g.detach().clone()))
+            out.register_hook(lambda g, i=i: self._emit("grad", call=i, grad=snap(g)))
         return out
 
 
@@ -302,7 +309,7 @@ class ProbeLoader:
 
     def __iter__(self):
         for i, x0 in enumerate(self.batches):
-            self._emit("batch", index=i, x0=x0.clone())
+            self._emit("batch", index=i, x0=snap(x0))
             yield x0.clone()
 
 
@@ -323,7 +330,7 @@ def recorded_draws(generator: torch.Generator, emit, seed: int = 0):
 
     def record(fn, value, **extra):
         site = student_site(3)
-        emit("draw", id=next(_draw_ids), fn=fn, value=value.detach().clone() if isinstance(value, Tensor) else value,
+        emit("draw", id=next(_draw_ids), fn=fn, value=snap(value) if isinstance(value, Tensor) else value,
              **extra, **_site_fields(site))
         return value
 
