@@ -216,12 +216,14 @@ def confine(private_dir: str, limits: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The reaper: a child subreaper in its own session that runs the child and kills whatever it leaves.
+# The reaper: a child subreaper in its own session that runs the child and kills whatever it leaves, when
+# the child ends, when the parent sends SIGTERM (time is up) or when the parent dies (PR_SET_PDEATHSIG).
 
 REAPER = r"""
 import ctypes, os, signal, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl(36, 1, 0, 0, 0)
+libc.prctl(1, signal.SIGTERM, 0, 0, 0)
 me = os.getpid()
 def tree():
     kids = {}
@@ -260,6 +262,8 @@ def stop(signum, frame):
     kill_all()
     os._exit(128 + signal.SIGTERM)
 signal.signal(signal.SIGTERM, stop)
+if os.getppid() != int(sys.argv[2]):
+    os._exit(128 + signal.SIGTERM)
 pid = os.fork()
 if pid == 0:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -380,7 +384,7 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
     stdout, stderr = _Output(OUTPUT_CAP), _Output(OUTPUT_CAP)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen([sys.executable, "-S", "-c", REAPER, str(wfd)], cwd=private, env=_env(private),
+        proc = subprocess.Popen([sys.executable, "-S", "-c", REAPER, str(wfd), str(os.getpid())], cwd=private, env=_env(private),
                                 stdin=subprocess.PIPE, stdout=out_w, stderr=err_w, pass_fds=(wfd,), close_fds=True,
                                 start_new_session=True)
     finally:
