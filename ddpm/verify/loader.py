@@ -109,7 +109,7 @@ def _stub(name: str) -> None:
     parts = name.split(".")
     for i in range(1, len(parts) + 1):
         prefix = ".".join(parts[:i])
-        if prefix not in sys.modules:
+        if sys.modules.get(prefix) is None:  # absent, or marked not importable (None)
             module = _StubModule(prefix)
             module.__path__ = []  # a package, so that submodules import
             sys.modules[prefix] = module

@@ -22,7 +22,6 @@ __all__ = ["PASS", "FAIL", "UNDECIDED", "STATUSES", "Outcome", "Decision", "Repo
 
 PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
 STATUSES = (PASS, FAIL, UNDECIDED)
-SKIP = UNDECIDED  # the old name, still imported by the command line until its sandboxed rewrite lands
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ class Report:
                 body = textwrap.wrap(text, max(width - indent, 30)) or [""]
                 lines.append(head + body[0])
                 lines.extend(" " * indent + more for more in body[1:])
-                lines.extend(" " * indent + "> " + src[: max(width - indent - 2, 30)] for src in o.lines)
+                lines.extend(" " * indent + "> " + src for src in o.lines)
         for note in self.notes:
             lines.extend(textwrap.wrap(note, width, initial_indent="note: ", subsequent_indent="      "))
         counts = {s: sum(o.status == s for o in self.outcomes) for s in STATUSES}

@@ -105,7 +105,7 @@ class DrawTracer:
 @contextlib.contextmanager
 def restored():
     """Undo, on exit, what observing a file changes in this process (see the module's docstring)."""
-    modules, path = set(sys.modules), list(sys.path)
+    modules, path = dict(sys.modules), list(sys.path)
     torch_state, py_state, threads = torch.get_rng_state(), random.getstate(), torch.get_num_threads()
     try:
         import numpy
@@ -115,10 +115,12 @@ def restored():
     try:
         yield
     finally:
-        for name in set(sys.modules) - modules:
-            module = sys.modules[name]
+        for name, module in list(sys.modules.items()):
             if name == "student_ddpm" or getattr(module, "__ddpm_verify_stub__", False):
-                del sys.modules[name]
+                if name in modules and modules[name] is not module:
+                    sys.modules[name] = modules[name]  # a stub over what was there (e.g. None: not importable)
+                elif name not in modules:
+                    del sys.modules[name]
         sys.path[:] = path
         torch.set_rng_state(torch_state)
         random.setstate(py_state)
