@@ -119,28 +119,32 @@ class Source:
         return [self.line(fn.cell, n) for n in sorted(lines)]
 
     def update_lines(self, name: str) -> list[str]:
-        """The lines of the function that compute what its yields read: the assignments to the yielded names
-        and, transitively, to the names those read (the update, eps_bar, the loss, its input)."""
+        """The lines that compute what the function's yields read: inside its loops, the assignments to the
+        yielded names and, transitively, to the names those read (the update, eps_bar, the loss, its input);
+        before the loops, the assignments that set a name those lines read (eps_prev = None)."""
         fn = self.function(name)
         if fn is None:
             return []
-        names = {n.id for y in ast.walk(fn) if isinstance(y, (ast.Yield, ast.YieldFrom)) and y.value is not None
-                 for n in ast.walk(y.value) if isinstance(n, ast.Name)}
+        yielded = {n.id for y in ast.walk(fn) if isinstance(y, (ast.Yield, ast.YieldFrom)) and y.value is not None
+                   for n in ast.walk(y.value) if isinstance(n, ast.Name)}
+        in_loops = {id(node) for loop in ast.walk(fn) if isinstance(loop, (ast.For, ast.While))
+                    for node in ast.walk(loop)}
         assigns = []
         for node in ast.walk(fn):
             if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 wrote = {t.id for tt in targets for t in ast.walk(tt) if isinstance(t, ast.Name)}
                 read = {t.id for t in ast.walk(node.value) if isinstance(t, ast.Name)}
-                assigns.append((node.lineno, wrote, read))
-        lines, grew = set(), True
+                assigns.append((node.lineno, wrote, read, id(node) in in_loops))
+        names, lines, grew = set(yielded), set(), True
         while grew:
             grew = False
-            for lineno, wrote, read in assigns:
-                if lineno not in lines and wrote & names:
+            for lineno, wrote, read, looped in assigns:
+                if looped and lineno not in lines and wrote & names:
                     lines.add(lineno)
                     names |= read
                     grew = True
+        lines |= {lineno for lineno, wrote, _, looped in assigns if not looped and wrote & (names - yielded)}
         return [self.line(fn.cell, n) for n in sorted(lines)]
 
 
@@ -365,7 +369,9 @@ def _decide_loss(src: Source, train: list[Run], fn_lines: list[str]) -> tuple[li
 
 
 def _out(spec: str, status: str, detail: str = "", lines=()) -> Outcome:
-    return Outcome(spec, status, detail, SPECS_S183[spec][1], tuple(x for x in lines if x))
+    """An outcome; the student's lines are shown where something is wrong or undecided, not on a pass."""
+    shown = () if status == PASS else tuple(dict.fromkeys(x for x in lines if x))
+    return Outcome(spec, status, detail, SPECS_S183[spec][1], shown)
 
 
 def _net_line(src: Source, f: LossFacts) -> str:
