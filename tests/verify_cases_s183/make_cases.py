@@ -237,8 +237,8 @@ def notebook(train: str, sample: str, *, own_model: bool = False, star: bool = F
 def write(name: str, cells: list[tuple[str, str]]) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(src) if kind == "code" else nbformat.v4.new_markdown_cell(src)
-                for kind, src in cells]
+    nb.cells = [nbformat.v4.new_code_cell(src, id=f"c{i}") if kind == "code" else
+                nbformat.v4.new_markdown_cell(src, id=f"c{i}") for i, (kind, src) in enumerate(cells, start=1)]
     nbformat.write(nb, str(HERE / f"{name}.ipynb"))
     parts = []
     for kind, src in cells:

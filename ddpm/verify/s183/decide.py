@@ -165,12 +165,61 @@ class Run:
         return [f for k, f in self.events if k == kind]
 
 
+_T, _I, _N, _S = torch.Tensor, int, (int, float), str
+_OPT_I = (int, type(None))
+# kind: {field: type(s)} the observer always writes; "?name" is a field it may leave out.
+SCHEMA = {
+    "notebook": {"name": _S, "form": _S, "cells": list},
+    "plan": {"defines": dict, "skipped": _I, "skipped_first": list, "syntax_errors": list},
+    "definitions": {"errors": list, "functions": dict},
+    "train_run": {"run": _I, "sizes": list, "epochs": _I},
+    "train_returned": {"run": _I, "generator": bool},
+    "batch": {"index": _I, "x0": _T},
+    "sigma_draw": {"index": _T, "value": _T, "cell": _OPT_I, "line": _OPT_I},
+    "draw": {"id": _I, "fn": _S, "?value": (_T, float, type(None)), "own_generator": bool, "cell": _OPT_I,
+             "line": _OPT_I},
+    "net": {"call": _I, "x_shape": list, "sigma_shape": list, "sigma": _T, "?x": _T, "?out": _T, "cell": _OPT_I,
+            "line": _OPT_I},
+    "grad": {"call": _I, "grad": _T},
+    "yield": {"phase": _S, "run": _I, "index": _I, "type": _S, "?value": (_T, float, type(None)), "?shape": list,
+              "?dtype": _S},
+    "error": {"phase": _S, "run": _I, "type": _S, "message": _S, "cell": _OPT_I, "line": _OPT_I},
+    "run_end": {"phase": _S, "run": _I, "yields": _I, "limit": _I},
+    "sample_run": {"run": _I, "probe": _S, "gam": _N, "batchsize": _I, "sigmas": _T, "xt": (_T, type(None)),
+                   "law": (dict, type(None))},
+    "rand_input": {"batchsize": _I, "value": _T, "cell": _OPT_I, "line": _OPT_I},
+    "law_output": {"run": _I, "type": _S, "?value": (_T, float, type(None)), "?shape": list, "?dtype": _S},
+    "crash": {"error": _S, "?traceback": _S},
+}
+
+
+def _check(kind: str, f) -> None:
+    """A record as the observer writes it, else :class:`Malformed` (the run cannot be verified)."""
+    if not isinstance(f, dict):
+        raise Malformed(f"a {kind!r} record whose fields are {type(f).__name__}")
+    schema = SCHEMA[kind]
+    for key, types in schema.items():
+        name = key.lstrip("?")
+        if name not in f:
+            if key.startswith("?"):
+                continue
+            raise Malformed(f"a {kind!r} record without {name!r}")
+        if not isinstance(f[name], types) or (types is _I and isinstance(f[name], bool)):
+            raise Malformed(f"a {kind!r} record whose {name!r} is {type(f[name]).__name__}")
+    for name, value in f.items():
+        if name not in schema and f"?{name}" not in schema and kind not in ("draw",):
+            raise Malformed(f"a {kind!r} record with an unknown field {name!r}")
+        if isinstance(value, torch.Tensor) and not (value.dtype.is_floating_point or value.dtype == torch.int64):
+            raise Malformed(f"a {kind!r} record whose {name!r} has dtype {value.dtype}")
+
+
 def _runs(records: list[tuple[str, dict]]) -> tuple[dict, list[Run], list[Run], list[dict]]:
     head, train, sample, crashes = {}, [], [], []
     current = None
     for kind, f in records:
         if kind not in EXPECTED_KINDS:
             raise Malformed(f"an unexpected record {kind!r}")
+        _check(kind, f)
         if kind in ("notebook", "plan", "definitions"):
             if kind in head:
                 raise Malformed(f"a second {kind!r} record")
@@ -926,7 +975,7 @@ def _decide_start(src: Source, facts: list[SampleFacts]) -> Outcome | None:
     return _out("sample_start", PASS)
 
 
-def _decide_law(src: Source, runs: list[Run], notes: list[str]) -> Outcome | None:
+def _decide_law(src: Source, runs: list[Run], lines: list[str]) -> Outcome | None:
     results = []
     for run in runs:
         info = run.info
@@ -956,7 +1005,7 @@ def _decide_law(src: Source, runs: list[Run], notes: list[str]) -> Outcome | Non
         if not check.passed:
             return _out("sample_law", FAIL, f"gam = {_f(float(info['gam']))}, eps* of N({info['law']['m']}, "
                         f"{info['law']['c']} I), {len(info['sigmas']) - 1} steps: the samples' {name} is {_vec(est)}; "
-                        f"the closed form gives {_vec(want)} (z = {check.z:.1f} > {check.k:.1f}, n = {check.n})")
+                        f"the closed form gives {_vec(want)} (z = {check.z:.1f} > {check.k:.1f}, n = {check.n})", lines)
     return _out("sample_law", PASS)
 
 
@@ -984,7 +1033,7 @@ def _decide_sampler(src: Source, sample: list[Run]) -> tuple[list[Outcome], str 
         "sample_first_step": first,
         "sample_update": update,
         "sample_yields": _decide_yields(src, probes),
-        "sample_law": _decide_law(src, laws, []),
+        "sample_law": _decide_law(src, laws, lines_update),
     }
     why = {"sample_start": "no network call or rand_input to see the start", "sample_network_call":
            "samples never called the network", "sample_first_step": "the states of the sampler could not be followed "
@@ -1029,6 +1078,9 @@ def decide(records, config: dict | None = None) -> Decision:
         if "notebook" in head and "plan" in head:
             return Decision([], [], "the notebook's definitions could not be run", None)
         return Decision([], [], "the notebook could not be read", None)
+    # a run without its end record was cut (a hang, a kill): its counts would be false bugs, so it is not used
+    cut_train, cut_sample = [r for r in train if not r.of("run_end")], [r for r in sample if not r.of("run_end")]
+    train, sample = [r for r in train if r.of("run_end")], [r for r in sample if r.of("run_end")]
     src = Source(head["notebook"], head["plan"], head["definitions"])
     notes = _load_notes(src, head)
     outcomes: list[Outcome] = []
@@ -1050,10 +1102,32 @@ def decide(records, config: dict | None = None) -> Decision:
             outcomes += _absent(SAMPLE_SPECS, _function_reason(src, head, "samples"))
     except Malformed as e:
         return Decision([], notes, None, f"malformed records from the child ({e})")
+    outcomes = _held_to_complete_runs(outcomes, train, sample, config or {}, head)
+    if cut_train or cut_sample:
+        notes.append("the record stream stops inside a run; only the runs that ended were used")
     if cannot:
         cannot = f"{cannot}; the verifier stands in for smalldiffusion, accelerate and tqdm only as far as the " \
                  "sheet's training_loop and samples need them"
     return Decision(outcomes, notes, None, cannot)
+
+
+def _held_to_complete_runs(outcomes: list[Outcome], train: list[Run], sample: list[Run], config: dict,
+                           head: dict) -> list[Outcome]:
+    """A pass needs every run of its answer to have ended: from a cut stream, what would pass is undecided."""
+    from ddpm.verify.s183.observe import default_config
+
+    want = {**default_config(), **config}
+    functions = head["definitions"].get("functions", {})
+    cut = {}
+    for phase, runs, n, name in (("loss_", train, len(want["train_runs"]), "training_loop"),
+                                 ("sample_", sample, len(want["sample_runs"]), "samples")):
+        if functions.get(name, {}).get("status") != "notebook":
+            continue
+        ended = sum(1 for r in runs if r.of("run_end"))
+        if ended < n:
+            cut[phase] = f"not decided: the record stream stops after {ended} of the {n} runs of {name}"
+    return [Outcome(o.spec, UNDECIDED, cut[p], o.cites, o.lines) if o.status == PASS and
+            (p := "loss_" if o.spec.startswith("loss_") else "sample_") in cut else o for o in outcomes]
 
 
 def _load_notes(src: Source, head: dict) -> list[str]:
