@@ -183,7 +183,7 @@ SCHEMA = {
     "grad": {"call": _I, "grad": _T},
     "yield": {"phase": _S, "run": _I, "index": _I, "type": _S, "?value": (_T, float, type(None)), "?shape": list,
               "?dtype": _S},
-    "error": {"phase": _S, "run": _I, "type": _S, "message": _S, "cell": _OPT_I, "line": _OPT_I},
+    "error": {"phase": _S, "run": _I, "type": _S, "message": _S, "cell": _OPT_I, "line": _OPT_I, "?unrun": _S},
     "run_end": {"phase": _S, "run": _I, "yields": _I, "limit": _I},
     "sample_run": {"run": _I, "probe": _S, "gam": _N, "batchsize": _I, "sigmas": _T, "xt": (_T, type(None)),
                    "law": (dict, type(None))},
@@ -244,8 +244,12 @@ def _cannot(error: dict | None) -> str | None:
     if not error:
         return None
     kind, msg = error.get("type", ""), error.get("message", "")
+    if error.get("unrun"):
+        return f"the code reads {error['unrun']}, a name the notebook sets only in a top-level statement, which the " \
+               "verifier does not run (only imports and definitions run); pass it in or define it as a constant"
     if kind == "StandInUsed":
-        return f"the code uses {msg}"
+        return f"the code uses {msg}; the verifier stands in for smalldiffusion, accelerate and tqdm only as far as " \
+               "the sheet's training_loop and samples need them"
     if kind == "AttributeError" and any(f"'{t}' object" in msg for t in STANDIN_TYPES):
         return f"the code uses something the verifier's stand-in does not have ({msg})"
     return None
@@ -1105,9 +1109,6 @@ def decide(records, config: dict | None = None) -> Decision:
     outcomes = _held_to_complete_runs(outcomes, train, sample, config or {}, head)
     if cut_train or cut_sample:
         notes.append("the record stream stops inside a run; only the runs that ended were used")
-    if cannot:
-        cannot = f"{cannot}; the verifier stands in for smalldiffusion, accelerate and tqdm only as far as the " \
-                 "sheet's training_loop and samples need them"
     return Decision(outcomes, notes, None, cannot)
 
 

@@ -188,6 +188,7 @@ class Plan:
     skipped: list[tuple[int, int, str]] = field(default_factory=list)  # (cell, line, first words)
     syntax_errors: list[tuple[int, int, str]] = field(default_factory=list)  # (cell, line, message)
     defines: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (cell, line) of its last def
+    unrun: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (cell, line) of a skipped assignment
 
 
 def plan(notebook: Notebook) -> Plan:
@@ -211,7 +212,14 @@ def plan(notebook: Notebook) -> Plan:
             else:
                 words = ast.unparse(stmt).split("\n")[0][:60]
                 p.skipped.append((cell.number, stmt.lineno, words))
+                for node in ast.walk(stmt):
+                    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                        p.unrun.setdefault(node.id, (cell.number, stmt.lineno))
     return p
+
+
+class NotRun(NameError):
+    """The code read a name the notebook sets only in a top-level statement the verifier does not run."""
 
 
 class Skipped:
@@ -221,8 +229,8 @@ class Skipped:
         object.__setattr__(self, "_name", name)
 
     def _fail(self, *args, **kwargs):
-        raise NameError(f"{object.__getattribute__(self, '_name')} is set by a top-level statement the verifier "
-                        "does not run (only imports and definitions run)")
+        raise NotRun(f"{object.__getattribute__(self, '_name')} is set by a top-level statement the verifier "
+                     "does not run (only imports and definitions run)")
 
     __call__ = _fail
     __getattr__ = _fail

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
-from ddpm.verify.s183.notebook import STUDENT_FUNCTIONS, cell_of_filename, plan, read_cells, run_definitions
+from ddpm.verify.s183.notebook import (STUDENT_FUNCTIONS, NotRun, cell_of_filename, plan, read_cells,
+                                      run_definitions)
 from ddpm.verify.s183.standins import (ProbeLoader, ProbeModel, Schedule, install_modules, light_optimizers,
                                        recorded_draws, skip_dynamo_import, snap)
 
@@ -61,13 +62,21 @@ def _site_of(exc: BaseException) -> tuple[int | None, int | None]:
     return cell, line
 
 
+_UNRUN: dict[str, str] = {}  # names the notebook sets only in statements not run -> where
+
+
 def _error(emit, phase: str, run: int, exc: BaseException) -> None:
     from ddpm.verify.channel import ChannelError
 
     if isinstance(exc, ChannelError):  # the verifier's own record could not travel: its bug, never the student's
         raise exc
     cell, line = _site_of(exc)
-    emit("error", phase=phase, run=run, type=type(exc).__name__, message=str(exc)[:500], cell=cell, line=line)
+    fields = {}
+    name = getattr(exc, "name", None) if isinstance(exc, NameError) else None
+    if isinstance(exc, NotRun) or (name and name in _UNRUN):
+        fields["unrun"] = f"{name} (set at {_UNRUN[name]})" if name in _UNRUN else str(exc)[:200]
+    emit("error", phase=phase, run=run, type=type(exc).__name__, message=str(exc)[:500], cell=cell, line=line,
+         **fields)
 
 
 ALIASES = {
@@ -239,6 +248,8 @@ def observe(path: Path, config: dict, emit) -> None:
          cells=[{"number": c.number, "text": c.text, "first_line": c.first_line, "dropped": list(c.dropped)}
                 for c in nb.cells])
     p = plan(nb)
+    _UNRUN.clear()
+    _UNRUN.update({k: nb.where(*v) for k, v in p.unrun.items()})
     emit("plan", defines={k: list(v) for k, v in p.defines.items()}, skipped=len(p.skipped),
          skipped_first=[list(s) for s in p.skipped[:5]], syntax_errors=[list(s) for s in p.syntax_errors])
     old = install_modules()
