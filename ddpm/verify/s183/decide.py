@@ -760,16 +760,17 @@ def _alternatives(n: int, slot, k: int, s: torch.Tensor, gam: float) -> list[tup
     return alts
 
 
-def _label(basis, j: int, k: int) -> str:
+def _label(basis, j: int, k: int, sigmas: torch.Tensor) -> str:
     name = basis[j][0]
     if name.startswith("eps") and name[3:].isdigit():
         i = int(name[3:])
-        return {k: "eps_theta(x_t, sigma_t)", k - 1: "eps_theta(x_{t+1}, sigma_{t+1})"}.get(i, f"the answer at level {i}")
+        other = f"the prediction at sigma = {_f(float(sigmas[i]))}" if i < len(sigmas) else f"prediction {i + 1}"
+        return {k: "eps_theta(x_t, sigma_t)", k - 1: "eps_theta(x_{t+1}, sigma_{t+1})"}.get(i, other)
     return name
 
 
-def _combo(basis, v: torch.Tensor, k: int) -> str:
-    terms = [f"{_f(float(v[j]))} {_label(basis, j, k)}" for j in range(len(v)) if abs(float(v[j])) > 1e-9]
+def _combo(basis, v: torch.Tensor, k: int, sigmas: torch.Tensor) -> str:
+    terms = [f"{_f(float(v[j]))} {_label(basis, j, k, sigmas)}" for j in range(len(v)) if abs(float(v[j])) > 1e-9]
     return " + ".join(terms).replace("+ -", "- ") or "0"
 
 
@@ -833,8 +834,8 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
                     continue
                 name = next((nm for nm, alt in _alternatives(n, slot, k, sf.sigmas, sf.gam)
                              if float((delta - alt).abs().max()) <= _tol(alt)), None)
-                detail = f"{where}: x_{{t-1}} - x_t = {_combo(sf.basis, delta, k)}; expected " \
-                         f"{_combo(sf.basis, want, k)}" + (f": {name}" if name else "")
+                detail = f"{where}: x_{{t-1}} - x_t = {_combo(sf.basis, delta, k, sf.sigmas)}; expected " \
+                         f"{_combo(sf.basis, want, k, sf.sigmas)}" + (f": {name}" if name else "")
                 bad = (detail, lines_update)
             if spec_first:
                 decided_first = True
