@@ -86,7 +86,8 @@ NOTEBOOK = [
     ("code", "%%bash\necho this is not python"),
     ("code", "%%time\ndef helper(x):\n    return x + 1\nraise RuntimeError('a top-level statement ran')"),
     ("code", "def training_loop(loader, model, schedule, epochs=10):\n    yield 1.0\n\n"
-             "for _ in range(3):\n    raise RuntimeError('a loop ran')\nlosses = list(training_loop(None, None, None))"),
+             "for _ in range(3):\n    raise RuntimeError('a loop ran')\n"
+             "losses = list(training_loop(None, None, None))"),
     ("code", "def training_loop(loader, model, schedule, epochs=10, default=scale):\n    yield 2.0\n"
              "open('/tmp/should-not-exist-s183', 'w').write('x')"),
 ]
@@ -139,7 +140,8 @@ def test_detect():
     s183 = ipynb_text([("code", "def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n    yield xt")])
     assert looks_like_s183(s183)
     assert looks_like_s183("import torch\ndef training_loop(loader, model, schedule):\n    yield 0.0\n")
-    assert not looks_like_s183("class DDPM(nn.Module):\n    def negative_elbo(self, x): ...\n    def sample(self): ...\n"
+    assert not looks_like_s183("class DDPM(nn.Module):\n    def negative_elbo(self, x): ...\n"
+                               "    def sample(self): ...\n"
                                "def training_loop(loader, model, schedule):\n    pass\n")
     assert not looks_like_s183("{not json")
     from ddpm.verify.runner import course_for
@@ -156,7 +158,8 @@ def write_notebook(tmp_path: Path, name: str, *sources: str) -> Path:
     return path
 
 
-IMPORTS = "import torch\nfrom itertools import pairwise\nfrom smalldiffusion import training_loop, samples, TimeInputMLP"
+IMPORTS = ("import torch\nfrom itertools import pairwise\n"
+           "from smalldiffusion import training_loop, samples, TimeInputMLP")
 SAMPLER = (CASES / "correct_mse_keep.py").read_text().split("# %%\n")[-2]
 
 
@@ -184,7 +187,8 @@ def test_the_unfilled_template_does_not_parse(tmp_path):
 
 def test_a_stand_in_used_is_cannot_verify_never_a_bug(tmp_path):
     sampler = ("def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n    net = TimeInputMLP()\n"
-               "    for s, s_next in pairwise(sigmas):\n        xt = xt - (s - s_next) * net(xt, s)\n        yield xt\n")
+               "    for s, s_next in pairwise(sigmas):\n        xt = xt - (s - s_next) * net(xt, s)\n"
+               "        yield xt\n")
     path = write_notebook(tmp_path, "nb.ipynb", IMPORTS, sampler)
     decision, _ = verified(path)
     assert decision.cannot_verify and "TimeInputMLP" in decision.cannot_verify

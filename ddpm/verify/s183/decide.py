@@ -443,7 +443,8 @@ def _loss_input(src: Source, facts: list[LossFacts]) -> Outcome:
                 detail = "the network sees x_0 itself, no noise added"
             else:
                 i = 0
-                detail = (f"x_in is not x_0 plus a multiple of any draw the code made: example {i} x_0 = {_vec(x0[i])}, "
+                detail = (f"x_in is not x_0 plus a multiple of any draw the code made: example {i} x_0 = "
+                          f"{_vec(x0[i])}, "
                           f"x_in = {_vec(x_in[i])}")
             return _out("loss_input", FAIL, f"{where}: {detail}", [_net_line(src, f)])
         s = f.sigma_ref
@@ -688,7 +689,8 @@ def _sample_facts(run: Run) -> SampleFacts:
     basis += [(f"eps{j}", e.out, e.order) for j, e in enumerate(evals)]
     basis += [(f"{d['fn']} at {d.get('cell')}:{d.get('line')}", _t(d["value"], "draw"), i) for i, d in draws]
     errors = run.of("error")
-    return SampleFacts(run, float(info["gam"]), sigmas, start, evals, yields, draws, basis, errors[0] if errors else None)
+    return SampleFacts(run, float(info["gam"]), sigmas, start, evals, yields, draws, basis,
+                       errors[0] if errors else None)
 
 
 def _same_level(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -699,7 +701,7 @@ def _same_level(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool((a == a[0]).all() and (b == b[0]).all() and a[0] == b[0]) if a.numel() and b.numel() else False
 
 
-def _coefs(y: torch.Tensor, basis: list[tuple[str, torch.Tensor, int]], before: int) -> tuple[torch.Tensor | None, float]:
+def _coefs(y: torch.Tensor, basis: list[tuple[str, torch.Tensor, int]], before: int) -> tuple[torch.Tensor, float]:
     """Coefficients of y on the basis tensors that exist before ``before`` (all of them, zero-padded), residual."""
     usable = [j for j, (_, t, order) in enumerate(basis) if order < before and t.shape == y.shape]
     coef = torch.zeros(len(basis), dtype=torch.float64)
@@ -817,7 +819,8 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
             c_k, r_k = _coefs(x_k, sf.basis, order_k)
             c_n, r_n = _coefs(x_next, sf.basis, order_next)
             spec_first = k == 0
-            where = f"gam = {_f(sf.gam)}, step {k + 1} of {K} (sigma_t = {_f(float(sf.sigmas[k]))} -> sigma_{{t-1}} = " \
+            where = f"gam = {_f(sf.gam)}, step {k + 1} of {K} (sigma_t = {_f(float(sf.sigmas[k]))} -> " \
+                    f"sigma_{{t-1}} = " \
                     f"{_f(float(sf.sigmas[k + 1]))})"
             if max(r_k, r_n) > 1e-5:
                 detail = f"{where}: x_{{t-1}} is not x_t plus a combination of the network's answers (residual " \
@@ -883,7 +886,8 @@ def _decide_network_call(src: Source, facts: list[SampleFacts]) -> Outcome | Non
             extra = sf.evals[K:]
             e = extra[0]
             return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}: eps_theta is evaluated at {len(sf.evals)} "
-                        f"distinct points for {K} steps; the first extra at sigma = {_f(float(e.sigma.reshape(-1)[0]))}",
+                        f"distinct points for {K} steps; the first extra at sigma = "
+                        f"{_f(float(e.sigma.reshape(-1)[0]))}",
                         [src.line(e.cell, e.line)])
     if not any(sf.evals for sf in facts):
         return None
@@ -900,7 +904,8 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
         where = f"gam = {_f(sf.gam)}, {K} steps"
         if any(y is None for _, y, _ in ys):
             f = next(f for _, y, f in ys if y is None)
-            return _out("sample_yields", FAIL, f"{where}: a yield is a {f.get('type')}, not the tensor x_{{t-1}}", lines)
+            return _out("sample_yields", FAIL, f"{where}: a yield is a {f.get('type')}, not the tensor x_{{t-1}}",
+                        lines)
         if len(ys) != K:
             hint = ""
             if len(ys) == K + 1 and sf.start is not None and torch.equal(ys[0][1], sf.start):
@@ -971,7 +976,8 @@ def _decide_start(src: Source, facts: list[SampleFacts]) -> Outcome | None:
             return _out("sample_start", FAIL, f"x_T = model.rand_input(batchsize), without sigmas[0]: the start has "
                         f"std 1, not sigmas[0] = {_f(s0)}", line)
         if same_as(first.x, z * float(sf.sigmas[-1])):
-            return _out("sample_start", FAIL, f"x_T = model.rand_input(batchsize) * sigmas[-1] ({_f(float(sf.sigmas[-1]))})"
+            return _out("sample_start", FAIL, f"x_T = model.rand_input(batchsize) * sigmas[-1] "
+                        f"({_f(float(sf.sigmas[-1]))})"
                         f", not sigmas[0] ({_f(s0)})", line)
         return _out("sample_start", FAIL, f"the first network call sees x = {_vec(first.x)}; expected sigmas[0] z = "
                     f"{_vec(z * s0)}", line)

@@ -554,7 +554,7 @@ STANDIN_MODULES = ("smalldiffusion", "accelerate", "tqdm", "matplotlib", "IPytho
 
 
 def install_modules() -> dict:
-    """Bind the stood-in packages in sys.modules (whether or not the real ones are installed); returns the old entries."""
+    """Bind the stood-in packages in sys.modules (installed or not); returns the entries they replace."""
     unavailable = Unavailable
     anything = lambda name: _Anything()  # noqa: E731
     sd = {"Schedule": Schedule, "ScheduleLogLinear": ScheduleLogLinear, "ModelMixin": ModelMixin,
