@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ddpm.sigma_sampler import SigmaEpsModel
-from ddpm.sigma_schedule import _scale
+from ddpm.sigma_schedule import batch_scale
 
 __all__ = ["sigma_loss", "sample_train_sigmas"]
 
@@ -23,7 +23,7 @@ def sigma_loss(eps_model: SigmaEpsModel, x0: Tensor, sigma: Tensor, eps: Tensor)
         sigma = sigma.expand(x0.shape[0])
     if sigma.shape != (x0.shape[0],):
         raise ValueError(f"sigma must have shape ({x0.shape[0]},), one level per sample, got {tuple(sigma.shape)}")
-    x_sigma = x0 + _scale(sigma, x0) * eps
+    x_sigma = x0 + batch_scale(sigma, x0) * eps
     return ((eps_model(x_sigma, sigma) - eps) ** 2).flatten(1).sum(1)
 
 

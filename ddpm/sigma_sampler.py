@@ -25,9 +25,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ddpm.sigma_schedule import check_sigmas
+from ddpm.schedule import Schedule
+from ddpm.sigma_schedule import batch_scale, check_sigmas, sigma_twin
 
-__all__ = ["SigmaEpsModel", "DDIM", "DDPM", "ACCEL", "PRESETS", "step_levels", "gam_mu_step", "eps_bar",
+__all__ = ["SigmaEpsModel", "VPEpsAsSigma", "DDIM", "DDPM", "ACCEL", "PRESETS", "step_levels", "gam_mu_step", "eps_bar",
            "gam_mu_steps", "gam_mu_sample", "GaussianLaw", "gaussian_gam_recursion", "gaussian_gam_law"]
 
 SigmaEpsModel = Callable[[Tensor, Tensor], Tensor]
@@ -36,6 +37,38 @@ DDIM = dict(gam=1.0, mu=0.0)
 DDPM = dict(gam=1.0, mu=0.5)
 ACCEL = dict(gam=2.0, mu=0.0)
 PRESETS = {"ddim": DDIM, "ddpm": DDPM, "accel": ACCEL}
+
+
+class VPEpsAsSigma:
+    """A beta-world eps_theta(x_t, t) as a sigma-world eps(x, sigma): eps(x, sigma_t) = eps_theta(sqrt(alpha_bar_t) x, t) [Song21 §4.3].
+
+    x_VE = x_VP / sqrt(alpha_bar_t) and sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) (the bridge of
+    ``ddpm.sigma_schedule``); the noise eps is the same in both worlds, so the prediction is passed on
+    as is. ``sigma`` must hold levels of the schedule's sigma twin (t = 1..T), as the walks of
+    ``sample_sigmas(sigma_twin(schedule)[1:], k)`` do; each is matched to its t within 1e-4 relative.
+    """
+
+    def __init__(self, eps_model: Callable[[Tensor, Tensor], Tensor], schedule: Schedule):
+        self.eps_model, self.schedule = eps_model, schedule
+        self.twin = sigma_twin(schedule)
+        self.log_twin = self.twin[1:].log()
+
+    def t_of(self, sigma: Tensor) -> Tensor:
+        """The steps t in 1..T whose sigma_t are the given levels (nearest in log sigma)."""
+        log_s = torch.as_tensor(sigma, dtype=torch.float64).log().to(self.log_twin.device)
+        i = torch.searchsorted(self.log_twin, log_s).clamp(1, self.schedule.T - 1) if self.schedule.T > 1 else torch.zeros_like(log_s, dtype=torch.long)
+        if self.schedule.T > 1:
+            i = torch.where((log_s - self.log_twin[i - 1]).abs() < (log_s - self.log_twin[i]).abs(), i - 1, i)
+        if not ((log_s - self.log_twin[i]).abs() <= 1e-4).all():
+            raise ValueError(f"sigma = {torch.as_tensor(sigma).flatten()[:4].tolist()} holds levels that are not "
+                             "levels of the schedule's sigma twin")
+        return i + 1
+
+    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+        t = self.t_of(sigma).to(x.device)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        return self.eps_model(x * batch_scale(self.schedule.alpha_bar.to(x.device)[t].sqrt(), x), t)
 
 
 def _check_mu(mu: float) -> float:

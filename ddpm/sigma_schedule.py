@@ -18,7 +18,7 @@ from torch import Tensor
 from ddpm.schedule import Schedule
 
 __all__ = ["log_linear_sigmas", "sigmas_from_alpha_bar", "sigma_twin", "sample_sigmas", "trailing_indices",
-           "vp_to_ve", "ve_to_vp", "check_sigmas"]
+           "vp_to_ve", "ve_to_vp", "check_sigmas", "batch_scale"]
 
 
 def _positive(name: str, value: float) -> float:
@@ -105,7 +105,7 @@ def sample_sigmas(sigmas: Tensor, k: int) -> Tensor:
     return s[trailing_indices(s.numel(), k)]
 
 
-def _scale(coefficient: Tensor | float, x: Tensor) -> Tensor:
+def batch_scale(coefficient: Tensor | float, x: Tensor) -> Tensor:
     """A scalar, or one value per sample, as a tensor broadcasting over the batch ``x`` (in x's dtype)."""
     c = torch.as_tensor(coefficient, dtype=torch.float64, device=x.device)
     if c.ndim:
@@ -115,9 +115,9 @@ def _scale(coefficient: Tensor | float, x: Tensor) -> Tensor:
 
 def vp_to_ve(x_vp: Tensor, alpha_bar_t: Tensor | float) -> Tensor:
     """x_VE = x_VP / sqrt(alpha_bar_t) [Song21 §4.3]; ``alpha_bar_t`` a scalar or one per sample."""
-    return x_vp / _scale(torch.as_tensor(alpha_bar_t, dtype=torch.float64).sqrt(), x_vp)
+    return x_vp / batch_scale(torch.as_tensor(alpha_bar_t, dtype=torch.float64).sqrt(), x_vp)
 
 
 def ve_to_vp(x_ve: Tensor, alpha_bar_t: Tensor | float) -> Tensor:
     """x_VP = sqrt(alpha_bar_t) x_VE, the inverse of :func:`vp_to_ve` [Song21 §4.3]."""
-    return x_ve * _scale(torch.as_tensor(alpha_bar_t, dtype=torch.float64).sqrt(), x_ve)
+    return x_ve * batch_scale(torch.as_tensor(alpha_bar_t, dtype=torch.float64).sqrt(), x_ve)
