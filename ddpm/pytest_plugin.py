@@ -11,11 +11,9 @@ spec fails with the report's text for it (the detail and the student's lines). W
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-__all__ = ["pytest_addoption", "pytest_collection_modifyitems", "VerifyFile", "VerifySpec"]
+__all__ = ["VerifyFile", "VerifySpec", "pytest_addoption", "pytest_collection_modifyitems"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -31,7 +31,7 @@ HOSTILE_FILES = sorted(p.name for p in HOSTILE.glob("h_*.py"))
 ORPHAN_MARK = "987.654321"
 
 sys.path.insert(0, str(ROOT))
-from tests.verify_hostile._probe_course import COURSE as PROBE  # noqa: E402
+from tests.verify_hostile._probe_course import COURSE as PROBE  # noqa: E402 - the tests folder put on the path above
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox is Linux's")
 

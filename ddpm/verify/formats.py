@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Report
 
-__all__ = ["summary_table", "to_json", "to_gradescope", "to_junit", "spec_text", "write_atomically"]
+__all__ = ["spec_text", "summary_table", "to_gradescope", "to_json", "to_junit", "write_atomically"]
 
 
 def _counts(r: Report) -> dict[str, int]:

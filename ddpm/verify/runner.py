@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Decision, Outcome, Report
-from ddpm.verify.sandbox import ChildRun, Limits, run_child
+from ddpm.verify.sandbox import STARTUP_SECONDS, ChildRun, Limits, run_child
 
-__all__ = ["verify_file", "verify_many", "expand_paths", "course_for", "SUFFIXES"]
+__all__ = ["SUFFIXES", "course_for", "expand_paths", "verify_file", "verify_many"]
 
 SUFFIXES = (".py", ".ipynb")
 
@@ -57,6 +57,8 @@ def _stop_reason(run: ChildRun, timeout: float) -> str | None:
     """Why the child's record stream has no end, in words; None when it ended."""
     if run.stream.complete:
         return None
+    if run.timed_out and "__sandbox__" not in run.stream.system:
+        return f"the verifier's child did not start within {STARTUP_SECONDS:g} s (the machine is overloaded?)"
     if run.timed_out:
         return f"it did not finish within the time limit of {timeout:g} s"
     code = run.exit_code
@@ -98,13 +100,14 @@ def _held_to_the_run(decision: Decision, specs: dict, stop: str | None) -> Decis
             seen[o.spec] = o
     why = "the run stopped before this was observed" if stop else "the verifier's decision left it out"
     outcomes = [seen.get(k) or _undecided([k], cites, why)[0] for k in specs]
-    cannot = decision.cannot_verify
+    error, cannot = decision.error, decision.cannot_verify
     if stop:
-        if any(o.status == FAIL for o in outcomes) or decision.error:
+        if any(o.status == FAIL for o in outcomes):
             notes.append(f"the run did not finish: {stop}")
-        else:
-            cannot = cannot or f"the run did not finish: {stop}"
-    return Decision(outcomes, notes, decision.error, cannot)
+        else:  # why the run stopped says more than what its records lack
+            notes += [f"from the records: {why}" for why in (error, cannot) if why]
+            error, cannot = None, f"the run did not finish: {stop}"
+    return Decision(outcomes, notes, error, cannot)
 
 
 def verify_file(path: Path | str, course="02460", config: dict | None = None, timeout: float = 60.0,

@@ -23,7 +23,7 @@ from ddpm.posterior import mu_from_eps
 from ddpm.schedule import Schedule, reverse_variance
 from ddpm.verify.adapter import describe_step
 from ddpm.verify.coefficients import RTOL, Monomial, explain, values
-from ddpm.verify.dtu.specs import Config, sample_answers, start_shift
+from ddpm.verify.dtu.specs import Config, sample_answers
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Outcome
 from ddpm.verify.stats import mc
 from ddpm.verify.training import ENC_RTOL, LAW_DATA, TrainingFacts, draw_sites, net_sites
@@ -56,17 +56,17 @@ def _flat(x: Tensor, B: int, D: int) -> Tensor:
     return x.reshape(B, D).double()
 
 
-def _fit(c: Config, xs0: list[Tensor], xs1: list[Tensor], answers: Tensor, out_ok: bool) -> list[_Step]:
+def _fit(xs0: list[Tensor], xs1: list[Tensor], answers: Tensor) -> list[_Step]:
     """Each call's A_j, B_j (exact), its noise sigma_t z (the first run's residual)."""
     steps = []
-    J = len(xs0) - 1 if out_ok else len(xs0) - 1  # xs include the returned x_0 when out_ok
-    for j in range(J):
+    for j in range(len(xs0) - 1):  # each call's input and the next call's (or the returned x_0)
         u = answers[j % len(answers)].reshape(-1).double()
         d, d_next = (xs1[j] - xs0[j]).reshape(-1), (xs1[j + 1] - xs0[j + 1]).reshape(-1)
         st = _Step(j)
-        if d.abs().max() > 0:
-            sol = torch.linalg.lstsq(torch.stack([d, u], 1), d_next[:, None]).solution[:, 0]
-            st.A, st.B = float(sol[0]), float(-sol[1])
+        if d.abs().max() > 0:  # least squares d_next = A d - B u by its 2 x 2 normal equations (float64)
+            dd, du, uu, dn, un = float(d @ d), float(d @ u), float(u @ u), float(d @ d_next), float(u @ d_next)
+            det = dd * uu - du * du
+            st.A, st.B = (dn * uu - un * du) / det, -(dd * un - du * dn) / det
             fit = st.A * d - st.B * u
         else:  # no chosen start: B exactly, A from the first run by regression (statistical)
             st.B = float(-(d_next @ u) / (u @ u))
@@ -259,7 +259,8 @@ def _prior_outcome(xT: Tensor, c: Config, lines: tuple) -> Outcome:
     if ok1 and ok2 and ok3:
         return Outcome("sample_prior", PASS)
     return Outcome("sample_prior", FAIL, f"x_T is not N(0, I): mean {float(xT.mean()):.3g}, variance "
-                   f"{float(xT.var()):.3g}, E[x^4] = {float(xT.pow(4).mean()):.3g} (N(0, 1) gives 0, 1, 3)", lines=lines)
+                   f"{float(xT.var()):.3g}, E[x^4] = {float(xT.pow(4).mean()):.3g} (N(0, 1) gives 0, 1, 3)",
+                   lines=lines)
 
 
 def _encoding_outcome(enc: list[Tensor | None], steps: list[_Step], facts: TrainingFacts, lines: tuple) -> Outcome:
@@ -362,10 +363,8 @@ def decide_sampling(c: Config, facts: TrainingFacts, zero: dict | None, answer: 
         run = zero if zero["error"] or zero["out"] is None else answer
         end_problem = run["error"] or (f"sample({tuple(c.shape(B, D))}) returns {run['out_desc']}" if
                                        run["out"] is None or run["out"].numel() != B * D else "")
-        xs0, xs1 = xs0, xs1  # the last call's step has no output to read: it stays unmeasured
-    steps = _fit(c, xs0, xs1, sample_answers(c).reshape(-1, B, D).double(), out_ok)
-    if not out_ok:
-        steps = steps[: len(zero["net"]) - 1]
+    steps = _fit(xs0, xs1, sample_answers(c).reshape(-1, B, D).double())  # without x_0, the
+    # last call's step has no output to read and stays unmeasured
     _name_steps(steps, s)
     _silent(steps, s)
     if not out_ok:

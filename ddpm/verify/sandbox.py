@@ -40,9 +40,10 @@ from pathlib import Path
 
 from ddpm.verify import channel
 
-__all__ = ["Limits", "ChildRun", "run_child", "confine", "landlock_abi", "OUTPUT_CAP"]
+__all__ = ["OUTPUT_CAP", "ChildRun", "Limits", "confine", "landlock_abi", "run_child"]
 
 OUTPUT_CAP = 64 * 1024  # bytes of the file's stdout (and of its stderr) the report keeps
+STARTUP_SECONDS = 180.0  # the child's own start (Python, torch) before the file's time limit begins
 JOB_BYTES = 1 << 20
 
 
@@ -371,7 +372,11 @@ def _prepare_parent() -> None:
 
 
 def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildRun:
-    """Run ``python -m ddpm.verify.child`` on ``job`` in the sandbox; return what it streamed and printed."""
+    """Run ``python -m ddpm.verify.child`` on ``job`` in the sandbox; return what it streamed and printed.
+
+    ``timeout`` counts from the moment the child has confined itself and is about to load the file, so that
+    a slow start of Python and torch on a busy machine does not eat the file's time.
+    """
     _prepare_parent()
     limits = limits or Limits()
     key = channel.new_key()
@@ -384,9 +389,9 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
     stdout, stderr = _Output(OUTPUT_CAP), _Output(OUTPUT_CAP)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen([sys.executable, "-S", "-c", REAPER, str(wfd), str(os.getpid())], cwd=private, env=_env(private),
-                                stdin=subprocess.PIPE, stdout=out_w, stderr=err_w, pass_fds=(wfd,), close_fds=True,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-S", "-c", REAPER, str(wfd), str(os.getpid())], cwd=private,
+                                env=_env(private), stdin=subprocess.PIPE, stdout=out_w, stderr=err_w, pass_fds=(wfd,),
+                                close_fds=True, start_new_session=True)
     finally:
         for fd in (wfd, out_w, err_w):
             os.close(fd)
@@ -401,12 +406,18 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
         proc.stdin.close()
     except OSError:
         pass
-    timed_out = False
-    try:
-        code = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        code = _stop(proc)
+    code, timed_out, began = None, False, None
+    while code is None:
+        if began is None and "__sandbox__" in reader.stream.system:
+            began = time.monotonic()  # the file's time starts once the child is confined, about to load it
+        deadline = began + timeout if began is not None else start + STARTUP_SECONDS
+        try:
+            code = proc.wait(timeout=max(min(0.05, deadline - time.monotonic()), 0))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                timed_out = True
+                code = _stop(proc)
+                break
     seconds = time.monotonic() - start
     for t in threads:
         t.join(timeout=10)

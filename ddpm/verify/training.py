@@ -137,9 +137,10 @@ def _check_noise(eps: Tensor, t: Tensor, c: Config, lines: tuple) -> Outcome:
     n, D = eps.shape
     steps = t.unique()
     # Standardised within each step, so that a wrong scale (checked last) does not pass for a wrong shape.
-    unit = torch.empty_like(eps)
-    for u in steps:
-        unit[t == u] = eps[t == u] / eps[t == u].pow(2).mean().sqrt()
+    w = (eps**2).mean(1)
+    counts = torch.bincount(t, minlength=s.T + 1).double()
+    per_step = torch.zeros(s.T + 1, dtype=torch.float64).index_add_(0, t, w) / counts.clamp(min=1)
+    unit = eps / per_step.sqrt()[t][:, None]
     kurtosis = unit.pow(4).mean()
     ok, _ = mc("train: noise kurtosis", kurtosis, (24 / (n * D)) ** 0.5, 3.0, n * D, fa)
     if not ok:
@@ -150,9 +151,8 @@ def _check_noise(eps: Tensor, t: Tensor, c: Config, lines: tuple) -> Outcome:
     if not ok:
         return Outcome("forward_noise", FAIL, f"the noise in x_t has mean {float(unit.mean(0)[worst]):.3g} "
                        f"(in units of its scale) in coordinate {worst}; eq. 4's noise has mean 0", lines=lines)
-    w = (eps**2).mean(1)
-    counts = torch.stack([(t == u).sum() for u in steps]).double()
-    ratio = torch.stack([w[t == u].mean() for u in steps])
+    counts = counts[steps]
+    ratio = per_step[steps]
     ok, worst = mc("train: noise variance by step", ratio, (2 / D / counts).sqrt(), 1.0, n, fa)
     if not ok:
         u = int(steps[worst])
@@ -203,7 +203,8 @@ def _check_eps(eps: Tensor, c: Config, lines: tuple) -> Outcome:
     corr = (e[0] * e[1]).mean() / scale
     ok, _ = mc("train: eps fresh across calls", corr, 1 / e[0].numel() ** 0.5, 0.0, e[0].numel(), c.false_alarm)
     if not ok:
-        return Outcome("train_eps", FAIL, f"eps repeats between calls of negative_elbo (correlation {float(corr):.3g}): "
+        return Outcome("train_eps", FAIL, "eps repeats between calls of negative_elbo (correlation "
+                       f"{float(corr):.3g}): "
                        "it is fixed once (a stored tensor or a seed set inside), not drawn afresh at each call",
                        lines=lines)
     return Outcome("train_eps", PASS)
@@ -278,13 +279,15 @@ def _encoding(enc: Tensor, t: Tensor) -> tuple[dict[int, float] | None, str]:
     for u in t.unique().tolist():
         e = enc[t == u]
         if e.max() - e.min() > ENC_RTOL * max(1.0, float(e.abs().max())):
-            return None, (f"in training the network is given different t ({float(e.min()):.4g} and {float(e.max()):.4g})"
+            return None, (f"in training the network is given different t ({float(e.min()):.4g} and "
+                          f"{float(e.max()):.4g})"
                           f" for the same step {describe_step(u)}")
         found[u] = float(e[0])
     steps = sorted(found)
     for a, b in zip(steps, steps[1:]):
         if abs(found[a] - found[b]) <= ENC_RTOL * max(1.0, abs(found[a])):
-            return None, (f"in training the network is given the same t = {found[a]:.4g} for steps t = {a} and t = {b}: "
+            return None, (f"in training the network is given the same t = {found[a]:.4g} for steps t = {a} and "
+                          f"t = {b}: "
                           "it cannot tell the steps apart (integer division?)")
     return found, ""
 
@@ -303,7 +306,8 @@ def _usable(c: Config, pairs: list[tuple[dict, dict]]) -> str:
                 return f"negative_elbo calls the network {len(call['net'])} times"
             net = call["net"][0]
             if net["x_shape"] != shape or net["t"] is None or net["x"] is None:
-                return f"negative_elbo gives the network x of shape {tuple(net['x_shape'])} for data of shape {tuple(shape)}"
+                return (f"negative_elbo gives the network x of shape {tuple(net['x_shape'])} for data of shape "
+                        f"{tuple(shape)}")
     return ""
 
 
@@ -314,10 +318,8 @@ def encoding_of_calls(config: Config | dict, calls: list[dict]) -> dict[int, flo
     if _usable(c, pairs) or any(not torch.equal(z["net"][0]["t"], a["net"][0]["t"]) for z, a in pairs):
         return None
     d = _assemble(c, pairs)
-    t, outcome = _steps(d, c, ())
-    if t is None:
-        return None
-    return _encoding(d.enc, t)[0]
+    t, _ = _steps(d, c, ())
+    return None if t is None else _encoding(d.enc, t)[0]
 
 
 def decide_training(c: Config, calls: list[dict]) -> TrainingFacts:
@@ -364,7 +366,8 @@ def decide_training(c: Config, calls: list[dict]) -> TrainingFacts:
         noise = Outcome("forward_noise", UNDECIDED, "not decided: the law of the noise needs eps independent across "
                         "samples (see train_eps)")
     value = _check_value(d, t, eps, c, value_lines)
-    if value.status == FAIL and noise.status != PASS and "shape" not in value.detail and "one number" not in value.detail:
+    about_shape = "shape" in value.detail or "one number" in value.detail
+    if value.status == FAIL and noise.status != PASS and not about_shape:
         value = Outcome("loss_value", UNDECIDED, "not decided: eps cannot be read off x_t while its noise is wrong "
                         "(see forward_noise)")
     out += [noise, _check_t(t, c, t_lines), independent, value, _check_loss(loss_call, first, c)]

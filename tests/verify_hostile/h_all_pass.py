@@ -1,4 +1,6 @@
-"""Hostile: writes every 02460 spec as 'pass' (old result format, and as JSON lines) to argv paths and fds, in sample."""
+"""Hostile: writes every 02460 spec as 'pass' (old result format, and as JSON lines) to argv paths and fds, in
+sample.
+"""
 import os
 import sys
 

@@ -1,4 +1,6 @@
-"""Hostile: writes well-formed channel frames under a key of its own (an all-pass record and an end record) to every fd."""
+"""Hostile: writes well-formed channel frames under a key of its own (an all-pass record and an end record) to
+every fd.
+"""
 import os
 import sys
 

@@ -1,4 +1,6 @@
-"""Hostile: writes next to itself, in the folder above, in /tmp and under HOME; the sandbox allows only its private dir."""
+"""Hostile: writes next to itself, in the folder above, in /tmp and under HOME; the sandbox allows only its
+private dir.
+"""
 import os
 import sys
 

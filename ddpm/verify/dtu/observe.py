@@ -20,9 +20,10 @@ the student's line) and the line it returned from. Uses of a stand-in for a miss
 
 from __future__ import annotations
 
-import inspect
+import linecache
 import random
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -59,7 +60,6 @@ def describe_returned(value) -> tuple[torch.Tensor | None, str]:
 
 
 def _error_site(exc: BaseException, path: str) -> str:
-    import traceback
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
     if not frames:
         return ""
@@ -130,7 +130,6 @@ class _Driver:
 
 
 def _source_line(path: str, lineno: int) -> str:
-    import linecache
     return linecache.getline(path, lineno).strip()
 
 
