@@ -287,3 +287,12 @@ def test_cli_over_a_directory_writes_the_table_gradescope_and_junit(tmp_path: Pa
     assert not any(t["status"] == "passed" for t in g["tests"] if t["name"].startswith("carol.py"))
     root = ET.parse(tmp_path / "junit.xml").getroot()
     assert len(root.findall("testsuite")) == 3 and len(root.findall(".//testcase")) == 48
+
+
+def test_the_command_kills_what_escaped_a_reaper() -> None:
+    code = ("import os, subprocess, sys; from ddpm.verify import sandbox; assert sandbox.adopt_orphans();"
+            "p = subprocess.Popen([sys.executable, '-c', \"import os, subprocess; subprocess.Popen(['sleep', "
+            f"'{ORPHAN_MARK}'], start_new_session=True); os._exit(0)\"]); p.wait();"
+            "print(sandbox.kill_adopted())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "1" and sleeps_left() == []

@@ -21,7 +21,7 @@ import torch
 from ddpm.schedule import SIGMA2_CHOICES, linear_schedule
 from ddpm.verify.formats import summary_table, to_gradescope, to_json, to_junit, write_atomically
 from ddpm.verify.runner import expand_paths, verify_file, verify_many
-from ddpm.verify.sandbox import Limits
+from ddpm.verify.sandbox import Limits, adopt_orphans, kill_adopted
 
 __all__ = ["add_arguments", "run", "verify_file", "config_of"]
 
@@ -89,6 +89,16 @@ def run(args: argparse.Namespace) -> int:
     _check_output(args.gradescope, "--gradescope")
     _check_output(args.junit, "--junit")
     limits = Limits(memory=int(args.memory_gib * 2**30))
+    adopt_orphans()  # this command owns its process: whatever escapes a reaper comes back here and is killed
+    try:
+        return _run(args, config, files, limits)
+    finally:
+        left = kill_adopted()
+        if left:
+            print(f"ddpm verify: killed {left} processes the files left running", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace, config: dict, files: list[Path], limits: Limits) -> int:
     if len(files) == 1:
         reports = [verify_file(files[0], _course_of(args, files[0]), config, args.timeout, limits)]
     else:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ddpm.verify import channel
 
-__all__ = ["OUTPUT_CAP", "ChildRun", "Limits", "confine", "landlock_abi", "run_child"]
+__all__ = ["OUTPUT_CAP", "ChildRun", "Limits", "adopt_orphans", "confine", "kill_adopted", "landlock_abi", "run_child"]
 
 OUTPUT_CAP = 64 * 1024  # bytes of the file's stdout (and of its stderr) the report keeps
 STARTUP_SECONDS = 180.0  # the child's own start (Python, torch) before the file's time limit begins
@@ -443,6 +443,37 @@ def _stop(proc: subprocess.Popen) -> int | None:
             return proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             return None
+
+
+def adopt_orphans() -> bool:
+    """Make this process a child subreaper, so that a process the reaper could not kill (a kernel without
+    Landlock's signal scoping lets the file kill the reaper) is reparented here rather than to init."""
+    return sys.platform.startswith("linux") and _lib().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def kill_adopted() -> int:
+    """Kill and reap every child of this process; for the ``ddpm verify`` command once no run is in flight."""
+    me, killed = os.getpid(), 0
+    for _ in range(100):
+        kids = []
+        for d in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat", "rb") as f:
+                        if int(f.read().rsplit(b")", 1)[1].split()[1]) == me:
+                            kids.append(int(d))
+                except (OSError, ValueError, IndexError):
+                    continue
+        if not kids:
+            break
+        for pid in kids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                killed += 1
+            except OSError:  # ChildProcessError included: reaped elsewhere
+                pass
+    return killed
 
 
 def _kill_session(sid: int) -> int:
