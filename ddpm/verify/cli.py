@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
                         help="Python files or notebooks defining class DDPM as in the 02460 template, or 6.S183 "
                              "notebooks (.ipynb or script) defining training_loop and samples; or directories of them")
-    parser.add_argument("--course", choices=("02460", "6.S183"), default=None,
+    from ddpm.verify.courses import COURSES
+
+    parser.add_argument("--course", choices=tuple(COURSES), default=None,
                         help="verify every file as this course's answer: 02460 (a class DDPM) or 6.S183 (a notebook "
                              "defining training_loop and samples); default: recognised from what each file defines")
     parser.add_argument("--T", type=int, default=DEFAULT_T,

@@ -1075,7 +1075,20 @@ def _function_reason(src: Source, head: dict, name: str) -> str:
 
 
 def decide(records, config: dict | None = None) -> Decision:
-    """Every 6.S183 spec's outcome from the child's records alone [6.S183 Q2; PY23 App. A]."""
+    """Every 6.S183 spec's outcome from the child's records alone [6.S183 Q2; PY23 App. A].
+
+    torch runs on one thread meanwhile (small least-squares problems; a thread pool on busy cores costs
+    many times the CPU), restored after.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _decide(records, config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _decide(records, config: dict | None) -> Decision:
     try:
         normal = [_kind_fields(r) for r in records]
         head, train, sample, crashes = _runs(normal)
