@@ -317,6 +317,12 @@ MUTANTS = {
     "mutant_start_unscaled": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0]",
                               "model.rand_input(batchsize).to(accelerator.device)", "sample_start",
                               "without sigmas[0]"),
+    "mutant_ignores_given_xt": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None "
+                                "else xt", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0]",
+                                "sample_start", "draws model.rand_input"),
+    "mutant_step_sigma_squared": ("sample", "xt = xt - (sig - sig_prev) * eps_bar",
+                                  "xt = xt - (sig ** 2 - sig_prev ** 2) * eps_bar", "sample_update",
+                                  "(sigma_t^2 - sigma_{t-1}^2)"),
     "mutant_last_step_skipped": ("sample", "enumerate(pairwise(sigmas))", "enumerate(pairwise(sigmas[:-1]))",
                                  "sample_yields", "one per step"),
 }

@@ -679,13 +679,12 @@ def _sample_facts(run: Run) -> SampleFacts:
         elif kind == "yield":
             v = f.get("value")
             yields.append((i, _t(v, "yield") if isinstance(v, torch.Tensor) else None, f))
+    basis = []
     if info.get("xt") is not None:
         start = _t(info["xt"], "xt")
-        basis = [("x_T", start, -1)]
-    else:
-        basis = []
-        if start_draw is not None:
-            basis.append(("z", _t(start_draw[1]["value"], "rand_input"), start_draw[0]))
+        basis.append(("x_T", start, -1))
+    if start_draw is not None:  # drawn, or (a mistake) drawn although xt was given
+        basis.append(("z", _t(start_draw[1]["value"], "rand_input"), start_draw[0]))
     basis += [(f"eps{j}", e.out, e.order) for j, e in enumerate(evals)]
     basis += [(f"{d['fn']} at {d.get('cell')}:{d.get('line')}", _t(d["value"], "draw"), i) for i, d in draws]
     errors = run.of("error")
@@ -739,7 +738,9 @@ def _alternatives(n: int, slot, k: int, s: torch.Tensor, gam: float) -> list[tup
     eb = eps_bar(u, up, gam)
     alts = [("the step has the wrong sign (x_t + (sigma_t - sigma_{t-1}) eps_bar)", gam_mu_step(z, sn, sk, eb)),
             ("the step is sigma_t eps_bar, not (sigma_t - sigma_{t-1}) eps_bar", gam_mu_step(z, sk, 0.0, eb)),
-            ("the step is sigma_{t-1} eps_bar, not (sigma_t - sigma_{t-1}) eps_bar", gam_mu_step(z, sn, 0.0, eb))]
+            ("the step is sigma_{t-1} eps_bar, not (sigma_t - sigma_{t-1}) eps_bar", gam_mu_step(z, sn, 0.0, eb)),
+            ("the step is (sigma_t^2 - sigma_{t-1}^2) eps_bar, not (sigma_t - sigma_{t-1}) eps_bar",
+             gam_mu_step(z, sk * sk, sn * sn, eb))]
     if k + 2 < len(s):
         alts.append(("the step size is the next step's, sigma_{t-1} - sigma_{t-2}",
                      gam_mu_step(z, sn, float(s[k + 2]), eb)))
@@ -803,8 +804,8 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
             continue
         ys = [(y, i) for i, y, _ in sf.yields if y is not None]
         n = len(sf.basis)
-        slot = lambda j: (j + 1 if sf.start is not None or (sf.basis and sf.basis[0][0] in ("x_T", "z")) else j) \
-            if 0 <= j < len(sf.evals) else None  # noqa: E731
+        n_start = sum(1 for b in sf.basis if b[0] in ("x_T", "z"))
+        slot = lambda j: j + n_start if 0 <= j < len(sf.evals) else None  # noqa: E731
         m = len(states)
         # the yields are the states after each step when they agree with the next step's input
         yields_ok = all(same_as(ys[j][0], states[j + 1][0]) for j in range(min(len(ys), m - 1)))
@@ -875,9 +876,6 @@ def _decide_network_call(src: Source, facts: list[SampleFacts]) -> Outcome | Non
                 return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step {j + 1}: eps_theta is called at "
                             f"sigma = {_vec(s)}{which}; expected sigma_t = {_f(want)}",
                             [src.line(e.cell, e.line)])
-            if j == 0 and sf.start is not None and not same_as(e.x, sf.start):
-                return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step 1: eps_theta is called at x = "
-                            f"{_vec(e.x)}, not at the start x_T = {_vec(sf.start)}", [src.line(e.cell, e.line)])
         if len(sf.evals) < K:
             levels = [float(e.sigma.reshape(-1)[0]) for e in sf.evals]
             return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}: eps_theta is evaluated at {len(sf.evals)} "
@@ -955,6 +953,9 @@ def _decide_start(src: Source, facts: list[SampleFacts]) -> Outcome | None:
                 elif same_as(first.x, sf.start * s0):
                     return _out("sample_start", FAIL, f"the given xt is multiplied by sigmas[0] = {_f(s0)}; xt is "
                                 "used as given", [src.line(first.cell, first.line)])
+                else:
+                    return _out("sample_start", FAIL, f"xt = {_vec(sf.start)} is given but the first network call "
+                                f"sees x = {_vec(first.x)}", [src.line(first.cell, first.line)])
             continue
         if not rand:
             draws = [f for i, f in sf.draws]
