@@ -93,9 +93,10 @@ def _clean(text: str) -> tuple[str, tuple[str, ...]]:
         lines[first] = ""
     for i, s in enumerate(lines):
         if _MAGIC_LINE.match(s) or _HELP_LINE.match(s):
-            # keep the line a continuation of an open block compiles: blank it, indentation and all
+            # a `pass` at the same indentation keeps the numbering, and a block whose only line it was
+            # (`except ImportError: !pip install ...`) still compiles
             dropped.append(s.strip())
-            lines[i] = ""
+            lines[i] = s[: len(s) - len(s.lstrip())] + "pass"
     return "\n".join(lines), tuple(dropped)
 
 
