@@ -274,3 +274,26 @@ def test_the_course_can_be_forced(tmp_path):
     report = json.loads(out.stdout)
     report = report[0] if isinstance(report, list) else report
     assert report["course"] == "02460" and out.returncode == 2
+
+
+OWN_SIGMA = """def training_loop(loader, model, schedule, epochs=10000, lr=1e-3):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    for _ in range(epochs):
+        for x0 in loader:
+            optimizer.zero_grad()
+            sigma = schedule.sigmas[torch.randint(len(schedule), (x0.shape[0],))].unsqueeze(1)
+            eps = torch.randn_like(x0)
+            loss = torch.nn.functional.mse_loss(model(x0 + sigma * eps, SIGMA), eps)
+            yield loss.item()
+            loss.backward()
+            optimizer.step()
+"""
+
+
+@pytest.mark.parametrize("told,spec", [("sigma", None), ("sigma ** 2", "loss_sigma")])
+def test_levels_drawn_by_the_code_itself(tmp_path, told, spec):
+    """sigma drawn with randint on schedule.sigmas (no sample_batch): the levels are recognised as the schedule's."""
+    path = write_notebook(tmp_path, "nb.ipynb", IMPORTS, OWN_SIGMA.replace("SIGMA", told))
+    outcomes = by_spec(verified(path)[0])
+    failed = [k for k in SPECS_S183 if k.startswith("loss_") and outcomes[k].status != PASS]
+    assert failed == ([spec] if spec else []), [(k, outcomes[k].detail) for k in failed]

@@ -347,7 +347,16 @@ class LossFacts:
     expanded: bool = False
 
 
-def _loss_facts(step: Step, all_draws: list[dict]) -> LossFacts:
+def _in_levels(v: torch.Tensor | None, levels: torch.Tensor) -> bool:
+    """Every value is one of the schedule's levels, to 1e-3 relative (a noise scale fitted from float32 data at
+    sigma = 0.005 carries ~1e-5; neighbouring levels are 4% apart)."""
+    if v is None or not v.numel():
+        return False
+    gap = (v.reshape(-1, 1) - levels.reshape(1, -1)).abs().min(1).values
+    return bool((gap <= 1e-3 * v.abs().reshape(-1)).all())
+
+
+def _loss_facts(step: Step, all_draws: list[dict], levels: torch.Tensor) -> LossFacts:
     facts = LossFacts(step)
     nets = [n for n in step.nets if isinstance(n.get("x"), torch.Tensor)]
     if not nets:
@@ -360,8 +369,8 @@ def _loss_facts(step: Step, all_draws: list[dict]) -> LossFacts:
     facts.sigma_net = s if s.numel() == B else s.expand(B) if s.numel() == 1 else None
     if step.sigma_draws:
         facts.sigma_ref = _t(step.sigma_draws[-1]["value"], "sigma_draw.value").reshape(-1)
-    else:
-        facts.sigma_ref = facts.sigma_net
+    else:  # drawn by the code itself (randint on schedule.sigmas, ...): the network's sigma if it is a level
+        facts.sigma_ref = facts.sigma_net if _in_levels(facts.sigma_net, levels) else None
     if x_in.shape != x0.shape:
         return facts
     d = x_in - x0
@@ -380,7 +389,8 @@ def _loss_facts(step: Step, all_draws: list[dict]) -> LossFacts:
     return facts
 
 
-def _decide_loss(src: Source, train: list[Run], fn_lines: list[str]) -> tuple[list[Outcome], list[str], str | None]:
+def _decide_loss(src: Source, train: list[Run], fn_lines: list[str],
+                 levels: torch.Tensor) -> tuple[list[Outcome], list[str], str | None]:
     notes: list[str] = []
     facts: list[LossFacts] = []
     errors = []
@@ -391,7 +401,7 @@ def _decide_loss(src: Source, train: list[Run], fn_lines: list[str]) -> tuple[li
         seen = list(preamble)
         for step in steps:
             seen = seen + step.draws
-            facts.append(_loss_facts(step, [d for d in seen if isinstance(d.get("value"), torch.Tensor)]))
+            facts.append(_loss_facts(step, [d for d in seen if isinstance(d.get("value"), torch.Tensor)], levels))
         errors += run.of("error")
     for e in errors:
         why = _cannot(e)
@@ -411,8 +421,8 @@ def _decide_loss(src: Source, train: list[Run], fn_lines: list[str]) -> tuple[li
     if not with_net:
         out += [no_evidence(k) for k in ("loss_input", "loss_sigma", "loss_eps", "loss_target", "loss_reduction")]
     else:
-        out.append(_loss_input(src, with_net))
-        out.append(_loss_sigma(src, with_net))
+        out.append(_loss_input(src, with_net, levels))
+        out.append(_loss_sigma(src, with_net, levels))
         out.append(_loss_eps(src, with_net))
         target, targets = _loss_target(src, with_net)
         out.append(target)
@@ -431,7 +441,7 @@ def _net_line(src: Source, f: LossFacts) -> str:
     return src.line(f.net.get("cell"), f.net.get("line"))
 
 
-def _loss_input(src: Source, facts: list[LossFacts]) -> Outcome:
+def _loss_input(src: Source, facts: list[LossFacts], levels: torch.Tensor) -> Outcome:
     for f in facts:
         x0, x_in = f.step.x0, _t(f.net["x"], "net.x")
         where = f"batch {f.step.index + 1} of run {f.step.run + 1}"
@@ -448,6 +458,8 @@ def _loss_input(src: Source, facts: list[LossFacts]) -> Outcome:
                           f"x_in = {_vec(x_in[i])}")
             return _out("loss_input", FAIL, f"{where}: {detail}", [_net_line(src, f)])
         s = f.sigma_ref
+        if s is None and _in_levels(f.noise_scale, levels) and not _close(f.noise_scale, f.noise_scale[:1]):
+            continue  # levels the code drew itself, one per example, and told the network something else (loss_sigma)
         if s is None or not _close(f.noise_scale, s):
             draw_at = src.where(f.noise.get("cell"), f.noise.get("line"))
             name = _scale_name(f.noise_scale, s) if s is not None else None
@@ -461,11 +473,12 @@ def _loss_input(src: Source, facts: list[LossFacts]) -> Outcome:
 
 
 def _schedule_levels(config: dict) -> torch.Tensor:
+    """The levels of the schedule handed to training_loop (the observer's: float32, as the notebook's)."""
     return log_linear_sigmas(int(config.get("N", 200)), float(config.get("sigma_min", 0.005)),
                              float(config.get("sigma_max", 10.0))).float().double()
 
 
-def _loss_sigma(src: Source, facts: list[LossFacts]) -> Outcome:
+def _loss_sigma(src: Source, facts: list[LossFacts], levels: torch.Tensor) -> Outcome:
     for f in facts:
         where = f"batch {f.step.index + 1} of run {f.step.run + 1}"
         sig = _t(f.net["sigma"], "net.sigma")
@@ -488,10 +501,10 @@ def _loss_sigma(src: Source, facts: list[LossFacts]) -> Outcome:
                                             ("sqrt(sigma)", ref.sqrt())) if _close(s_net, w)), None)
                 return _out("loss_sigma", FAIL, f"{where}: eps_theta is told {_vec(s_net)} for examples whose levels "
                             f"are sigma = {_vec(ref)}" + (f": it is told {name}" if name else ""), lines)
-        if f.noise is not None and f.noise_scale is not None and not _close(f.noise_scale, s_net) \
-                and f.step.sigma_draws == [] and _close(f.noise_scale.abs(), f.noise_scale.abs()):
-            return _out("loss_sigma", FAIL, f"{where}: eps_theta is told {_vec(s_net)} but the noise added has scale "
-                        f"{_vec(f.noise_scale)}", lines)
+        if not f.step.sigma_draws and not _in_levels(s_net, levels):
+            scale = f" (the noise added has scale {_vec(f.noise_scale)})" if f.noise_scale is not None else ""
+            return _out("loss_sigma", FAIL, f"{where}: eps_theta is told {_vec(s_net)}, which are not levels of the "
+                        f"schedule{scale}", lines)
     return _out("loss_sigma", PASS, lines=[_net_line(src, facts[0])])
 
 
@@ -1113,7 +1126,7 @@ def _decide(records, config: dict | None) -> Decision:
     try:
         if head["definitions"]["functions"].get("training_loop", {}).get("status") == "notebook":
             fn_lines = src.update_lines("training_loop")
-            loss, loss_notes, why = _decide_loss(src, train, fn_lines)
+            loss, loss_notes, why = _decide_loss(src, train, fn_lines, _schedule_levels(config or {}))
             notes += loss_notes
             cannot = cannot or why
             outcomes += loss if not why else _absent(LOSS_SPECS, f"not decided: {why}")
