@@ -297,3 +297,19 @@ def test_levels_drawn_by_the_code_itself(tmp_path, told, spec):
     outcomes = by_spec(verified(path)[0])
     failed = [k for k in SPECS_S183 if k.startswith("loss_") and outcomes[k].status != PASS]
     assert failed == ([spec] if spec else []), [(k, outcomes[k].detail) for k in failed]
+
+
+@pytest.mark.parametrize("extra,code", [("        look = model.predict_eps(xt * 0.5, sig.to(xt))\n", 0),
+                                        ("        eps = eps + 0.1 * model.predict_eps(xt * 0.5, sig.to(xt))\n", 1)])
+def test_extra_network_calls(tmp_path, extra, code):
+    """More calls are fine when the result is the same; an extra answer that enters the samples is named."""
+    text = (CASES / "correct_mse_keep.py").read_text()
+    anchor = "        eps = model.predict_eps(xt, sig.to(xt))\n"
+    path = tmp_path / "nb.py"
+    path.write_text(text.replace(anchor, anchor + extra))
+    decision, _ = verified(path)
+    assert decision.exit_status == code
+    if code:
+        assert "enters the samples" in by_spec(decision)["sample_network_call"].detail
+    else:
+        assert any("do not enter the samples" in n for n in decision.notes)

@@ -671,6 +671,16 @@ class SampleFacts:
     draws: list[tuple[int, dict]]
     basis: list[tuple[str, torch.Tensor, int]]  # (label, tensor, order at which it exists)
     error: dict | None
+    per_level: list[int] = field(default_factory=list)  # the evaluation taken as level k's, k = 0, 1, ...
+
+    @property
+    def level_evals(self) -> list[Eval]:
+        return [self.evals[j] for j in self.per_level]
+
+    def slot(self, k: int) -> int | None:
+        """The basis index of level k's answer."""
+        n_start = sum(1 for b in self.basis if b[0] in ("x_T", "z"))
+        return n_start + self.per_level[k] if 0 <= k < len(self.per_level) else None
 
 
 def _sample_facts(run: Run) -> SampleFacts:
@@ -702,7 +712,26 @@ def _sample_facts(run: Run) -> SampleFacts:
     basis += [(f"{d['fn']} at {d.get('cell')}:{d.get('line')}", _t(d["value"], "draw"), i) for i, d in draws]
     errors = run.of("error")
     return SampleFacts(run, float(info["gam"]), sigmas, start, evals, yields, draws, basis,
-                       errors[0] if errors else None)
+                       errors[0] if errors else None, _per_level(evals, sigmas))
+
+
+def _at_level(s: torch.Tensor, level: float) -> bool:
+    s = s.reshape(-1)
+    return bool(s.numel()) and bool(((s - level).abs() <= 1e-6 * abs(level)).all())
+
+
+def _per_level(evals: list[Eval], sigmas: torch.Tensor) -> list[int]:
+    """Which evaluation is level k's: the first at sigma_k after level k-1's when every level has one (extra
+    evaluations elsewhere are then extras); otherwise the evaluations in order (a wrong level shows there)."""
+    K = len(sigmas) - 1
+    chosen, start = [], 0
+    for k in range(K):
+        j = next((j for j in range(start, len(evals)) if _at_level(evals[j].sigma, float(sigmas[k]))), None)
+        if j is None:
+            break
+        chosen.append(j)
+        start = j + 1
+    return chosen if len(chosen) == K else list(range(min(len(evals), K)))
 
 
 def _same_level(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -776,17 +805,19 @@ def _alternatives(n: int, slot, k: int, s: torch.Tensor, gam: float) -> list[tup
     return alts
 
 
-def _label(basis, j: int, k: int, sigmas: torch.Tensor) -> str:
-    name = basis[j][0]
+def _label(sf: "SampleFacts", j: int, k: int) -> str:
+    if j == sf.slot(k):
+        return "eps_theta(x_t, sigma_t)"
+    if j == sf.slot(k - 1):
+        return "eps_theta(x_{t+1}, sigma_{t+1})"
+    name = sf.basis[j][0]
     if name.startswith("eps") and name[3:].isdigit():
-        i = int(name[3:])
-        other = f"the prediction at sigma = {_f(float(sigmas[i]))}" if i < len(sigmas) else f"prediction {i + 1}"
-        return {k: "eps_theta(x_t, sigma_t)", k - 1: "eps_theta(x_{t+1}, sigma_{t+1})"}.get(i, other)
+        return f"the prediction at sigma = {_f(float(sf.evals[int(name[3:])].sigma.reshape(-1)[0]))}"
     return name
 
 
-def _combo(basis, v: torch.Tensor, k: int, sigmas: torch.Tensor) -> str:
-    terms = [f"{_f(float(v[j]))} {_label(basis, j, k, sigmas)}" for j in range(len(v)) if abs(float(v[j])) > 1e-9]
+def _combo(sf: "SampleFacts", v: torch.Tensor, k: int) -> str:
+    terms = [f"{_f(float(v[j]))} {_label(sf, j, k)}" for j in range(len(v)) if abs(float(v[j])) > 1e-9]
     return " + ".join(terms).replace("+ -", "- ") or "0"
 
 
@@ -798,8 +829,9 @@ def _states(sf: SampleFacts) -> tuple[list[tuple[torch.Tensor, int]] | None, str
     """The code's state before each step it took: the network's inputs, one per level (at most one per step),
     else the start and the yields."""
     K = len(sf.sigmas) - 1
-    if 0 < len(sf.evals) <= K:
-        return [(e.x, e.order) for e in sf.evals], "network inputs"
+    if sf.per_level and (len(sf.evals) <= K or len(sf.per_level) == K and
+                         all(_at_level(e.sigma, float(sf.sigmas[k])) for k, e in enumerate(sf.level_evals))):
+        return [(e.x, e.order) for e in sf.level_evals], "network inputs"
     ys = [(y, i) for i, y, _ in sf.yields if y is not None]
     if len(ys) == K and sf.basis and sf.basis[0][0] in ("x_T", "z"):
         first = sf.basis[0]
@@ -817,8 +849,7 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
             continue
         ys = [(y, i) for i, y, _ in sf.yields if y is not None]
         n = len(sf.basis)
-        n_start = sum(1 for b in sf.basis if b[0] in ("x_T", "z"))
-        slot = lambda j: j + n_start if 0 <= j < len(sf.evals) else None  # noqa: E731
+        slot = sf.slot
         m = len(states)
         # the yields are the states after each step when they agree with the next step's input
         yields_ok = all(same_as(ys[j][0], states[j + 1][0]) for j in range(min(len(ys), m - 1)))
@@ -851,8 +882,8 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
                     continue
                 name = next((nm for nm, alt in _alternatives(n, slot, k, sf.sigmas, sf.gam)
                              if float((delta - alt).abs().max()) <= _tol(alt)), None)
-                detail = f"{where}: x_{{t-1}} - x_t = {_combo(sf.basis, delta, k, sf.sigmas)}; expected " \
-                         f"{_combo(sf.basis, want, k, sf.sigmas)}" + (f": {name}" if name else "")
+                detail = f"{where}: x_{{t-1}} - x_t = {_combo(sf, delta, k)}; expected " \
+                         f"{_combo(sf, want, k)}" + (f": {name}" if name else "")
                 bad = (detail, lines_update)
             if spec_first:
                 decided_first = True
@@ -872,34 +903,41 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
     return out[0], out[1]
 
 
-def _decide_network_call(src: Source, facts: list[SampleFacts]) -> Outcome | None:
+def _decide_network_call(src: Source, facts: list[SampleFacts], notes: list[str]) -> Outcome | None:
     for sf in facts:
         K = len(sf.sigmas) - 1
         if not sf.evals:
             continue
         lines = [src.line(sf.evals[0].cell, sf.evals[0].line)]
-        for j, e in enumerate(sf.evals[:K]):
+        for j, e in enumerate(sf.level_evals):
             s = e.sigma.reshape(-1)
             want = float(sf.sigmas[j])
-            if s.numel() not in (1, e.x.shape[0]) or not _close(s, torch.tensor(want, dtype=torch.float64), 1e-6):
-                which = next((f" (sigma_{{t-1}})" for i in [j + 1] if i < len(sf.sigmas) and
-                              _close(s, sf.sigmas[i], 1e-6)), "")
-                if not which and j > 0 and _close(s, sf.sigmas[j - 1], 1e-6):
+            if s.numel() not in (1, e.x.shape[0]) or not _at_level(s, want):
+                which = " (sigma_{t-1})" if j + 1 < len(sf.sigmas) and _at_level(s, float(sf.sigmas[j + 1])) else ""
+                if not which and j > 0 and _at_level(s, float(sf.sigmas[j - 1])):
                     which = " (sigma_{t+1})"
                 return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step {j + 1}: eps_theta is called at "
-                            f"sigma = {_vec(s)}{which}; expected sigma_t = {_f(want)}",
-                            [src.line(e.cell, e.line)])
-        if len(sf.evals) < K:
+                            f"sigma = {_vec(s)}{which}; expected sigma_t = {_f(want)}", [src.line(e.cell, e.line)])
+        if len(sf.per_level) < K:
             levels = [float(e.sigma.reshape(-1)[0]) for e in sf.evals]
             return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}: eps_theta is evaluated at {len(sf.evals)} "
                         f"distinct points for {K} steps (levels {', '.join(_f(v) for v in levels)})", lines)
-        if len(sf.evals) > K:
-            extra = sf.evals[K:]
-            e = extra[0]
-            return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}: eps_theta is evaluated at {len(sf.evals)} "
-                        f"distinct points for {K} steps; the first extra at sigma = "
-                        f"{_f(float(e.sigma.reshape(-1)[0]))}",
-                        [src.line(e.cell, e.line)])
+        extras = [j for j in range(len(sf.evals)) if j not in sf.per_level]
+        if extras:
+            n_start = sum(1 for b in sf.basis if b[0] in ("x_T", "z"))
+            used = []
+            for order, y, _ in sf.yields:
+                if y is not None:
+                    c, resid = _coefs(y, sf.basis, order)
+                    used += [j for j in extras if resid < 1e-5 and abs(float(c[n_start + j])) > COEF_TOL]
+            e = sf.evals[(used or extras)[0]]
+            where = f"sigma = {_f(float(e.sigma.reshape(-1)[0]))}"
+            if used or any(y is None for _, y, _ in sf.yields):
+                return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}: eps_theta is evaluated at "
+                            f"{len(sf.evals)} distinct points for {K} steps, and the answer at the extra point "
+                            f"({where}) enters the samples", [src.line(e.cell, e.line)])
+            notes.append(f"sample_network_call: eps_theta is also called at {len(extras)} other point(s) (first at "
+                         f"{where}, {src.where(e.cell, e.line)}); their answers do not enter the samples")
     if not any(sf.evals for sf in facts):
         return None
     e = next(sf.evals[0] for sf in facts if sf.evals)
@@ -922,18 +960,19 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
             if len(ys) == K + 1 and sf.start is not None and torch.equal(ys[0][1], sf.start):
                 hint = ": the start x_T is yielded too"
             return _out("sample_yields", FAIL, f"{where}: {len(ys)} yields; expected one per step, {K}{hint}", lines)
-        if len(sf.evals) == K:
+        if len(sf.per_level) == K:
+            evals = sf.level_evals
             for j in range(K):
                 order, y, _ = ys[j]
                 if j + 1 < K:
-                    want = sf.evals[j + 1].x
+                    want = evals[j + 1].x
                     if not same_as(y, want):
-                        same = same_as(y, sf.evals[j].x)
+                        same = same_as(y, evals[j].x)
                         hint = ": it is x_t before the step (yielded one step early)" if same else ""
                         return _out("sample_yields", FAIL, f"{where}: yield {j + 1} is not the x_{{t-1}} the next step "
                                     f"starts from{hint}", lines)
                 else:
-                    if same_as(y, sf.evals[j].x):
+                    if same_as(y, evals[j].x):
                         return _out("sample_yields", FAIL, f"{where}: the last yield is x_t before the last step, not "
                                     "x_0 after it (yielded one step early)", lines)
             decided = True
@@ -1034,7 +1073,7 @@ def _decide_law(src: Source, runs: list[Run], lines: list[str]) -> Outcome | Non
     return _out("sample_law", PASS)
 
 
-def _decide_sampler(src: Source, sample: list[Run]) -> tuple[list[Outcome], str | None]:
+def _decide_sampler(src: Source, sample: list[Run], notes: list[str]) -> tuple[list[Outcome], str | None]:
     errors = [f for run in sample for f in run.of("error")]
     for e in errors:
         why = _cannot(e)
@@ -1054,7 +1093,7 @@ def _decide_sampler(src: Source, sample: list[Run]) -> tuple[list[Outcome], str 
     first, update = _decide_sampler_steps(src, probes, lines_update)
     decided = {
         "sample_start": _decide_start(src, starts),
-        "sample_network_call": _decide_network_call(src, probes),
+        "sample_network_call": _decide_network_call(src, probes, notes),
         "sample_first_step": first,
         "sample_update": update,
         "sample_yields": _decide_yields(src, probes),
@@ -1133,7 +1172,7 @@ def _decide(records, config: dict | None) -> Decision:
         else:
             outcomes += _absent(LOSS_SPECS, _function_reason(src, head, "training_loop"))
         if head["definitions"]["functions"].get("samples", {}).get("status") == "notebook":
-            samp, why = _decide_sampler(src, sample)
+            samp, why = _decide_sampler(src, sample, notes)
             cannot = cannot or why
             outcomes += samp if not why else _absent(SAMPLE_SPECS, f"not decided: {why}")
         else:
@@ -1141,6 +1180,7 @@ def _decide(records, config: dict | None) -> Decision:
     except Malformed as e:
         return Decision([], notes, None, f"malformed records from the child ({e})")
     outcomes = _held_to_complete_runs(outcomes, train, sample, config or {}, head)
+    notes = list(dict.fromkeys(notes))
     if cut_train or cut_sample:
         notes.append("the record stream stops inside a run; only the runs that ended were used")
     return Decision(outcomes, notes, None, cannot)
