@@ -313,3 +313,12 @@ def test_extra_network_calls(tmp_path, extra, code):
         assert "enters the samples" in by_spec(decision)["sample_network_call"].detail
     else:
         assert any("do not enter the samples" in n for n in decision.notes)
+
+
+def test_a_start_drawn_another_way_with_the_same_law_passes(tmp_path):
+    text = (CASES / "correct_mse_keep.py").read_text()
+    path = tmp_path / "nb.py"
+    path.write_text(text.replace("model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None",
+                                 "torch.randn(batchsize, 2, dtype=torch.float64) * sigmas[0] if xt is None"))
+    decision, _ = verified(path)
+    assert decision.exit_status == 0 and any("not model.rand_input" in n for n in decision.notes)

@@ -323,6 +323,9 @@ MUTANTS = {
     "mutant_step_sigma_squared": ("sample", "xt = xt - (sig - sig_prev) * eps_bar",
                                   "xt = xt - (sig ** 2 - sig_prev ** 2) * eps_bar", "sample_update",
                                   "(sigma_t^2 - sigma_{t-1}^2)"),
+    "mutant_start_uniform": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None",
+                             "torch.rand(batchsize, 2, dtype=torch.float64) * sigmas[0] if xt is None",
+                             "sample_start", "torch.rand"),
     "mutant_last_step_skipped": ("sample", "enumerate(pairwise(sigmas))", "enumerate(pairwise(sigmas[:-1]))",
                                  "sample_yields", "one per step"),
 }

@@ -986,7 +986,7 @@ def same_as(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and _close(a, b, 1e-5)
 
 
-def _decide_start(src: Source, facts: list[SampleFacts]) -> Outcome | None:
+def _decide_start(src: Source, facts: list[SampleFacts], notes: list[str]) -> Outcome | None:
     decided = False
     for sf in facts:
         run = sf.run
@@ -1011,6 +1011,13 @@ def _decide_start(src: Source, facts: list[SampleFacts]) -> Outcome | None:
             continue
         if not rand:
             draws = [f for i, f in sf.draws]
+            own = next((d for d in draws if _standard(d) and first is not None and
+                        same_as(first.x, _t(d["value"], "draw") * s0)), None)
+            if own is not None:  # the same law by other means: a name is not maths
+                notes.append(f"sample_start: the start is sigmas[0] times a draw of {own['fn']} at "
+                             f"{src.where(own.get('cell'), own.get('line'))}, not model.rand_input(batchsize)")
+                decided = True
+                continue
             what = f"; it draws with {draws[0]['fn']} at {src.where(draws[0].get('cell'), draws[0].get('line'))}" \
                 if draws else ""
             return _out("sample_start", FAIL, f"with xt = None, samples never calls model.rand_input(batchsize){what}",
@@ -1092,7 +1099,7 @@ def _decide_sampler(src: Source, sample: list[Run], notes: list[str]) -> tuple[l
 
     first, update = _decide_sampler_steps(src, probes, lines_update)
     decided = {
-        "sample_start": _decide_start(src, starts),
+        "sample_start": _decide_start(src, starts, notes),
         "sample_network_call": _decide_network_call(src, probes, notes),
         "sample_first_step": first,
         "sample_update": update,
