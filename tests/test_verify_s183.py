@@ -37,8 +37,7 @@ def by_spec(decision) -> dict:
     return {o.spec: o for o in decision.outcomes}
 
 
-@pytest.mark.parametrize("form", [".ipynb", ".py"])
-@pytest.mark.parametrize("name", sorted(MANIFEST))
+@pytest.mark.parametrize("name,form", [(n, f) for n in sorted(MANIFEST) for f in MANIFEST[n]["forms"]])
 def test_case(name, form):
     """Each correct form exits 0; each mutant exits 1 naming its mistake and showing the student's line."""
     want = MANIFEST[name]
@@ -54,6 +53,8 @@ def test_case(name, form):
     assert want["words"] in o.detail, o.detail
     assert any(want["line"] in line for line in o.lines), o.lines
     assert all(line.startswith("cell ") for line in o.lines), o.lines
+    if form == ".ipynb":
+        assert all(" of the file)" not in line for line in o.lines), o.lines
 
 
 def test_cases_are_what_the_generator_writes(tmp_path):

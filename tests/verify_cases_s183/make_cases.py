@@ -234,6 +234,27 @@ def notebook(train: str, sample: str, *, own_model: bool = False, star: bool = F
     return cells
 
 
+def nbconvert_script(cells: list[tuple[str, str]]) -> str:
+    """The notebook as ``jupyter nbconvert --to script`` writes it: ``# In[ ]:`` markers, magics as get_ipython()."""
+    out = ["#!/usr/bin/env python", "# coding: utf-8", ""]
+    for kind, src in cells:
+        if kind == "markdown":
+            out += [""] + ["# " + line for line in src.split("\n")] + [""]
+            continue
+        lines = src.split("\n")
+        if lines[0].startswith("%%"):
+            magic = lines[0][2:].split()[0]
+            body = "\n".join(lines[1:])
+            text = f"get_ipython().run_cell_magic({magic!r}, '', {body!r})"
+        else:
+            text = "\n".join(f"get_ipython().system({line.strip()[1:]!r})" if line.strip().startswith("!") else
+                             f"get_ipython().run_line_magic({line.strip()[1:].split()[0]!r}, "
+                             f"{' '.join(line.strip()[1:].split()[1:])!r})" if line.strip().startswith("%") else line
+                             for line in lines)
+        out += ["", "# In[ ]:", "", "", text, ""]
+    return "\n".join(out) + "\n"
+
+
 def write(name: str, cells: list[tuple[str, str]]) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -247,6 +268,8 @@ def write(name: str, cells: list[tuple[str, str]]) -> None:
         else:
             parts.append("# %% [markdown]\n" + "\n".join("# " + line for line in src.split("\n")))
     (HERE / f"{name}.py").write_text("\n\n".join(parts) + "\n")
+    if name in NBCONVERT:
+        (HERE / f"{name}.nbconvert.py").write_text(nbconvert_script(cells))
 
 
 CORRECT = {
@@ -331,13 +354,22 @@ MUTANTS = {
 }
 
 
+# also written as `jupyter nbconvert --to script` would (a third form)
+NBCONVERT = {"correct_mse_keep", "correct_swapped_list", "mutant_target_x0", "mutant_gam_on_previous",
+             "mutant_yield_before_step"}
+
+
+def _forms(name: str) -> list[str]:
+    return [".ipynb", ".py"] + ([".nbconvert.py"] if name in NBCONVERT else [])
+
+
 def main() -> None:
     for old in list(HERE.glob("correct_*")) + list(HERE.glob("mutant_*")):
         old.unlink()
     manifest = {}
     for name, cells in CORRECT.items():
         write(name, cells)
-        manifest[name] = {"exit": 0}
+        manifest[name] = {"exit": 0, "forms": _forms(name)}
     for name, (part, old, new, spec, words, *line) in MUTANTS.items():
         base = TRAIN_MSE if part == "train" else SAMPLE_KEEP
         assert base.count(old) == 1, (name, old)
@@ -345,7 +377,7 @@ def main() -> None:
         cells = notebook(changed if part == "train" else TRAIN_MSE, changed if part == "sample" else SAMPLE_KEEP)
         write(name, cells)
         line = line[0] if line else next(ln.strip() for ln in new.split("\n") if ln.strip())
-        manifest[name] = {"exit": 1, "spec": spec, "words": words, "line": line}
+        manifest[name] = {"exit": 1, "spec": spec, "words": words, "line": line, "forms": _forms(name)}
     (HERE / "cases.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
