@@ -21,8 +21,10 @@ import torch.multiprocessing as mp
 
 from ddpm.train import TrainConfig, load_checkpoint, train
 
+# Checkpoints at 2 and 4 fall inside the log intervals 1-3 and 4-5: the losses of an open interval are
+# averaged over the processes at a checkpoint, the rest at the log.
 CONFIG = TrainConfig(data="tg", network="fc", net_config=dict(input_dim=2, num_hidden=32), T=100, steps=5,
-                     batch_size=64, ema_decay=None, warmdown=0.0, checkpoint_every=1000, seed=7)
+                     batch_size=64, ema_decay=None, warmdown=0.0, checkpoint_every=2, log_every=3, seed=7)
 ATOL, RTOL = 1e-5, 1e-4
 
 
@@ -63,6 +65,7 @@ def test_two_processes_equal_one(runs):
     ddp, ranks, single = runs
     assert ddp.step == single.step == CONFIG.steps
     assert_close_weights(ddp.model, single.model)
+    assert len(ddp.losses) == 2 and ddp.losses == pytest.approx(single.losses, rel=RTOL)  # the global batch's loss
     for state in ranks:  # every replica holds the same weights
         assert_close_weights(state, single.model)
 

@@ -152,3 +152,25 @@ def test_velocity_from_eps_of_a_gaussian_is_the_conditional_mean_of_eps_minus_x0
     var_u = (1 - t) ** 2 * c + t**2
     want = -m + ((t - (1 - t) * c) / var_u)[:, None] * (u - (1 - t)[:, None] * m)
     assert torch.allclose(v(u, t), want, rtol=1e-12, atol=1e-12)
+
+
+# --- the 6.S183 run's report ----------------------------------------------------------------------
+
+def test_swissroll_quality_report_and_plot(tmp_path):
+    from ddpm.s183 import format_swissroll_report, plot_swissroll, sample_sigma_world, sampler_settings, swissroll_quality
+
+    data = Swissroll()
+    x = sample_sigma_world(data.ideal_denoiser(), log_linear_sigmas(), 300, sampler="ddim", steps=10,
+                           generator=torch.Generator().manual_seed(3))
+    report = swissroll_quality(x, sampler="ddim", steps=10, seed=3)
+    # the same sampler from the same seed: the ideal denoiser's number is that of these very samples
+    assert report["mean_distance_to_curve"] == pytest.approx(report["ideal_denoiser_mean_distance"], rel=1e-5)
+    assert report["mean_distance_to_curve"] < 0.02 and report["n"] == 300 and report["gamma"] == 1.0
+    noisy = swissroll_quality(x + 0.1, sampler="ddim", steps=10, seed=3)
+    assert noisy["mean_distance_to_curve"] > 0.05
+    assert "mean distance to the spiral curve" in format_swissroll_report(report)
+    plot_swissroll(tmp_path / "s.png", x)
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sampler_settings("accel", 1.5) == dict(gam=1.5, mu=0.0)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sampler_settings("euler")
