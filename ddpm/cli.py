@@ -458,7 +458,8 @@ def cmd_elbo(args: argparse.Namespace) -> int:
           f"(sigma^2 = {args.sigma2})")
     print(f"  L_T     {prior.mean().item() / per_dim:.6f} bits/dim")
     print(f"  L_1..   {terms[:, 1:].sum(1).mean().item() / per_dim:.4f} bits/dim (sum of L_{{t-1}}, t = 2..{config.T})")
-    print(f"  L_0     {terms[:, 0].mean().item() / per_dim:.4f} bits/dim (discretised decoder)")
+    print(f"  L_0     {terms[:, 0].mean().item() / per_dim:.4f} bits/dim (discretised decoder, sigma_1^2 = "
+          "beta_tilde_2 as in Ho et al.'s released code)")
     if reference is not None:
         print(f"  the true distribution's own -log likelihood of the same quantised data: {reference:.4f} bits/dim")
     return 0

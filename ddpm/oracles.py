@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ddpm.schedule import Schedule, at
+from ddpm.schedule import Schedule, at, per_sample
 
 __all__ = ["GaussianMixture", "OptimalEps", "transport_velocity", "SigmaOptimalEps"]
 
@@ -27,7 +27,7 @@ __all__ = ["GaussianMixture", "OptimalEps", "transport_velocity", "SigmaOptimalE
 def _column(value: Tensor | float, like: Tensor) -> Tensor:
     """A scalar or per-sample value as a (batch, 1) tensor in ``like``'s dtype and device."""
     v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    return v.reshape(-1, 1) if v.ndim else v.expand(like.shape[0]).reshape(-1, 1)
+    return per_sample(v if v.ndim else v.expand(like.shape[0]), like)
 
 
 @dataclass(frozen=True, eq=False)

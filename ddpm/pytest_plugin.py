@@ -23,7 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ddpm-verify-course", default=None, metavar="NAME",
                     help="the course the files are written for (default: detected from each file)")
     group.addoption("--ddpm-verify-timeout", type=float, default=60.0, metavar="SECONDS",
-                    help="seconds each file may run in all (default: %(default)s)")
+                    help="seconds each file may run once loading it begins (default: %(default)s)")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect, so that they apply to the specs too

@@ -2,7 +2,7 @@
 
 ``CLAIMS`` lists them in teaching order; ``show(name)`` renders a claim's derivation for a class
 (``python -m specs.<module>`` prints the same). Each module derives its result with sympy and binds
-it to ``ddpm`` (see DESIGN.md, "How a spec binds theory to code").
+it to ``ddpm`` (see docs/design.md, "How a spec binds theory to code").
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ CLAIMS: dict[str, tuple[str, str]] = {
     "ex32": ("ex32_elbo_decomposition", "Eq. 3 rewritten as eq. 5, L_T + L_{t-1} + L_0 [02460 ex. 3.2; Ho20 App. A]"),
     "ex33": ("ex33_kl_to_mse", "L_{t-1} = ||mu_tilde - mu_theta||^2 / 2 sigma_t^2 + C [02460 ex. 3.3; Ho20 eq. 8]"),
     "eq12": ("eq12_eps_weight", "The eps-parameterisation and eq. 12's weight [Ho20 eqs. 9-12]"),
+    "eq13": ("eq13_decoder", "L_0, the discretised decoder, and negative_elbo against eq. 3 [Ho20 eqs. 3, 13]"),
     "sec32": ("sec32_sigma_choices", "sigma_t^2 = beta_t or beta_tilde_t, the two optima [Ho20 §3.2]"),
     "alg": ("alg1_alg2_lines", "Algorithms 1 and 2 line by line [Ho20 alg. 1, alg. 2, eq. 14]"),
     "q1a": ("q1a_mmse", "argmin_f E||f(y) - x||^2 = E[x | y] [6.S183 Q1a]"),

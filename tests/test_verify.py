@@ -57,6 +57,9 @@ MUTANTS = {
     "mutant_sigma_beta": ("sample_sigma", "= beta_t at t = 2 (template index 1)", {"sample_law"}),
     "mutant_z_once": ("sample_z", "correlated between consecutive steps", {"sample_law"}),
     "mutant_prior": ("sample_prior", "x_T is not N(0, I)", {"sample_law"}),
+    "mutant_schedule_scaled": ("schedule", "no coefficient the code applies is one of the linear schedule",
+                               {"forward_mean", "forward_noise", "train_t", "train_eps", "loss_value", "sample_steps",
+                                "sample_mean", "sample_sigma", "t_encoding", "sample_law"}),
     "broken_index_error": ("forward_mean", "IndexError",
                            {"forward_noise", "train_t", "train_eps", "loss_value", "loss_mean", "t_encoding",
                             "sample_law"}),
@@ -248,6 +251,8 @@ def test_records_it_does_not_expect_are_could_not_verify_never_a_pass() -> None:
     assert bad.exit_status == 2 and "unknown kind 'verdict'" in bad.error
     broken = [r if r.kind != "call" else {"kind": "call", "fields": dict(r.fields, net="x")} for r in records]
     assert decide(broken, cfg).exit_status == 2
+    call = next(r for r in records if r.kind == "call")
+    assert "two records of the same call" in decide(records + [call], cfg).error  # a replayed observation
     assert decide([], cfg).exit_status == 2
 
 

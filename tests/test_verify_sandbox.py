@@ -296,3 +296,37 @@ def test_the_command_kills_what_escaped_a_reaper() -> None:
             "print(sandbox.kill_adopted())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert done.stdout.strip() == "1" and sleeps_left() == []
+
+
+def test_the_parent_holds_a_decision_to_the_run() -> None:
+    from ddpm.verify.runner import _held_to_the_run
+
+    specs = {"a": ("claim a", "[x]"), "b": ("claim b", "[y]")}
+    # a spec the decision left out is undecided, never a pass; an unknown one is dropped with a note
+    d = _held_to_the_run(Decision([Outcome("a", PASS), Outcome("zzz", PASS)]), specs, None)
+    assert [(o.spec, o.status) for o in d.outcomes] == [("a", PASS), ("b", UNDECIDED)] and d.exit_status == 2
+    assert any("unknown spec 'zzz'" in n for n in d.notes)
+    # a spec decided twice is the verifier's bug: cannot verify
+    d = _held_to_the_run(Decision([Outcome("a", PASS), Outcome("a", FAIL), Outcome("b", PASS)]), specs, None)
+    assert d.exit_status == 2 and "decided twice" in d.cannot_verify
+    # a run that stopped early never passes: all pass becomes cannot verify; a failure seen is kept
+    d = _held_to_the_run(Decision([Outcome("a", PASS), Outcome("b", PASS)]), specs, "it hung")
+    assert d.exit_status == 2 and d.cannot_verify == "the run did not finish: it hung"
+    d = _held_to_the_run(Decision([Outcome("a", FAIL)]), specs, "it hung")
+    assert d.exit_status == 1 and "the run did not finish: it hung" in d.notes
+
+
+def test_a_decider_that_raises_is_could_not_verify(tmp_path: Path) -> None:
+    good = tmp_path / "good.py"
+    good.write_text("def answer():\n    return 42\n")
+
+    class Broken(type(PROBE)):
+        @staticmethod
+        def decide():
+            def decide(records, config):
+                raise KeyError("boom")
+            return decide
+
+    r = verify_file(good, Broken(), timeout=120)
+    assert r.exit_status == 2 and "internal error of the verifier while deciding: KeyError" in r.cannot_verify
+    assert all(o.status == UNDECIDED for o in r.outcomes)

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "two (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds each file may run in all (default: %(default)s)")
+                        help="seconds each file may run once loading it begins; the verifier's own start is not counted "
+                             "(default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=0,
                         help="files verified at once (default: the number of cores)")
     parser.add_argument("--memory-gib", type=float, default=Limits().memory / 2**30,

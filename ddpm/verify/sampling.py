@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ddpm.oracles import GaussianMixture, OptimalEps
-from ddpm.posterior import mu_from_eps
+from ddpm.oracles import OptimalEps
+from ddpm.sampler import gaussian_law
 from ddpm.schedule import Schedule, reverse_variance
 from ddpm.verify.adapter import describe_step
 from ddpm.verify.coefficients import RTOL, Monomial, explain, values
@@ -82,19 +82,35 @@ def _fit(xs0: list[Tensor], xs1: list[Tensor], answers: Tensor) -> list[_Step]:
 
 
 def _name_steps(steps: list[_Step], s: Schedule) -> None:
-    """The step t each call computes: where eq. 11's factors match (A, then B), else the closest explanation."""
+    """The step t each call computes, where the coefficients say so without doubt.
+
+    A call is named t when both factors of eq. 11 match step t; when only one matches (the other is
+    wrong: sample_mean's to report), when only the closest explanation of the factor on eps_theta
+    names a step, the name is kept only where it agrees with the call's position (T - j): a lone
+    factor that matches another step is as likely a coincidence of a wrong schedule as a wrong step.
+    """
     refA, refB = values(s, X_FACTOR)[1:], values(s, EPS_FACTOR)[1:]
+
+    def match(value: float, ref: Tensor) -> int | None:
+        rel = (value - ref).abs() / ref.abs()
+        return int(rel.argmin()) + 1 if rel.min() <= RTOL else None
+
     for st in steps:
         if not st.affine:
             continue
-        for value, ref, exact in ((st.A, refA, st.exact_A), (st.B, refB, True)):
-            rel = (value - ref).abs() / ref.abs()
-            if exact and rel.min() <= RTOL:
-                st.t = int(rel.argmin()) + 1
-                break
-        if st.t is None:
-            hint = explain(st.B, s, EPS_FACTOR, s.T - st.j)
-            st.t = hint[1] if hint else None
+        position = s.T - st.j
+        tA = match(st.A, refA) if st.exact_A else None
+        tB = match(st.B, refB)
+        if tA is not None and tA == tB:
+            st.t = tA
+            continue
+        if tA is not None and tB is not None:
+            continue  # the two factors name different steps: the step cannot be told
+        candidate = tA if tA is not None else tB
+        if candidate is None:
+            hint = explain(st.B, s, EPS_FACTOR, position)
+            candidate = hint[1] if hint else None
+        st.t = candidate if candidate == position else None
 
 
 def _silent(steps: list[_Step], s: Schedule) -> None:
@@ -205,6 +221,10 @@ def _sigma_outcome(steps: list[_Step], s: Schedule, c: Config, lines: tuple) -> 
                                 f"{float(s.beta_tilde[u].sqrt()):.4g}")
     if problems:
         return Outcome("sample_sigma", FAIL, "; ".join(problems), lines=lines)
+    unknown = [st for st in steps if st.t is None and s.T - st.j > 1]
+    if unknown:
+        return Outcome("sample_sigma", UNDECIDED, f"not decided: sigma_t^2 = {passing[0]}_t at the steps identified, "
+                       f"but the step of call {unknown[0].j + 1} cannot be told (see sample_mean)")
     return Outcome("sample_sigma", PASS, f"sigma_t^2 = {passing[0]}_t")
 
 
@@ -378,23 +398,21 @@ def decide_sampling(c: Config, facts: TrainingFacts, zero: dict | None, answer: 
     return outcomes
 
 
-# ONE SOURCE (issue 12 item 8): Algorithm 2's Gaussian-law recursion belongs in ddpm (specs-rigor is moving
-# it to ddpm.sampler); when it lands there, delete this definition and import it. This is verify's only copy.
-def algorithm2_gaussian_law(data: GaussianMixture, schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
-    """Mean and variance per coordinate of Algorithm 2's x_0 with eps* of a diagonal Gaussian [Ho20 alg. 2].
+def _law_of_samples(schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
+    """Mean and variance per coordinate of Algorithm 2's x_0 when eps_theta is eps* of LAW_DATA [Ho20 alg. 2].
 
-    eps* of a Gaussian is affine in x_t, so each step maps N(m, v) to N(P m + q, P^2 v + sigma_t^2),
-    with P and q read off mu_theta = mu_from_eps(x, eps*(x)) at x = 0 and x = 1 [eq. 11].
+    eps* of a Gaussian is affine in x_t, eps*(x, t) = A_t x + b_t, read off at x = 0 and the unit
+    vectors; the law itself is ddpm's one source, :func:`ddpm.sampler.gaussian_law`.
     """
-    eps_star = OptimalEps(data, schedule)
-    sigma = reverse_variance(schedule, sigma2)
-    basis = torch.stack([torch.zeros(data.dim), torch.ones(data.dim)]).double()
-    mean, var = torch.zeros(data.dim, dtype=torch.float64), torch.ones(data.dim, dtype=torch.float64)
-    for t in range(schedule.T, 0, -1):
-        mu = mu_from_eps(schedule, basis, t, eps_star(basis, torch.full((2,), t)))
-        q, P = mu[0], mu[1] - mu[0]
-        mean, var = P * mean + q, P**2 * var + (sigma[t] if t > 1 else 0.0)
-    return mean, var
+    eps_star, D = OptimalEps(LAW_DATA, schedule), LAW_DATA.dim
+    A = torch.zeros(schedule.T + 1, D, D, dtype=torch.float64)
+    b = torch.zeros(schedule.T + 1, D, dtype=torch.float64)
+    basis = torch.cat([torch.zeros(1, D), torch.eye(D)]).double()
+    for t in range(1, schedule.T + 1):
+        e = eps_star(basis, torch.full((D + 1,), t))
+        b[t], A[t] = e[0], (e[1:] - e[0]).T  # column i: eps*(e_i) - eps*(0)
+    mean, cov = gaussian_law(schedule, A, b, sigma2)
+    return mean, cov.diagonal()
 
 
 def decide_law(c: Config, facts: TrainingFacts, plan: dict | None, law: dict | None) -> Outcome:
@@ -413,7 +431,7 @@ def decide_law(c: Config, facts: TrainingFacts, plan: dict | None, law: dict | N
     mean, var = x0.mean(0), x0.var(0)
     results = {}
     for choice in c.sigma:
-        m, v = algorithm2_gaussian_law(LAW_DATA, c.schedule, choice)
+        m, v = _law_of_samples(c.schedule, choice)
         est, want = torch.cat([mean, var]), torch.cat([m, v])
         se = torch.cat([(v / N).sqrt(), v * (2 / N) ** 0.5])
         results[choice] = (mc(f"sample: law with sigma^2 = {choice}", est, se, want, N, c.false_alarm)[0], m, v)

@@ -223,12 +223,13 @@ def confine(private_dir: str, limits: dict) -> list[str]:
 REAPER = r"""
 import ctypes, os, signal, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
-libc.prctl(36, 1, 0, 0, 0)
-libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+if hasattr(libc, "prctl"):  # Linux: a child subreaper, and told by SIGTERM when the parent dies
+    libc.prctl(36, 1, 0, 0, 0)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)
 me = os.getpid()
 def tree():
     kids = {}
-    for d in os.listdir("/proc"):
+    for d in (os.listdir("/proc") if os.path.isdir("/proc") else []):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/stat", "rb") as f:

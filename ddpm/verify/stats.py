@@ -2,8 +2,8 @@
 
 A count of events (two samples sharing t; draws of one step) is binomial under the claim, and its
 exact two-sided tail is cheap (scipy.special.bdtr, the regularised incomplete beta function), so it
-is used instead of the normal approximation, which runs at ~2.3x the nominal rate at the verifier's
-sizes [issue 12 item 4]. Each tail gets ``false_alarm / (2 count)``: the rate of the whole check is at
+is used instead of the normal approximation (which issue 12 item 4 found running at ~2.3x the
+nominal rate at the verifier's sizes). Each tail gets ``false_alarm / (2 count)``: the rate of the whole check is at
 most ``false_alarm`` (exactly, not asymptotically; less where the distribution is discrete).
 """
 

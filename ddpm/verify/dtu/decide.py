@@ -175,8 +175,16 @@ def _decide_records(records, c: Config) -> Decision:
         for record in records:
             kind, fields = _as_pair(record)
             grouped[kind].append(fields)
+        seen = set()
         for f in grouped["call"]:
             _check_call(f)
+            key = (f["method"], f["role"], f["round"])
+            if key in seen:
+                raise MalformedRecords(f"two records of the same call {key}")
+            seen.add(key)
+        for kind in ("loaded", "built", "shape_fallback", "law_plan"):
+            if len(grouped[kind]) > 1:
+                raise MalformedRecords(f"{len(grouped[kind])} records of kind {kind!r}, where one is emitted")
         return _decide(grouped, c)
     except MalformedRecords as exc:
         return Decision(_all(UNDECIDED, "not decided: the records are malformed"),

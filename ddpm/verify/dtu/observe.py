@@ -25,7 +25,6 @@ import random
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -82,7 +81,7 @@ class _Driver:
             pass
 
     def call(self, method: str, probe: Probe, arg, seed: int, role: str, round: int = 0,
-             shift: Callable | None = None) -> dict:
+             shift: torch.Tensor | None = None) -> dict:
         """``DDPM(probe, ...).method(arg)`` with the global generators seeded; the fields of a ``call`` record."""
         c = self.config
         fields = {"method": method, "role": role, "round": round, "seed": seed, "image": c.image,
@@ -95,14 +94,16 @@ class _Driver:
                 returns.append((frame.f_lineno, frame.f_code.co_name))
 
         self.tracer.on_draw = lambda: len(probe.calls)
-        self.tracer.shift = shift
+        try:
+            model = self.cls(probe, beta_1=c.beta_1, beta_T=c.beta_T, T=c.T)
+        except BaseException as exc:  # noqa: BLE001 - the student's failure, recorded
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            fields.update(built=False, error=f"DDPM(network, beta_1, beta_T, T) raised "
+                          f"{loader.describe_exception(exc, path)}", error_site=_error_site(exc, path))
+            model = None
+        self.tracer.shift = shift  # the method's first draw (x_T in sample) moved by this chosen delta
         with self.tracer.recording() as draws:
-            try:
-                model = self.cls(probe, beta_1=c.beta_1, beta_T=c.beta_T, T=c.T)
-            except BaseException as exc:  # noqa: BLE001 - the student's failure, recorded
-                fields.update(built=False, error=f"DDPM(network, beta_1, beta_T, T) raised "
-                              f"{loader.describe_exception(exc, path)}", error_site=_error_site(exc, path))
-                model = None
             if model is not None:
                 self._seed(seed)
                 own_profiler = sys.getprofile() is None  # never displace a profiler someone else runs
