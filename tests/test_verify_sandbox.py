@@ -330,3 +330,10 @@ def test_a_decider_that_raises_is_could_not_verify(tmp_path: Path) -> None:
     r = verify_file(good, Broken(), timeout=120)
     assert r.exit_status == 2 and "internal error of the verifier while deciding: KeyError" in r.cannot_verify
     assert all(o.status == UNDECIDED for o in r.outcomes)
+
+
+def test_the_process_limit_holds_as_root_too() -> None:
+    r = probe(HOSTILE / "h_fork_many.py")
+    started = int(next(n for n in r.notes if "STARTED" in n).split("STARTED ")[1].split("'")[0])
+    assert started < sandbox.Limits().processes, r.notes  # the file's own threads count too
+    assert r.exit_status == 1 and sleeps_left() == []

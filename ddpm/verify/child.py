@@ -48,7 +48,7 @@ def main() -> None:
     message["key"] = None
     del raw
     job = message["job"]
-    confined = sandbox.confine(message["private"], message["limits"])
+    confined = sandbox.confine(message["private"], message["limits"], message.get("cgroup"))
     system("__sandbox__", confined=confined)
     try:
         observe = importlib.import_module(job["observer"]).observe

@@ -40,7 +40,8 @@ from pathlib import Path
 
 from ddpm.verify import channel
 
-__all__ = ["OUTPUT_CAP", "ChildRun", "Limits", "adopt_orphans", "confine", "kill_adopted", "landlock_abi", "run_child"]
+__all__ = ["OUTPUT_CAP", "ChildRun", "Limits", "adopt_orphans", "confine", "kill_adopted", "kill_cgroup", "landlock_abi",
+           "pids_cgroup", "run_child"]
 
 OUTPUT_CAP = 64 * 1024  # bytes of the file's stdout (and of its stderr) the report keeps
 STARTUP_SECONDS = 180.0  # the child's own start (Python, torch) before the file's time limit begins
@@ -176,6 +177,53 @@ def _capabilities() -> int:
     return 0
 
 
+def pids_cgroup(limit: int) -> str | None:
+    """A fresh cgroup-v1 ``pids`` group allowing ``limit`` tasks, where this process may make one (root); else None.
+
+    The kernel does not apply RLIMIT_NPROC to root, so as root the child joins this group instead; it also
+    names every process of the run for the kill at the end.
+    """
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return None
+    try:
+        mount = next(line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+                     if line.split()[2] == "cgroup" and "pids" in line.split()[3].split(","))
+        rel = next(line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                   if "pids" in line.split(":", 2)[1].split(","))
+        group = Path(mount, rel.lstrip("/"), f"ddpm-verify-{os.getpid()}-{os.urandom(4).hex()}")
+        group.mkdir()
+        (group / "pids.max").write_text(str(limit))
+        return str(group)
+    except (StopIteration, OSError, IndexError):
+        return None
+
+
+def kill_cgroup(group: str | None) -> int:
+    """Kill every task left in ``group`` and remove it; how many were killed."""
+    if not group:
+        return 0
+    killed = 0
+    for _ in range(200):
+        try:
+            pids = [int(p) for p in Path(group, "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            break
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+        time.sleep(0.01)
+    try:
+        os.rmdir(group)
+    except OSError:
+        pass
+    return killed
+
+
 def _tasks_of(uid: int) -> int:
     """How many tasks (threads included) the user ``uid`` runs now."""
     n = 0
@@ -189,11 +237,18 @@ def _tasks_of(uid: int) -> int:
     return n
 
 
-def confine(private_dir: str, limits: dict) -> list[str]:
+def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[str]:
     """Confine this process before the student's code loads [the child's sandbox]; returns what is in force."""
     import resource
 
     done = []
+    in_group = False
+    if cgroup:  # first: after Landlock the cgroup files cannot be written
+        try:
+            Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
+            in_group = True
+        except OSError:
+            pass
     # RLIMIT_NPROC counts every task of the real uid: allow this many beyond those the uid already runs.
     processes = _tasks_of(os.getuid()) + limits["processes"]
     for name, value in [("RLIMIT_AS", limits["memory"]), ("RLIMIT_CPU", limits["cpu_seconds"]),
@@ -203,9 +258,12 @@ def confine(private_dir: str, limits: dict) -> list[str]:
         _, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (value, value))
+    if in_group:
+        tasks = f"{limits['processes']} tasks (a pids cgroup, as root)"
+    else:
+        tasks = f"{limits['processes']} more processes" + (" (not enforced for root)" if os.getuid() == 0 else "")
     done.append(f"limits: address space {limits['memory'] / 2**30:g} GiB, CPU {limits['cpu_seconds']} s, "
-                f"files {limits['file_size'] / 2**20:g} MiB, {limits['open_files']} open files, "
-                f"{limits['processes']} more processes" + (" (not enforced for root)" if os.getuid() == 0 else ""))
+                f"files {limits['file_size'] / 2**20:g} MiB, {limits['open_files']} open files, {tasks}")
     if sys.platform.startswith("linux"):
         done.append(_landlock([private_dir], ["/dev/null"]))
         caps = _drop_capabilities()
@@ -381,6 +439,7 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
     _prepare_parent()
     limits = limits or Limits()
     key = channel.new_key()
+    cgroup = pids_cgroup(limits.processes)
     private = tempfile.mkdtemp(prefix="ddpm-verify-")
     os.chmod(private, 0o700)
     rfd, wfd = os.pipe()
@@ -393,6 +452,12 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
         proc = subprocess.Popen([sys.executable, "-S", "-c", REAPER, str(wfd), str(os.getpid())], cwd=private,
                                 env=_env(private), stdin=subprocess.PIPE, stdout=out_w, stderr=err_w, pass_fds=(wfd,),
                                 close_fds=True, start_new_session=True)
+    except BaseException:
+        for fd in (rfd, out_r, err_r):
+            os.close(fd)
+        kill_cgroup(cgroup)
+        shutil.rmtree(private, ignore_errors=True)
+        raise
     finally:
         for fd in (wfd, out_w, err_w):
             os.close(fd)
@@ -400,7 +465,8 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
                for fd, sink in ((rfd, reader.feed), (out_r, stdout.feed), (err_r, stderr.feed))]
     for t in threads:
         t.start()
-    message = json.dumps({"key": key.hex(), "fd": wfd, "private": private, "limits": limits.to_dict(), "job": job})
+    message = json.dumps({"key": key.hex(), "fd": wfd, "private": private, "limits": limits.to_dict(), "job": job,
+                          "cgroup": cgroup})
     del key
     try:
         proc.stdin.write(message.encode())
@@ -422,7 +488,7 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
     seconds = time.monotonic() - start
     for t in threads:
         t.join(timeout=10)
-    leftovers = _kill_session(proc.pid)
+    leftovers = _kill_session(proc.pid) + kill_cgroup(cgroup)
     stream = reader.close()
     system = stream.system
     isolation = list(system.get("__sandbox__", {}).get("confined", [])) if system else []
