@@ -349,6 +349,14 @@ MUTANTS = {
     "mutant_start_uniform": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None",
                              "torch.rand(batchsize, 2, dtype=torch.float64) * sigmas[0] if xt is None",
                              "sample_start", "torch.rand"),
+    "mutant_network_at_previous_x": ("sample", "    eps_prev = None\n    for i, (sig, sig_prev) in enumerate(pairwise("
+                                     "sigmas)):\n        eps = model.predict_eps(xt, sig.to(xt))\n        eps_bar = eps "
+                                     "if eps_prev is None else gam * eps + (1 - gam) * eps_prev\n",
+                                     "    eps_prev = None\n    x_seen = xt\n    for i, (sig, sig_prev) in enumerate("
+                                     "pairwise(sigmas)):\n        eps = model.predict_eps(x_seen, sig.to(xt))\n        "
+                                     "eps_bar = eps if eps_prev is None else gam * eps + (1 - gam) * eps_prev\n"
+                                     "        x_seen = xt\n", "sample_network_call", "the x of the step before",
+                                     "eps = model.predict_eps(x_seen, sig.to(xt))"),
     "mutant_last_step_skipped": ("sample", "enumerate(pairwise(sigmas))", "enumerate(pairwise(sigmas[:-1]))",
                                  "sample_yields", "one per step"),
 }

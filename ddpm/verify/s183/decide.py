@@ -825,17 +825,27 @@ def _tol(v: torch.Tensor) -> float:
     return COEF_TOL * (1 + float(v.abs().max()) if v.numel() else 1)
 
 
+def _stale(evals: list[Eval]) -> int | None:
+    """The first step whose network call sees the same x as the step before (x_{t+1}, not x_t), if any."""
+    return next((k for k in range(1, len(evals)) if same_as(evals[k].x, evals[k - 1].x)), None)
+
+
 def _states(sf: SampleFacts) -> tuple[list[tuple[torch.Tensor, int]] | None, str]:
-    """The code's state before each step it took: the network's inputs, one per level (at most one per step),
-    else the start and the yields."""
+    """The code's state before each step it took: the network's inputs, one per level, unless the network sees a
+    stale x (then the start and the yields); the start and the yields when there is no input per level."""
     K = len(sf.sigmas) - 1
-    if sf.per_level and (len(sf.evals) <= K or len(sf.per_level) == K and
-                         all(_at_level(e.sigma, float(sf.sigmas[k])) for k, e in enumerate(sf.level_evals))):
-        return [(e.x, e.order) for e in sf.level_evals], "network inputs"
     ys = [(y, i) for i, y, _ in sf.yields if y is not None]
+    from_yields = None
     if len(ys) == K and sf.basis and sf.basis[0][0] in ("x_T", "z"):
         first = sf.basis[0]
-        return [(first[1] * (float(sf.sigmas[0]) if first[0] == "z" else 1.0), first[2])] + ys[:-1], "yields"
+        from_yields = [(first[1] * (float(sf.sigmas[0]) if first[0] == "z" else 1.0), first[2] + 1)] + ys[:-1]
+    evals = sf.level_evals
+    if evals and (len(sf.evals) <= K or len(sf.per_level) == K and
+                  all(_at_level(e.sigma, float(sf.sigmas[k])) for k, e in enumerate(evals))):
+        if _stale(evals) is None or from_yields is None:
+            return [(e.x, e.order) for e in evals], "network inputs"
+    if from_yields is not None:
+        return from_yields, "yields"
     return None, ""
 
 
@@ -918,6 +928,11 @@ def _decide_network_call(src: Source, facts: list[SampleFacts], notes: list[str]
                     which = " (sigma_{t+1})"
                 return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step {j + 1}: eps_theta is called at "
                             f"sigma = {_vec(s)}{which}; expected sigma_t = {_f(want)}", [src.line(e.cell, e.line)])
+        k = _stale(sf.level_evals)
+        if k is not None:
+            e = sf.level_evals[k]
+            return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step {k + 1}: eps_theta is called at the x "
+                        "of the step before (x_{t+1}), not at the current x_t", [src.line(e.cell, e.line)])
         if len(sf.per_level) < K:
             levels = [float(e.sigma.reshape(-1)[0]) for e in sf.evals]
             return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}: eps_theta is evaluated at {len(sf.evals)} "
@@ -960,7 +975,9 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
             if len(ys) == K + 1 and sf.start is not None and torch.equal(ys[0][1], sf.start):
                 hint = ": the start x_T is yielded too"
             return _out("sample_yields", FAIL, f"{where}: {len(ys)} yields; expected one per step, {K}{hint}", lines)
-        if len(sf.per_level) == K:
+        if _stale(sf.level_evals) is not None:
+            decided = True  # the network sees stale states (sample_network_call); the yields are the states
+        elif len(sf.per_level) == K:
             evals = sf.level_evals
             for j in range(K):
                 order, y, _ = ys[j]
