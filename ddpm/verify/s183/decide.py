@@ -522,7 +522,8 @@ def _loss_eps(src: Source, facts: list[LossFacts]) -> Outcome:
             return _out("loss_eps", FAIL, f"{where}: eps is drawn by {d['fn']}{extra}, not N(0, I)", line)
         if f.expanded:
             return _out("loss_eps", FAIL, f"{where}: eps has shape {tuple(d['value'].shape)}, one draw shared by the "
-                        f"batch of shape {tuple(f.step.x0.shape)}: each example needs its own", line)
+                        f"batch of shape {tuple(f.step.x0.shape)} (broadcast): each example and coordinate needs its "
+                        "own", line)
         if int(d["id"]) in used:
             first = used[int(d["id"])]
             return _out("loss_eps", FAIL, f"{where} reuses the eps of batch {first.step.index + 1} of run "
