@@ -323,3 +323,20 @@ def test_a_start_drawn_another_way_with_the_same_law_passes(tmp_path):
                                  "torch.randn(batchsize, 2, dtype=torch.float64) * sigmas[0] if xt is None"))
     decision, _ = verified(path)
     assert decision.exit_status == 0 and any("not model.rand_input" in n for n in decision.notes)
+
+
+@pytest.mark.parametrize("source,words", [
+    ("from accelerate.utils import set_seed\n", "set_seed comes from accelerate.utils.set_seed"),
+    ("sigmas_10 = schedule.sample_sigmas(10)\n", "sigmas_10 is set by a top-level statement"),
+])
+def test_what_the_verifier_cannot_give_is_cannot_verify(tmp_path, source, words):
+    """A name from an import that fails here, or from a top-level statement never run, is exit 2, not a bug."""
+    use = "set_seed(0)" if "set_seed" in source else "xt = xt * sigmas_10[0] / sigmas_10[0]"
+    sampler = ("def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n"
+               f"    xt = model.rand_input(batchsize) * sigmas[0] if xt is None else xt\n    {use}\n"
+               "    for s, s_next in pairwise(sigmas):\n        xt = xt - (s - s_next) * model.predict_eps(xt, s)\n"
+               "        yield xt\n")
+    path = write_notebook(tmp_path, "nb.ipynb", IMPORTS, source, sampler)
+    decision, _ = verified(path)
+    assert decision.exit_status == 2 and words in decision.cannot_verify
+    assert not any(o.status == FAIL for o in decision.outcomes)

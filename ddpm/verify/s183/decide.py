@@ -245,8 +245,7 @@ def _cannot(error: dict | None) -> str | None:
         return None
     kind, msg = error.get("type", ""), error.get("message", "")
     if error.get("unrun"):
-        return f"the code reads {error['unrun']}, a name the notebook sets only in a top-level statement, which the " \
-               "verifier does not run (only imports and definitions run); pass it in or define it as a constant"
+        return f"the code needs something the verifier cannot give it: {error['unrun']}"
     if kind == "StandInUsed":
         return f"the code uses {msg}; the verifier stands in for smalldiffusion, accelerate and tqdm only as far as " \
                "the sheet's training_loop and samples need them"

@@ -226,12 +226,13 @@ class NotRun(NameError):
 class Skipped:
     """What a name bound by a statement the verifier never ran stands for; any use raises, naming it."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, why: str = "is set by a top-level statement the verifier does not run (only "
+                                             "imports and definitions run)"):
         object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_why", why)
 
     def _fail(self, *args, **kwargs):
-        raise NotRun(f"{object.__getattribute__(self, '_name')} is set by a top-level statement the verifier "
-                     "does not run (only imports and definitions run)")
+        raise NotRun(f"{object.__getattribute__(self, '_name')} {object.__getattribute__(self, '_why')}")
 
     __call__ = _fail
     __getattr__ = _fail
@@ -265,6 +266,15 @@ def run_definitions(p: Plan, namespace: dict) -> list[tuple[int, int, str]]:
                 if isinstance(e, (KeyboardInterrupt, SystemExit)):
                     raise
                 errors.append((cell, stmt.lineno, f"{type(e).__name__}: {e}"))
+                if isinstance(e, ImportError) and isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                    # what the import would have bound: using it later is "cannot verify", never a bug
+                    module = stmt.module if isinstance(stmt, ast.ImportFrom) else None
+                    for alias in stmt.names:
+                        bound = alias.asname or alias.name.split(".")[0]
+                        if bound != "*" and bound not in namespace:
+                            source = f"{module}.{alias.name}" if module else alias.name
+                            namespace[bound] = Skipped(bound, f"comes from {source}, which cannot be imported here "
+                                                              f"({type(e).__name__})")
                 break
     return errors
 

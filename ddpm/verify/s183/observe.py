@@ -73,8 +73,11 @@ def _error(emit, phase: str, run: int, exc: BaseException) -> None:
     cell, line = _site_of(exc)
     fields = {}
     name = getattr(exc, "name", None) if isinstance(exc, NameError) else None
-    if isinstance(exc, NotRun) or (name and name in _UNRUN):
-        fields["unrun"] = f"{name} (set at {_UNRUN[name]})" if name in _UNRUN else str(exc)[:200]
+    if isinstance(exc, NotRun):
+        fields["unrun"] = str(exc)[:300]
+    elif name and name in _UNRUN:
+        fields["unrun"] = (f"{name} is set by a top-level statement the verifier does not run ({_UNRUN[name]}; only "
+                           "imports and definitions run)")
     emit("error", phase=phase, run=run, type=type(exc).__name__, message=str(exc)[:500], cell=cell, line=line,
          **fields)
 
