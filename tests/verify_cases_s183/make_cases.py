@@ -357,6 +357,9 @@ MUTANTS = {
                                      "eps_bar = eps if eps_prev is None else gam * eps + (1 - gam) * eps_prev\n"
                                      "        x_seen = xt\n", "sample_network_call", "the x of the step before",
                                      "eps = model.predict_eps(x_seen, sig.to(xt))"),
+    "mutant_given_xt_rescaled": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is "
+                                 "None else xt", "(model.rand_input(batchsize).to(accelerator.device) if xt is None "
+                                 "else xt) * sigmas[0]", "sample_start", "multiplied by sigmas[0]"),
     "mutant_last_step_skipped": ("sample", "enumerate(pairwise(sigmas))", "enumerate(pairwise(sigmas[:-1]))",
                                  "sample_yields", "one per step"),
 }

@@ -147,6 +147,20 @@ class Source:
         lines |= {lineno for lineno, wrote, _, looped in assigns if not looped and wrote & (names - yielded)}
         return [self.line(fn.cell, n) for n in sorted(lines)]
 
+    def start_lines(self, name: str) -> list[str]:
+        """The lines before the function's loops that set what it yields (the start x_T)."""
+        fn = self.function(name)
+        if fn is None:
+            return []
+        yielded = {n.id for y in ast.walk(fn) if isinstance(y, (ast.Yield, ast.YieldFrom)) and y.value is not None
+                   for n in ast.walk(y.value) if isinstance(n, ast.Name)}
+        in_loops = {id(node) for loop in ast.walk(fn) if isinstance(loop, (ast.For, ast.While))
+                    for node in ast.walk(loop)}
+        lines = sorted({node.lineno for node in ast.walk(fn) if isinstance(node, (ast.Assign, ast.AnnAssign))
+                        and id(node) not in in_loops and any(isinstance(t, ast.Name) and t.id in yielded for tt in
+                        (node.targets if isinstance(node, ast.Assign) else [node.target]) for t in ast.walk(tt))})
+        return [self.line(fn.cell, n) for n in lines]
+
 
 def _blank_magics(text: str) -> str:
     from ddpm.verify.s183.notebook import _clean
@@ -1005,6 +1019,7 @@ def same_as(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def _decide_start(src: Source, facts: list[SampleFacts], notes: list[str]) -> Outcome | None:
     decided = False
+    start_lines = src.start_lines("samples")
     for sf in facts:
         run = sf.run
         rand = run.of("rand_input")
@@ -1015,16 +1030,16 @@ def _decide_start(src: Source, facts: list[SampleFacts], notes: list[str]) -> Ou
             if rand:
                 r = rand[0]
                 return _out("sample_start", FAIL, f"xt is given but samples draws model.rand_input({r['batchsize']}) "
-                            "anyway", [src.line(r.get("cell"), r.get("line"))])
+                            "anyway", [src.line(r.get("cell"), r.get("line"))] + start_lines)
             if first is not None:
                 if same_as(first.x, sf.start):
                     decided = True
                 elif same_as(first.x, sf.start * s0):
                     return _out("sample_start", FAIL, f"the given xt is multiplied by sigmas[0] = {_f(s0)}; xt is "
-                                "used as given", [src.line(first.cell, first.line)])
+                                "used as given", start_lines + [src.line(first.cell, first.line)])
                 else:
                     return _out("sample_start", FAIL, f"xt = {_vec(sf.start)} is given but the first network call "
-                                f"sees x = {_vec(first.x)}", [src.line(first.cell, first.line)])
+                                f"sees x = {_vec(first.x)}", start_lines + [src.line(first.cell, first.line)])
             continue
         if not rand:
             draws = [f for i, f in sf.draws]
@@ -1038,9 +1053,9 @@ def _decide_start(src: Source, facts: list[SampleFacts], notes: list[str]) -> Ou
             what = f"; it draws with {draws[0]['fn']} at {src.where(draws[0].get('cell'), draws[0].get('line'))}" \
                 if draws else ""
             return _out("sample_start", FAIL, f"with xt = None, samples never calls model.rand_input(batchsize){what}",
-                        [src.line(draws[0].get("cell"), draws[0].get("line"))] if draws else [])
+                        ([src.line(draws[0].get("cell"), draws[0].get("line"))] if draws else []) + start_lines)
         r = rand[0]
-        line = [src.line(r.get("cell"), r.get("line"))]
+        line = [src.line(r.get("cell"), r.get("line"))] + start_lines
         if int(r["batchsize"]) != B:
             return _out("sample_start", FAIL, f"model.rand_input({r['batchsize']}) for batchsize = {B}", line)
         if first is None:
