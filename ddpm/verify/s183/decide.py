@@ -1188,7 +1188,7 @@ def _decide(records, config: dict | None) -> Decision:
         return Decision([], [], None, f"malformed records from the child ({e})")
     if crashes:
         c = crashes[0]
-        return Decision([], [], f"the verifier's observer stopped: {c.get('error')}", None)
+        return Decision([], [], f"the notebook could not be run: {c.get('error')}", None)
     missing = [k for k in ("notebook", "plan", "definitions") if k not in head]
     if missing:
         if "notebook" in head and "plan" in head:

@@ -246,7 +246,11 @@ def observe(path: Path, config: dict, emit) -> None:
     """Run the notebook's definitions and drive its training_loop and samples; emit raw records [6.S183 Q2]."""
     config = {**default_config(), **(config or {})}
     torch.set_num_threads(1)
-    nb = read_cells(Path(path))
+    try:
+        nb = read_cells(Path(path))
+    except Exception as exc:  # noqa: BLE001 - a file that is no notebook: said in one line, as a crash of loading
+        raise ValueError(f"cannot read {Path(path).name} as a notebook or script: {type(exc).__name__}: "
+                         f"{str(exc)[:200]}") from None
     emit("notebook", name=nb.name, form=nb.kind,
          cells=[{"number": c.number, "text": c.text, "first_line": c.first_line, "dropped": list(c.dropped)}
                 for c in nb.cells])
