@@ -24,6 +24,17 @@ def _network(T: int) -> torch.nn.Module:
         return FcNetwork(2, num_hidden=32, T=T).double().eval()
 
 
+class ShiftedTimesteps(torch.nn.Module):
+    """The network as diffusers calls it, ``model(x, timestep)`` with its 0-based timestep: t = timestep + 1."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        return self.net(x, (timestep + 1).expand(x.shape[0]))
+
+
 def _float64_schedule(scheduler, schedule) -> None:
     """diffusers keeps its coefficients in float32; give it ours in float64 so the comparison is of formulas, not of
     float32 rounding (the same alpha_bar that ``trained_betas`` would give, unrounded)."""
@@ -46,7 +57,6 @@ def _assert_round_off(name: str, got: torch.Tensor, want: torch.Tensor, rtol: fl
 def compare_ddim(schedule, k: int, set_alpha_to_one: bool, levels=lambda twin: twin[1:]) -> float:
     """Run diffusers' DDIM and gam_mu_steps(**DDIM) on ``sample_sigmas(levels(twin), k)`` side by side; the worst difference."""
     import diffusers
-    from benchmarks.peer import ShiftedTimesteps
 
     T = schedule.T
     scheduler = diffusers.DDIMScheduler(num_train_timesteps=T, trained_betas=schedule.betas.numpy(), clip_sample=False,
@@ -101,7 +111,6 @@ def test_ddpm_is_diffusers_ddpm_fixed_small_through_the_bridge(make):
     step, where our eta is 0).
     """
     diffusers = pytest.importorskip("diffusers", reason="diffusers is in the test extra: pip install -e .[test]")
-    from benchmarks.peer import ShiftedTimesteps
 
     schedule = make()
     T = schedule.T
