@@ -174,3 +174,31 @@ def test_swissroll_quality_report_and_plot(tmp_path):
     assert sampler_settings("accel", 1.5) == dict(gam=1.5, mu=0.0)
     with pytest.raises(ValueError, match="unknown sampler"):
         sampler_settings("euler")
+
+
+def _fm_loss_raise(v_model, n, generator, delta=0.1):
+    """Paired: fm_loss(v + delta u) - fm_loss(v) on the same draws, for x_0 ~ N(m, c I), t ~ U(0.05, 0.95)."""
+    from ddpm.stats import mean_stderr
+
+    m, c = torch.tensor([0.4, -0.2], dtype=F64), 0.3
+    u = torch.tensor([1.0, -2.0], dtype=F64)
+    x0 = m + math.sqrt(c) * torch.randn(n, 2, generator=generator, dtype=F64)
+    eps = torch.randn(n, 2, generator=generator, dtype=F64)
+    t = 0.05 + 0.9 * torch.rand(n, generator=generator, dtype=F64)
+    base = fm_loss(v_model, x0, t, eps)
+    raised = fm_loss(lambda uu, tt: v_model(uu, tt) + delta * u, x0, t, eps)
+    est, se = mean_stderr(raised - base)
+    return est, se, delta**2 * float(u @ u)
+
+
+def test_fm_loss_is_minimised_by_v_star(gen):
+    """At v* = E[eps - x_0 | u_t] a constant perturbation delta u raises the loss by exactly delta^2 ||u||^2 (the cross term
+    has mean 0); at a wrong v it does not. One check_mc at the suite's false-alarm rate."""
+    from ddpm.stats import check_mc
+
+    v_star = VelocityFromEps(SigmaOptimalEps.gaussian(torch.tensor([0.4, -0.2], dtype=F64), 0.3))
+    est, se, want = _fm_loss_raise(v_star, 40000, gen)
+    check_mc("fm_loss(v* + delta u) - fm_loss(v*)", est, se, want, 40000)
+    wrong = lambda uu, tt: v_star(uu, tt) + 0.2  # noqa: E731
+    est, se, want = _fm_loss_raise(wrong, 40000, gen)
+    assert not check_mc("planted: v* + 0.2", est, se, want, 40000, raise_on_fail=False).passed
