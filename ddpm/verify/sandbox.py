@@ -265,7 +265,10 @@ def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[s
     done.append(f"limits: address space {limits['memory'] / 2**30:g} GiB, CPU {limits['cpu_seconds']} s, "
                 f"files {limits['file_size'] / 2**20:g} MiB, {limits['open_files']} open files, {tasks}")
     if sys.platform.startswith("linux"):
-        done.append(_landlock([private_dir], ["/dev/null"]))
+        try:
+            done.append(_landlock([private_dir], ["/dev/null"]))
+        except OSError as exc:
+            done.append(f"Landlock could not be set up ({exc}): writes outside the private directory are not blocked")
         caps = _drop_capabilities()
         if caps:
             done.append(caps)
@@ -473,22 +476,24 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
         proc.stdin.close()
     except OSError:
         pass
-    code, timed_out, began = None, False, None
-    while code is None:
+    timed_out, began = False, None
+    while not _exited(proc.pid):  # the reaper is left a zombie, so that its pid cannot be reused before the kill
         if began is None and "__sandbox__" in reader.stream.system:
             began = time.monotonic()  # the file's time starts once the child is confined, about to load it
         deadline = began + timeout if began is not None else start + STARTUP_SECONDS
-        try:
-            code = proc.wait(timeout=max(min(0.05, deadline - time.monotonic()), 0))
-        except subprocess.TimeoutExpired:
-            if time.monotonic() >= deadline:
-                timed_out = True
-                code = _stop(proc)
-                break
+        if time.monotonic() >= deadline:
+            timed_out = True
+            _stop(proc)
+            break
+        time.sleep(0.02)
     seconds = time.monotonic() - start
+    leftovers = _kill_session(proc.pid) + kill_cgroup(cgroup)
+    try:
+        code = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = None
     for t in threads:
         t.join(timeout=10)
-    leftovers = _kill_session(proc.pid) + kill_cgroup(cgroup)
     stream = reader.close()
     system = stream.system
     isolation = list(system.get("__sandbox__", {}).get("confined", [])) if system else []
@@ -496,20 +501,25 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
     return ChildRun(stream, stdout, stderr, code, timed_out, seconds, isolation, leftovers)
 
 
-def _stop(proc: subprocess.Popen) -> int | None:
-    """Time is up: the reaper kills the child's tree; whatever still stands is killed by its process group."""
+def _exited(pid: int) -> bool:
+    """Whether the child ``pid`` has ended, without reaping it."""
     try:
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout=10)
-    except (subprocess.TimeoutExpired, OSError):
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Time is up: the reaper kills the child's tree; if it does not end, its process group is killed."""
+    for sig, group in ((signal.SIGTERM, False), (signal.SIGKILL, True)):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, sig) if group else os.kill(proc.pid, sig)
         except OSError:
             pass
-        try:
-            return proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            return None
+        for _ in range(500):
+            if _exited(proc.pid):
+                return
+            time.sleep(0.02)
 
 
 def adopt_orphans() -> bool:
@@ -555,7 +565,7 @@ def _kill_session(sid: int) -> int:
             pgid, session = int(parts[2]), int(parts[3])
         except (OSError, ValueError, IndexError):
             continue
-        if sid in (pgid, session):
+        if sid in (pgid, session) and int(d) != sid:  # the reaper itself, a zombie by now, is not a leftover
             try:
                 os.kill(int(d), signal.SIGKILL)
                 killed += 1
