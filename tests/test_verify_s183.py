@@ -121,7 +121,8 @@ def test_magic_lines_are_blanked_keeping_line_numbers():
     assert cell2.source.split("\n")[:3] == ["pass", "import torch", "pass"]
     assert cell3.source.strip() == ""  # a %%bash cell is not Python
     assert cell4.source.split("\n")[1] == "def helper(x):"  # %%time runs its body
-    guarded = read_text("try:\n    import smalldiffusion\nexcept ImportError:\n    !pip install smalldiffusion\n", "a.py")
+    guarded = read_text("try:\n    import smalldiffusion\nexcept ImportError:\n    !pip install smalldiffusion\n",
+                        "a.py")
     assert plan(guarded).syntax_errors == [] and guarded.cells[0].source.split("\n")[3] == "    pass"
     assert "!pip install smalldiffusion" in cell2.dropped
 

@@ -340,8 +340,8 @@ MUTANTS = {
     "mutant_start_unscaled": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0]",
                               "model.rand_input(batchsize).to(accelerator.device)", "sample_start",
                               "without sigmas[0]"),
-    "mutant_ignores_given_xt": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None "
-                                "else xt", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0]",
+    "mutant_ignores_given_xt": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is "
+                                "None else xt", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0]",
                                 "sample_start", "draws model.rand_input"),
     "mutant_step_sigma_squared": ("sample", "xt = xt - (sig - sig_prev) * eps_bar",
                                   "xt = xt - (sig ** 2 - sig_prev ** 2) * eps_bar", "sample_update",
@@ -349,9 +349,9 @@ MUTANTS = {
     "mutant_start_uniform": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None",
                              "torch.rand(batchsize, 2, dtype=torch.float64) * sigmas[0] if xt is None",
                              "sample_start", "torch.rand"),
-    "mutant_network_at_previous_x": ("sample", "    eps_prev = None\n    for i, (sig, sig_prev) in enumerate(pairwise("
-                                     "sigmas)):\n        eps = model.predict_eps(xt, sig.to(xt))\n        eps_bar = eps "
-                                     "if eps_prev is None else gam * eps + (1 - gam) * eps_prev\n",
+    "mutant_network_at_previous_x": ("sample", "    eps_prev = None\n    for i, (sig, sig_prev) in enumerate("
+                                     "pairwise(sigmas)):\n        eps = model.predict_eps(xt, sig.to(xt))\n        "
+                                     "eps_bar = eps if eps_prev is None else gam * eps + (1 - gam) * eps_prev\n",
                                      "    eps_prev = None\n    x_seen = xt\n    for i, (sig, sig_prev) in enumerate("
                                      "pairwise(sigmas)):\n        eps = model.predict_eps(x_seen, sig.to(xt))\n        "
                                      "eps_bar = eps if eps_prev is None else gam * eps + (1 - gam) * eps_prev\n"
