@@ -360,6 +360,11 @@ MUTANTS = {
     "mutant_given_xt_rescaled": ("sample", "model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is "
                                  "None else xt", "(model.rand_input(batchsize).to(accelerator.device) if xt is None "
                                  "else xt) * sigmas[0]", "sample_start", "multiplied by sigmas[0]"),
+    "mutant_no_noise_in_input": ("train", "model(x0 + sigma * eps, sigma)", "model(x0, sigma)", "loss_input",
+                                 "no noise added"),
+    "mutant_step_size_zero": ("sample", "        xt = xt - (sig - sig_prev) * eps_bar",
+                              "        sig_prev = sig\n        xt = xt - (sig - sig_prev) * eps_bar", "sample_update",
+                              "does not move"),
     "mutant_last_step_skipped": ("sample", "enumerate(pairwise(sigmas))", "enumerate(pairwise(sigmas[:-1]))",
                                  "sample_yields", "one per step"),
 }

@@ -388,6 +388,8 @@ def _loss_facts(step: Step, all_draws: list[dict], levels: torch.Tensor) -> Loss
         return facts
     d = x_in - x0
     best = None
+    if float(d.norm()) <= 1e-6 * float(x0.norm()):
+        return facts  # no noise reaches the network
     for draw in reversed(all_draws):
         e = _t(draw["value"], "draw.value")
         try:
@@ -551,8 +553,12 @@ def _loss_eps(src: Source, facts: list[LossFacts]) -> Outcome:
 def _candidates(f: LossFacts) -> dict[str, torch.Tensor]:
     x0, x_in = f.step.x0, _t(f.net["x"], "net.x")
     c = {}
-    if f.noise is not None:
-        e = _t(f.noise["value"], "eps").expand_as(x0)
+    noise = f.noise
+    if noise is None:  # no noise in the network's input: eps is still the batch's last standard normal draw
+        noise = next((d for d in reversed(f.step.draws) if _standard(d) and isinstance(d.get("value"), torch.Tensor)
+                      and tuple(d["value"].shape) == tuple(x0.shape)), None)
+    if noise is not None:
+        e = _t(noise["value"], "eps").expand_as(x0)
         c["eps"] = e
         c["-eps"] = -e
         if f.sigma_ref is not None:
@@ -792,7 +798,8 @@ def _alternatives(n: int, slot, k: int, s: torch.Tensor, gam: float) -> list[tup
     u0 = _unit(n, slot(0))
     sk, sn = float(s[k]), float(s[k + 1])
     eb = eps_bar(u, up, gam)
-    alts = [("the step has the wrong sign (x_t + (sigma_t - sigma_{t-1}) eps_bar)", gam_mu_step(z, sn, sk, eb)),
+    alts = [("x does not move: the step's size is 0 (is sigma_{t-1} overwritten before the step?)", z),
+            ("the step has the wrong sign (x_t + (sigma_t - sigma_{t-1}) eps_bar)", gam_mu_step(z, sn, sk, eb)),
             ("the step is sigma_t eps_bar, not (sigma_t - sigma_{t-1}) eps_bar", gam_mu_step(z, sk, 0.0, eb)),
             ("the step is sigma_{t-1} eps_bar, not (sigma_t - sigma_{t-1}) eps_bar", gam_mu_step(z, sn, 0.0, eb)),
             ("the step is (sigma_t^2 - sigma_{t-1}^2) eps_bar, not (sigma_t - sigma_{t-1}) eps_bar",
@@ -839,9 +846,12 @@ def _tol(v: torch.Tensor) -> float:
     return COEF_TOL * (1 + float(v.abs().max()) if v.numel() else 1)
 
 
-def _stale(evals: list[Eval]) -> int | None:
-    """The first step whose network call sees the same x as the step before (x_{t+1}, not x_t), if any."""
-    return next((k for k in range(1, len(evals)) if same_as(evals[k].x, evals[k - 1].x)), None)
+def _stale(sf: "SampleFacts") -> int | None:
+    """The first step whose network call sees the x of the step before (x_{t+1}) although the code has yielded
+    a new x_t since, if any."""
+    evals, ys = sf.level_evals, [y for _, y, _ in sf.yields]
+    return next((k for k in range(1, len(evals)) if same_as(evals[k].x, evals[k - 1].x) and k - 1 < len(ys)
+                 and ys[k - 1] is not None and not same_as(ys[k - 1], evals[k].x)), None)
 
 
 def _states(sf: SampleFacts) -> tuple[list[tuple[torch.Tensor, int]] | None, str]:
@@ -856,7 +866,7 @@ def _states(sf: SampleFacts) -> tuple[list[tuple[torch.Tensor, int]] | None, str
     evals = sf.level_evals
     if evals and (len(sf.evals) <= K or len(sf.per_level) == K and
                   all(_at_level(e.sigma, float(sf.sigmas[k])) for k, e in enumerate(evals))):
-        if _stale(evals) is None or from_yields is None:
+        if _stale(sf) is None or from_yields is None:
             return [(e.x, e.order) for e in evals], "network inputs"
     if from_yields is not None:
         return from_yields, "yields"
@@ -942,7 +952,7 @@ def _decide_network_call(src: Source, facts: list[SampleFacts], notes: list[str]
                     which = " (sigma_{t+1})"
                 return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step {j + 1}: eps_theta is called at "
                             f"sigma = {_vec(s)}{which}; expected sigma_t = {_f(want)}", [src.line(e.cell, e.line)])
-        k = _stale(sf.level_evals)
+        k = _stale(sf)
         if k is not None:
             e = sf.level_evals[k]
             return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step {k + 1}: eps_theta is called at the x "
@@ -989,7 +999,7 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
             if len(ys) == K + 1 and sf.start is not None and torch.equal(ys[0][1], sf.start):
                 hint = ": the start x_T is yielded too"
             return _out("sample_yields", FAIL, f"{where}: {len(ys)} yields; expected one per step, {K}{hint}", lines)
-        if _stale(sf.level_evals) is not None:
+        if _stale(sf) is not None:
             decided = True  # the network sees stale states (sample_network_call); the yields are the states
         elif len(sf.per_level) == K:
             evals = sf.level_evals
@@ -1003,7 +1013,8 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
                         return _out("sample_yields", FAIL, f"{where}: yield {j + 1} is not the x_{{t-1}} the next step "
                                     f"starts from{hint}", lines)
                 else:
-                    if same_as(y, evals[j].x):
+                    moved = K < 2 or not same_as(evals[j].x, evals[j - 1].x)
+                    if moved and same_as(y, evals[j].x):
                         return _out("sample_yields", FAIL, f"{where}: the last yield is x_t before the last step, not "
                                     "x_0 after it (yielded one step early)", lines)
             decided = True
