@@ -365,6 +365,8 @@ MUTANTS = {
     "mutant_step_size_zero": ("sample", "        xt = xt - (sig - sig_prev) * eps_bar",
                               "        sig_prev = sig\n        xt = xt - (sig - sig_prev) * eps_bar", "sample_update",
                               "does not move"),
+    "mutant_gam_off_by_one": ("sample", "gam * eps + (1 - gam) * eps_prev", "eps + gam * (eps - eps_prev)",
+                              "sample_update", "gam is off by one"),
     "mutant_last_step_skipped": ("sample", "enumerate(pairwise(sigmas))", "enumerate(pairwise(sigmas[:-1]))",
                                  "sample_yields", "one per step"),
 }

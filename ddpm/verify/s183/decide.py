@@ -812,6 +812,8 @@ def _alternatives(n: int, slot, k: int, s: torch.Tensor, gam: float) -> list[tup
                      gam_mu_step(z, float(s[k - 1]), sk, eb)))
         alts.append(("gam weighs the previous prediction: eps_bar = gam eps_{t+1} + (1 - gam) eps_t",
                      gam_mu_step(z, sk, sn, eps_bar(up, u, gam))))
+        alts.append(("gam is off by one: eps_bar = eps_t + gam (eps_t - eps_{t+1})",
+                     gam_mu_step(z, sk, sn, eps_bar(u, up, gam + 1.0))))
         alts.append(("gam is ignored (the DDIM step eps_bar = eps_theta(x_t, sigma_t))",
                      gam_mu_step(z, sk, sn, eps_bar(u, up, 1.0))))
         alts.append(("eps_{t+1} is never updated: it stays the first level's prediction",
