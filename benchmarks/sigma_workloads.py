@@ -69,8 +69,14 @@ def sampler_pair(k: int, n: int, preset: dict, device: torch.device):
     schedule = linear_schedule(T)
     net = _network().to(device).eval()
     sigmas = sample_sigmas(sigma_twin(schedule)[1:], k)
-    scheduler = DDIMScheduler(num_train_timesteps=T, trained_betas=schedule.betas.numpy(), clip_sample=False,
-                              set_alpha_to_one=False, timestep_spacing="trailing", prediction_type="epsilon")
+    scheduler = DDIMScheduler(
+        num_train_timesteps=T,
+        trained_betas=schedule.betas.numpy(),
+        clip_sample=False,
+        set_alpha_to_one=False,
+        timestep_spacing="trailing",
+        prediction_type="epsilon",
+    )
     scheduler.set_timesteps(k, device=device)
     model = SigmaNetAsVP(net, schedule, preset["gam"]).to(device)
     first_t = int(scheduler.timesteps[0]) + 1
@@ -130,15 +136,32 @@ def sigma_workloads(device: torch.device, quick: bool = False) -> list[Any]:
     """The sigma world's workloads on ``device``; ``quick`` takes fewer rounds."""
     from benchmarks.workloads import Workload
 
-    r = (lambda q, f: q if quick else f)  # noqa: E731
+    r = lambda q, f: q if quick else f  # noqa: E731
     peer_ddim = "diffusers DDIMScheduler loop"
     out = []
     for name, preset in (("ddim", DDIM), ("accel", ACCEL)):
         for k in (10, 50):
-            out.append(Workload(f"sigma_mlp {name} sample N=2000 K={k}", "sample", device,
-                                lambda k=k, preset=preset: sampler_pair(k, 2000, preset, device), r(5, 11),
-                                warmup=2, peer=peer_ddim))
+            out.append(
+                Workload(
+                    f"sigma_mlp {name} sample N=2000 K={k}",
+                    "sample",
+                    device,
+                    lambda k=k, preset=preset: sampler_pair(k, 2000, preset, device),
+                    r(5, 11),
+                    warmup=2,
+                    peer=peer_ddim,
+                )
+            )
     for n in (200, 5000):
-        out.append(Workload(f"sigma_mlp train B={n}", "train", device, lambda n=n: train_pair(n, device), r(31, 61),
-                            warmup=3, peer="diffusers add_noise + AdamW step"))
+        out.append(
+            Workload(
+                f"sigma_mlp train B={n}",
+                "train",
+                device,
+                lambda n=n: train_pair(n, device),
+                r(31, 61),
+                warmup=3,
+                peer="diffusers add_noise + AdamW step",
+            )
+        )
     return out

@@ -312,11 +312,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise ValueError(f"{', '.join(given)} do not apply to --data {args.data}, which trains the 6.S183 MLP on "
                              "noise levels sigma (--T, --sigma-min and --sigma-max set them)")
     elif args.sigma_min is not None or args.sigma_max is not None:
-        raise ValueError(f"--sigma-min and --sigma-max apply to the sigma world (--data swissroll), not --data {args.data}")
+        raise ValueError(f"--sigma-min and --sigma-max apply to the sigma world (--data swissroll), "
+                         f"not --data {args.data}")
     levels = dict(sigma_min=0.005 if args.sigma_min is None else args.sigma_min,
                   sigma_max=10.0 if args.sigma_max is None else args.sigma_max)
     if not levels["sigma_min"] < levels["sigma_max"]:
-        raise ValueError(f"--sigma-min must be below --sigma-max, got {levels['sigma_min']:g} and {levels['sigma_max']:g}")
+        raise ValueError(f"--sigma-min must be below --sigma-max, "
+                         f"got {levels['sigma_min']:g} and {levels['sigma_max']:g}")
     T = args.T if args.T is not None else (200 if sigma_world else 1000)
     network = args.network or preset["network"]
     if network == "unet" and args.data not in IMAGE_DATA:
@@ -400,8 +402,8 @@ def check_sample(args: argparse.Namespace) -> None:
              if v is not None]
     config = args.ckpt.config
     if not is_sigma_world(config.data) and given:
-        raise ValueError(f"{', '.join(given)} apply to sigma-world checkpoints (--data swissroll); this one was trained "
-                         f"on {config.data} and is sampled by Algorithm 2 (--sigma2)")
+        raise ValueError(f"{', '.join(given)} apply to sigma-world checkpoints (--data swissroll); this one was "
+                         f"trained on {config.data} and is sampled by Algorithm 2 (--sigma2)")
     if is_sigma_world(config.data) and (args.sample_steps or 10) > config.T:
         raise ValueError(f"--steps must be at most the checkpoint's {config.T} noise levels, got {args.sample_steps}")
 
@@ -454,7 +456,7 @@ def _sample_and_report(args: argparse.Namespace, ckpt, png: Path, *, n: int, sig
 
 
 def _sample_sigma_world(args: argparse.Namespace, model, config: TrainConfig, png: Path, *, n: int, seed: int) -> int:
-    """The sigma world's samples by the gamma / mu sampler, their picture over the spiral and the quality report [6.S183 Q2]."""
+    """Sigma-world samples by the gamma / mu sampler, their picture over the spiral, the quality report [6.S183 Q2]."""
     from ddpm.s183 import format_swissroll_report, plot_swissroll, sample_sigma_world, swissroll_quality
     from ddpm.sigma_schedule import log_linear_sigmas
 

@@ -20,8 +20,17 @@ from torch import Tensor
 from ddpm.sigma_sampler import SigmaEpsModel
 from ddpm.sigma_schedule import batch_scale, check_sigmas
 
-__all__ = ["VModel", "fm_interpolate", "fm_loss", "fm_euler_steps", "fm_euler_sample", "ts_from_sigmas",
-           "ve_to_fm", "fm_to_ve", "VelocityFromEps"]
+__all__ = [
+    "VModel",
+    "fm_interpolate",
+    "fm_loss",
+    "fm_euler_steps",
+    "fm_euler_sample",
+    "ts_from_sigmas",
+    "ve_to_fm",
+    "fm_to_ve",
+    "VelocityFromEps",
+]
 
 VModel = Callable[[Tensor, Tensor], Tensor]
 
@@ -38,7 +47,7 @@ def fm_interpolate(x0: Tensor, t: Tensor | float, eps: Tensor) -> Tensor:
 
 
 def fm_loss(v_model: VModel, x0: Tensor, t: Tensor | float, eps: Tensor) -> Tensor:
-    """||v_theta((1 - t) x_0 + t eps, t) - (eps - x_0)||^2 per sample, summed over all but the batch [6.S183 Q2 §6.3]."""
+    """||v_theta((1 - t) x_0 + t eps, t) - (eps - x_0)||^2 per sample, summed over the data [6.S183 Q2 §6.3]."""
     t = _times(t, x0)
     if t.shape != (x0.shape[0],):
         raise ValueError(f"t must have shape ({x0.shape[0]},) or (), got {tuple(t.shape)}")
@@ -56,7 +65,7 @@ def fm_euler_steps(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Iterator[Tensor]:
-    """Yield u after each Euler step u_{t'} = u_t + (t' - t) v_theta(u_t, t) over the decreasing ``ts`` [6.S183 Q2 §6.3].
+    """Yield u after each Euler step u_{t'} = u_t + (t' - t) v_theta(u_t, t), ``ts`` decreasing [6.S183 Q2 §6.3].
 
     Starts at u = ts[0] z, z ~ N(0, I) of ``shape`` (u_1 ~ N(0, I) when ts[0] = 1) unless ``u`` is given.
     """
@@ -91,7 +100,7 @@ def ts_from_sigmas(sigmas: Tensor) -> Tensor:
 
 
 def ve_to_fm(x: Tensor, sigma: Tensor | float) -> Tensor:
-    """u = x / (1 + sigma): x_0 + sigma eps becomes (1 - t) x_0 + t eps with t = sigma / (1 + sigma) [6.S183 Q2 §6.3]."""
+    """u = x / (1 + sigma): x_0 + sigma eps becomes (1 - t) x_0 + t eps, t = sigma / (1 + sigma) [6.S183 Q2 §6.3]."""
     return x / batch_scale(1 + torch.as_tensor(sigma, dtype=torch.float64), x)
 
 

@@ -156,7 +156,8 @@ class SigmaOptimalEps:
     def gaussian(cls, mean, c: float) -> SigmaOptimalEps:
         """eps* of N(mean, c I): sigma (x - mean) / (c + sigma^2), here through the mixture code."""
         mean = torch.as_tensor(mean, dtype=torch.float64).reshape(1, -1)
-        return cls(GaussianMixture(torch.ones(1, dtype=torch.float64), mean, torch.tensor([float(c)], dtype=torch.float64)))
+        c64 = torch.tensor([float(c)], dtype=torch.float64)
+        return cls(GaussianMixture(torch.ones(1, dtype=torch.float64), mean, c64))
 
     @classmethod
     def finite(cls, points: Tensor) -> SigmaOptimalEps:

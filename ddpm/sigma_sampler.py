@@ -28,8 +28,22 @@ from torch import Tensor
 from ddpm.schedule import Schedule
 from ddpm.sigma_schedule import batch_scale, check_sigmas, sigma_twin
 
-__all__ = ["SigmaEpsModel", "VPEpsAsSigma", "DDIM", "DDPM", "ACCEL", "PRESETS", "step_levels", "gam_mu_step", "eps_bar",
-           "gam_mu_steps", "gam_mu_sample", "GaussianLaw", "gaussian_gam_recursion", "gaussian_gam_law"]
+__all__ = [
+    "SigmaEpsModel",
+    "VPEpsAsSigma",
+    "DDIM",
+    "DDPM",
+    "ACCEL",
+    "PRESETS",
+    "step_levels",
+    "gam_mu_step",
+    "eps_bar",
+    "gam_mu_steps",
+    "gam_mu_sample",
+    "GaussianLaw",
+    "gaussian_gam_recursion",
+    "gaussian_gam_law",
+]
 
 SigmaEpsModel = Callable[[Tensor, Tensor], Tensor]
 
@@ -40,7 +54,7 @@ PRESETS = {"ddim": DDIM, "ddpm": DDPM, "accel": ACCEL}
 
 
 class VPEpsAsSigma:
-    """A beta-world eps_theta(x_t, t) as a sigma-world eps(x, sigma): eps(x, sigma_t) = eps_theta(sqrt(alpha_bar_t) x, t) [Song21 §4.3].
+    """A beta-world eps_theta(x_t, t) as eps(x, sigma_t) = eps_theta(sqrt(alpha_bar_t) x, t) [Song21 §4.3].
 
     x_VE = x_VP / sqrt(alpha_bar_t) and sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) (the bridge of
     ``ddpm.sigma_schedule``); the noise eps is the same in both worlds, so the prediction is passed on
@@ -56,12 +70,18 @@ class VPEpsAsSigma:
     def t_of(self, sigma: Tensor) -> Tensor:
         """The steps t in 1..T whose sigma_t are the given levels (nearest in log sigma)."""
         log_s = torch.as_tensor(sigma, dtype=torch.float64).log().to(self.log_twin.device)
-        i = torch.searchsorted(self.log_twin, log_s).clamp(1, self.schedule.T - 1) if self.schedule.T > 1 else torch.zeros_like(log_s, dtype=torch.long)
+        i = (
+            torch.searchsorted(self.log_twin, log_s).clamp(1, self.schedule.T - 1)
+            if self.schedule.T > 1
+            else torch.zeros_like(log_s, dtype=torch.long)
+        )
         if self.schedule.T > 1:
             i = torch.where((log_s - self.log_twin[i - 1]).abs() < (log_s - self.log_twin[i]).abs(), i - 1, i)
         if not ((log_s - self.log_twin[i]).abs() <= 1e-4).all():
-            raise ValueError(f"sigma = {torch.as_tensor(sigma).flatten()[:4].tolist()} holds levels that are not "
-                             "levels of the schedule's sigma twin")
+            raise ValueError(
+                f"sigma = {torch.as_tensor(sigma).flatten()[:4].tolist()} holds levels that are not "
+                "levels of the schedule's sigma twin"
+            )
         return i + 1
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
@@ -86,7 +106,7 @@ def _check_gam(gam: float) -> float:
 
 
 def step_levels(sigma, sigma_next, mu: float = 0.0):
-    """(sigma_p, eta) of one step: sigma_p = (sigma' / sigma^mu)^(1/(1-mu)), eta = sqrt(sigma'^2 - sigma_p^2) [PY23 App. A].
+    """(sigma_p, eta): sigma_p = (sigma' / sigma^mu)^(1/(1-mu)), eta = sqrt(sigma'^2 - sigma_p^2) [PY23 App. A].
 
     Computed as sigma' (sigma' / sigma)^(mu / (1 - mu)), the same number with fewer roundings (sigma'^2 / sigma
     at mu = 1/2). Floats give floats (computed in float64), tensors give float64 tensors. sigma_p <= sigma' whenever
@@ -128,7 +148,7 @@ def gam_mu_step(x: Tensor, sigma, sigma_next, eps_bar: Tensor, mu: float = 0.0, 
 
 
 def eps_bar(eps: Tensor, eps_prev: Tensor | None, gam: float) -> Tensor:
-    """gam eps + (1 - gam) eps_prev, the model's prediction mixed with the step before's; eps when there is none [6.S183 Q3; PY23 App. A]."""
+    """gam eps + (1 - gam) eps_prev; eps when there is no step before [6.S183 Q3; PY23 App. A]."""
     if eps_prev is None:
         return eps
     return gam * eps + (1 - gam) * eps_prev
@@ -137,7 +157,9 @@ def eps_bar(eps: Tensor, eps_prev: Tensor | None, gam: float) -> Tensor:
 def _walk(sigmas) -> Tensor:
     s = check_sigmas(sigmas, increasing=False)
     if not (s[:-1] > 0).all():
-        raise ValueError(f"every level but the last must be > 0 (eps_theta is undefined at sigma = 0), got {s.tolist()}")
+        raise ValueError(
+            f"every level but the last must be > 0 (eps_theta is undefined at sigma = 0), got {s.tolist()}"
+        )
     return s
 
 
@@ -200,8 +222,9 @@ def gam_mu_sample(
     notebook's 10-step accelerated sampler.
     """
     out = x
-    for out in gam_mu_steps(eps_model, sigmas, x, shape=shape, gam=gam, mu=mu, generator=generator,
-                            device=device, dtype=dtype):
+    for out in gam_mu_steps(
+        eps_model, sigmas, x, shape=shape, gam=gam, mu=mu, generator=generator, device=device, dtype=dtype
+    ):
         pass
     return out
 
@@ -213,8 +236,10 @@ class GaussianLaw(NamedTuple):
     std: Tensor
 
 
-def gaussian_gam_recursion(c: float, sigmas, gam: float, x_scale: float | None = None, mu: float = 0.0) -> tuple[float, float]:
-    """(gain, var): the output x - m of the gamma / mu sampler on N(m, c I) is N(gain E[y_0], var) [PY23 App. A; 6.S183 Q1b].
+def gaussian_gam_recursion(
+    c: float, sigmas, gam: float, x_scale: float | None = None, mu: float = 0.0
+) -> tuple[float, float]:
+    """(gain, var): the sampler's output x - m on N(m, c I) is N(gain E[y_0], var) [PY23 App. A; 6.S183 Q1b].
 
     eps*(x, sigma) = sigma (x - m) / (c + sigma^2), so y = x - m follows the scalar linear recursion
     y_{i+1} = (1 - d_i gam a_i) y_i - d_i (1 - gam) a_{i-1} y_{i-1} + eta_i z_i, a_i = sigma_i / (c + sigma_i^2),

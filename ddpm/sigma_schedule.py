@@ -17,8 +17,17 @@ from torch import Tensor
 
 from ddpm.schedule import Schedule
 
-__all__ = ["log_linear_sigmas", "sigmas_from_alpha_bar", "sigma_twin", "sample_sigmas", "trailing_indices",
-           "vp_to_ve", "ve_to_vp", "check_sigmas", "batch_scale"]
+__all__ = [
+    "log_linear_sigmas",
+    "sigmas_from_alpha_bar",
+    "sigma_twin",
+    "sample_sigmas",
+    "trailing_indices",
+    "vp_to_ve",
+    "ve_to_vp",
+    "check_sigmas",
+    "batch_scale",
+]
 
 
 def _positive(name: str, value: float) -> float:
@@ -58,12 +67,12 @@ def sigmas_from_alpha_bar(alpha_bar: Tensor) -> Tensor:
 
 
 def sigma_twin(schedule: Schedule) -> Tensor:
-    """sigma_t = sqrt(1 / alpha_bar_t - 1) = sqrt(expm1(-log alpha_bar_t)) for t = 0..T, free of cancellation [Song21 §4.3]."""
+    """sigma_t = sqrt(expm1(-log alpha_bar_t)) = sqrt(1 / alpha_bar_t - 1), t = 0..T, no cancellation [Song21 §4.3]."""
     return torch.expm1(-schedule.log_alpha_bar).clamp_min(0).sqrt()
 
 
 def check_sigmas(sigmas: Tensor, *, increasing: bool = True, name: str = "sigmas") -> Tensor:
-    """``sigmas`` as a 1-D float64 tensor of finite levels >= 0, strictly monotone; else a ValueError naming the entry."""
+    """``sigmas`` as a 1-D float64 tensor of finite levels >= 0, monotone; else a ValueError naming the entry."""
     s = torch.as_tensor(sigmas, dtype=torch.float64)
     if s.ndim != 1 or s.numel() < 2:
         raise ValueError(f"{name} must be a 1-D tensor of at least 2 levels, got shape {tuple(s.shape)}")
@@ -75,7 +84,9 @@ def check_sigmas(sigmas: Tensor, *, increasing: bool = True, name: str = "sigmas
     if (step < 0).any():
         i = int((step < 0).nonzero()[0][0])
         order = "increasing" if increasing else "decreasing"
-        raise ValueError(f"{name} must be {order}: {name}[{i}] = {float(s[i])!r}, {name}[{i + 1}] = {float(s[i + 1])!r}")
+        raise ValueError(
+            f"{name} must be {order}: {name}[{i}] = {float(s[i])!r}, {name}[{i + 1}] = {float(s[i + 1])!r}"
+        )
     return s
 
 

@@ -1,4 +1,4 @@
-"""Training in the sigma world: one level per example drawn from the schedule, loss ||eps_theta(x_0 + sigma eps, sigma) - eps||^2 [6.S183 Q2].
+"""Training in the sigma world: a level per example, loss ||eps_theta(x_0 + sigma eps, sigma) - eps||^2 [6.S183 Q2].
 
 The 6.S183 notebook's setup: the 200 Swissroll points as the batch of every step, sigma drawn
 uniformly from the N = 200 log-linear levels (0.005..10), eps ~ N(0, I), AdamW at lr 1e-3.
@@ -14,8 +14,12 @@ from ddpm.sigma_losses import sample_train_sigmas, sigma_loss
 __all__ = ["sigma_train_step", "sigma_batch", "adamw"]
 
 
-def sigma_train_step(net: nn.Module, optimizer: torch.optim.Optimizer, x0: Tensor, sigma: Tensor, eps: Tensor) -> Tensor:
-    """One gradient step on the sigma-world loss per coordinate (the notebook's mse_loss) [6.S183 Q1b, Q2]; returns it detached.
+def sigma_train_step(
+    net: nn.Module, optimizer: torch.optim.Optimizer, x0: Tensor, sigma: Tensor, eps: Tensor
+) -> Tensor:
+    """One gradient step on the sigma-world loss per coordinate, the notebook's mse_loss [6.S183 Q1b, Q2].
+
+    Returns the loss, detached.
 
     Forward, loss, backward and ``optimizer.step()``, with no host sync.
     """

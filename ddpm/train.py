@@ -91,7 +91,8 @@ class TrainConfig:
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
         if not 0 < self.sigma_min < self.sigma_max < math.inf:
-            raise ValueError(f"the sigma levels need 0 < sigma_min < sigma_max, got {self.sigma_min!r}, {self.sigma_max!r}")
+            raise ValueError(f"the sigma levels need 0 < sigma_min < sigma_max, "
+                             f"got {self.sigma_min!r}, {self.sigma_max!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -119,7 +120,7 @@ def build_model(config: TrainConfig) -> nn.Module:
 
 
 def network_arguments(config: TrainConfig) -> dict[str, Any]:
-    """The keyword arguments of the run's network: its ``net_config``, and T unless it is a sigma-world net (it takes sigma)."""
+    """The network's keyword arguments: its ``net_config``, and T unless it is a sigma-world net (it takes sigma)."""
     from ddpm.s183 import is_sigma_world
 
     return dict(config.net_config) if is_sigma_world(config.data) else {"T": config.T, **config.net_config}
@@ -521,7 +522,7 @@ def train(
     model = build_model(config).to(device)
     ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay is not None else None
     levels = _sigma_levels(config, device)  # the sigma world [6.S183 Q2]: AdamW, one level per example
-    optimizer = adam(model.parameters(), config.lr, device) if levels is None else adamw(model.parameters(), config.lr, device)
+    optimizer = (adam if levels is None else adamw)(model.parameters(), config.lr, device)
     fast_layout = device.type == "cuda" and config.network == "unet"  # channels_last and bf16 autocast
     if fast_layout:
         model = model.to(memory_format=torch.channels_last)

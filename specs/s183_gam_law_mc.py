@@ -1,4 +1,7 @@
-"""The gamma sampler on the exact eps* of N(m, c I) is a scalar linear recursion with a closed-form output law; the ideal denoiser driving DDIM converges to its training points [PY23 App. A; 6.S183 Q1b, Q2, Q3].
+"""The gamma sampler on a Gaussian's eps* has a closed-form law; the ideal denoiser lands on points [PY23 App. A].
+
+The gamma sampler on the exact eps* of N(m, c I) is a scalar linear recursion with a closed-form output
+law; the ideal denoiser driving DDIM converges to its training points [6.S183 Q1b, Q2].
 
 (1) eps*(x, sigma) = sigma (x - m) / (c + sigma^2) for N(m, c I) (claim q1b), so with y = x - m every step
 of the gamma / mu sampler is y_{i+1} = (1 - d_i gam a_i) y_i - d_i (1 - gam) a_{i-1} y_{i-1} + eta_i z_i,
@@ -43,30 +46,56 @@ y, y_prev, zz = sp.symbols("y_i y_i-1 z", real=True)
 
 
 def derivation() -> Derivation:
-    d = Derivation("The gamma / mu sampler on the exact eps* of N(m, c I) is a scalar linear recursion [PY23 App. A; 6.S183 Q1b, Q3]")
+    d = Derivation(
+        "The gamma / mu sampler on the exact eps* of N(m, c I) is a scalar linear recursion "
+        "[PY23 App. A; 6.S183 Q1b, Q3]"
+    )
     eps_star = eps_star_of(COMPONENT_MEAN).subs({a: 1, s: sig}).subs(sp.Symbol("c", positive=True), c)
-    d.step("eps* of N(m, c) at level sigma (claim q1b, a = 1, s = sigma), with y = x - m",
-           equal(eps_star.subs(x_sym, m_sym + y), sig * y / (c + sig**2), "eps* of a Gaussian"))
+    d.step(
+        "eps* of N(m, c) at level sigma (claim q1b, a = 1, s = sigma), with y = x - m",
+        equal(eps_star.subs(x_sym, m_sym + y), sig * y / (c + sig**2), "eps* of a Gaussian"),
+    )
     a_i, a_prev = sig / (c + sig**2), sig_prev / (c + sig_prev**2)
     eps_bar = gam * a_i * y + (1 - gam) * a_prev * y_prev
     step = y - (sig - sig_p) * eps_bar + eta * zz
-    d.step("One step: y' = y - (sigma - sigma_p) (gam eps*(x_i, sigma_i) + (1 - gam) eps*(x_{i-1}, sigma_{i-1})) + eta z",
-           sp.Eq(sp.Symbol("y_{i+1}"), sp.collect(sp.expand(step), [y, y_prev, zz])))
-    d.step("is linear in (y_i, y_{i-1}, z): y_{i+1} = A y_i + B y_{i-1} + eta z with A = 1 - d gam a_i, B = -d (1 - gam) a_{i-1}",
-           equal(step, (1 - (sig - sig_p) * gam * a_i) * y - (sig - sig_p) * (1 - gam) * a_prev * y_prev + eta * zz, "linearity"))
-    d.step("so from y_0 = sigma_max z_0 - m the output is Gaussian: E and Cov of (y_i, y_{i-1}) propagate through (A, B, eta)",
-           "Var y_{i+1} = A^2 Var y_i + 2 A B Cov(y_i, y_{i-1}) + B^2 Var y_{i-1} + eta^2, Cov(y_{i+1}, y_i) = A Var y_i + B Cov(y_i, y_{i-1})")
+    d.step(
+        "One step: y' = y - (sigma - sigma_p) (gam eps*(x_i, sigma_i) + (1 - gam) eps*(x_{i-1}, sigma_{i-1})) + eta z",
+        sp.Eq(sp.Symbol("y_{i+1}"), sp.collect(sp.expand(step), [y, y_prev, zz])),
+    )
+    d.step(
+        "is linear in (y_i, y_{i-1}, z): y_{i+1} = A y_i + B y_{i-1} + eta z, "
+        "A = 1 - d gam a_i, B = -d (1 - gam) a_{i-1}",
+        equal(
+            step,
+            (1 - (sig - sig_p) * gam * a_i) * y - (sig - sig_p) * (1 - gam) * a_prev * y_prev + eta * zz,
+            "linearity",
+        ),
+    )
+    d.step(
+        "so from y_0 = sigma_max z_0 - m the output is Gaussian: "
+        "E and Cov of (y_i, y_{i-1}) propagate through (A, B, eta)",
+        "Var y_{i+1} = A^2 Var y_i + 2 A B Cov(y_i, y_{i-1}) + B^2 Var y_{i-1} + eta^2, "
+        "Cov(y_{i+1}, y_i) = A Var y_i + B Cov(y_i, y_{i-1})",
+    )
     return d
 
 
 def exact_flow_scale(sigmas: torch.Tensor, c: float = C) -> float:
-    """The output scale of the exact ODE dx/dsigma = eps* from sigma_max z: (x - m) / sqrt(c + sigma^2) is constant along it."""
+    """The output scale of the exact ODE dx/dsigma = eps* from sigma_max z ((x - m) / sqrt(c + sigma^2) is constant)."""
     top, bottom = float(sigmas[0]), float(sigmas[-1])
     return top * math.sqrt(c + bottom**2) / math.sqrt(c + top**2)
 
 
-def check_sampler_law(generator: torch.Generator, n: int = N, *, mu: float = 0.0, gams=GAMS, steps=STEPS,
-                      sampler=gam_mu_sample, law=gaussian_gam_law):
+def check_sampler_law(
+    generator: torch.Generator,
+    n: int = N,
+    *,
+    mu: float = 0.0,
+    gams=GAMS,
+    steps=STEPS,
+    sampler=gam_mu_sample,
+    law=gaussian_gam_law,
+):
     """Per configuration, the sampler's mean and variance per coordinate against ``law``; one check_mc for all."""
     estimates, stderrs, expected = [], [], []
     oracle = SigmaOptimalEps.gaussian(M, C)
@@ -79,8 +108,13 @@ def check_sampler_law(generator: torch.Generator, n: int = N, *, mu: float = 0.0
             estimates += [x.mean(0), sq.mean(0)]
             stderrs += [x.std(0) / math.sqrt(n), sq.std(0) / math.sqrt(n)]
             expected += [mean, (std**2).expand(2)]
-    return check_mc(f"gamma sampler (mu = {mu}) on N(m, c I) vs its closed-form law",
-                    torch.cat(estimates), torch.cat(stderrs), torch.cat(expected), n)
+    return check_mc(
+        f"gamma sampler (mu = {mu}) on N(m, c I) vs its closed-form law",
+        torch.cat(estimates),
+        torch.cat(stderrs),
+        torch.cat(expected),
+        n,
+    )
 
 
 def _ignores_gam(eps_model, sigmas, x=None, *, gam=1.0, **kwargs):
@@ -91,11 +125,13 @@ def _ignores_gam(eps_model, sigmas, x=None, *, gam=1.0, **kwargs):
 def _exact_flow_law(m, c, sigmas, gam, x_scale=None):
     """Planted: the exact flow's law (no discretisation error), mean m (1 - ratio), std sigma_max ratio."""
     ratio = exact_flow_scale(sigmas, c) / float(sigmas[0])
-    return torch.as_tensor(m, dtype=torch.float64) * (1 - ratio), torch.tensor(float(sigmas[0]) * ratio, dtype=torch.float64)
+    return torch.as_tensor(m, dtype=torch.float64) * (1 - ratio), torch.tensor(
+        float(sigmas[0]) * ratio, dtype=torch.float64
+    )
 
 
 def ideal_denoiser_offsets(generator: torch.Generator, n: int = 2000, steps=(50, 200), eps_model=None) -> list[float]:
-    """The largest distance from a DDIM sample to its nearest Swissroll point, per number of steps, with a last step to 0."""
+    """Per number of steps, the largest distance from a DDIM sample (last step to 0) to its nearest Swissroll point."""
     data = Swissroll()
     eps_model = data.ideal_denoiser() if eps_model is None else eps_model
     out = []

@@ -13,15 +13,33 @@ import torch
 from ddpm.oracles import GaussianMixture, OptimalEps, SigmaOptimalEps
 from ddpm.schedule import cosine_schedule, linear_schedule
 from ddpm.sigma_losses import sample_train_sigmas, sigma_loss
-from ddpm.sigma_sampler import (ACCEL, DDIM, DDPM, eps_bar, gam_mu_sample, gam_mu_step, gam_mu_steps,
-                                gaussian_gam_law, gaussian_gam_recursion, step_levels)
-from ddpm.sigma_schedule import (log_linear_sigmas, sample_sigmas, sigma_twin, sigmas_from_alpha_bar,
-                                 trailing_indices, ve_to_vp, vp_to_ve)
+from ddpm.sigma_sampler import (
+    ACCEL,
+    DDIM,
+    DDPM,
+    eps_bar,
+    gam_mu_sample,
+    gam_mu_step,
+    gam_mu_steps,
+    gaussian_gam_law,
+    gaussian_gam_recursion,
+    step_levels,
+)
+from ddpm.sigma_schedule import (
+    log_linear_sigmas,
+    sample_sigmas,
+    sigma_twin,
+    sigmas_from_alpha_bar,
+    trailing_indices,
+    ve_to_vp,
+    vp_to_ve,
+)
 
 F64 = torch.float64
 
 
 # --- schedules --------------------------------------------------------------------------------------
+
 
 def test_log_linear_sigmas_is_the_notebooks_schedule():
     s = log_linear_sigmas()
@@ -32,8 +50,9 @@ def test_log_linear_sigmas_is_the_notebooks_schedule():
     assert torch.allclose(ratios, torch.full_like(ratios, want), rtol=1e-13, atol=0)
 
 
-@pytest.mark.parametrize("kwargs", [dict(N=1), dict(sigma_min=0.0), dict(sigma_min=2.0, sigma_max=1.0),
-                                    dict(sigma_max=float("inf"))])
+@pytest.mark.parametrize(
+    "kwargs", [dict(N=1), dict(sigma_min=0.0), dict(sigma_min=2.0, sigma_max=1.0), dict(sigma_max=float("inf"))]
+)
 def test_log_linear_sigmas_rejects_bad_input(kwargs):
     with pytest.raises(ValueError):
         log_linear_sigmas(**kwargs)
@@ -91,15 +110,20 @@ def test_bridge_is_one_division():
 
 # --- the step ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mu", [0.0, 0.25, 0.5, 0.9])
 def test_step_levels_keep_the_marginal_level(mu):
     for s, sn in [(10.0, 7.0), (1.0, 0.5), (0.01, 0.005), (3.0, 0.0)]:
         p, eta = step_levels(s, sn, mu)
         assert 0 <= p <= sn
         assert math.isclose(p**2 + eta**2, sn**2, rel_tol=1e-14, abs_tol=1e-300)
-        assert math.isclose(sn, s**mu * p ** (1 - mu), rel_tol=1e-14, abs_tol=1e-300)  # sigma' = sigma^mu sigma_p^(1-mu)
+        assert math.isclose(
+            sn, s**mu * p ** (1 - mu), rel_tol=1e-14, abs_tol=1e-300
+        )  # sigma' = sigma^mu sigma_p^(1-mu)
         pt, etat = step_levels(torch.tensor(s, dtype=F64), torch.tensor(sn, dtype=F64), mu)
-        assert math.isclose(float(pt), p, rel_tol=1e-15, abs_tol=1e-300) and math.isclose(float(etat), eta, rel_tol=1e-14, abs_tol=1e-300)
+        assert math.isclose(float(pt), p, rel_tol=1e-15, abs_tol=1e-300) and math.isclose(
+            float(etat), eta, rel_tol=1e-14, abs_tol=1e-300
+        )
     assert step_levels(2.0, 1.0, 0.0) == (1.0, 0.0)
     assert step_levels(2.0, 1.0, 0.5) == (0.5, math.sqrt(0.75))
 
@@ -145,7 +169,13 @@ def _notebook_loop(model, sigmas, x, gam, mu, noise):
         sig, sig_next = float(sigmas[i]), float(sigmas[i + 1])
         eps = model(x, torch.full((x.shape[0],), sig, dtype=x.dtype))
         e = eps if i == 0 else gam * eps + (1 - gam) * eps_prev
-        sig_p = sig_next if mu == 0 else math.exp((math.log(sig_next) - mu * math.log(sig)) / (1 - mu)) if sig_next > 0 else 0.0
+        sig_p = (
+            sig_next
+            if mu == 0
+            else math.exp((math.log(sig_next) - mu * math.log(sig)) / (1 - mu))
+            if sig_next > 0
+            else 0.0
+        )
         x = x - (sig - sig_p) * e
         if mu > 0:
             x = x + math.sqrt(sig_next**2 - sig_p**2) * noise[i]
@@ -185,6 +215,7 @@ def test_gam_mu_sample_rejects_bad_levels():
 
 # --- the oracle and the closed-form law ----------------------------------------------------------------
 
+
 def test_sigma_eps_star_of_a_gaussian_is_the_closed_form():
     m, c = torch.tensor([0.3, -1.0], dtype=F64), 0.25
     oracle = SigmaOptimalEps.gaussian(m, c)
@@ -201,8 +232,10 @@ def test_sigma_eps_star_is_the_beta_worlds_through_the_bridge():
     schedule = linear_schedule(100)
     twin = sigma_twin(schedule)
     g = torch.Generator().manual_seed(5)
-    for mixture in (GaussianMixture.isotropic([0.3, 0.7], [[-1.0, 0.5], [1.0, 0.0]], [0.2, 0.5]),
-                    GaussianMixture.finite(torch.randn(9, 2, generator=g, dtype=F64))):
+    for mixture in (
+        GaussianMixture.isotropic([0.3, 0.7], [[-1.0, 0.5], [1.0, 0.0]], [0.2, 0.5]),
+        GaussianMixture.finite(torch.randn(9, 2, generator=g, dtype=F64)),
+    ):
         t = torch.randint(1, 101, (16,), generator=g)
         x_vp = torch.randn(16, 2, generator=g, dtype=F64)
         vp = OptimalEps(mixture, schedule)(x_vp, t)

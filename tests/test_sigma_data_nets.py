@@ -11,8 +11,16 @@ import torch
 
 from ddpm.data import DATASETS, Swissroll, toy_dataset
 from ddpm.data.swissroll import T_MIN, T_SPAN, distance_to_spiral, spiral_curve
-from ddpm.flow_matching import (VelocityFromEps, fm_euler_sample, fm_euler_steps, fm_interpolate, fm_loss, fm_to_ve,
-                                ts_from_sigmas, ve_to_fm)
+from ddpm.flow_matching import (
+    VelocityFromEps,
+    fm_euler_sample,
+    fm_euler_steps,
+    fm_interpolate,
+    fm_loss,
+    fm_to_ve,
+    ts_from_sigmas,
+    ve_to_fm,
+)
 from ddpm.nets import NETWORKS, SigmaMLP, build_network
 from ddpm.oracles import SigmaOptimalEps
 from ddpm.sigma_sampler import gam_mu_sample
@@ -51,7 +59,7 @@ def _distance_mpmath(x: np.ndarray) -> float:
 
 def test_distance_to_spiral_against_mpmath():
     g = torch.Generator().manual_seed(1)
-    x = (torch.rand(40, 2, generator=g, dtype=F64) * 2.4 - 1.2)
+    x = torch.rand(40, 2, generator=g, dtype=F64) * 2.4 - 1.2
     got = distance_to_spiral(x)
     want = np.array([_distance_mpmath(row) for row in x.numpy()])
     assert np.allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
@@ -64,8 +72,9 @@ def test_distance_to_spiral_on_and_beside_the_curve():
     tangent = torch.stack([torch.cos(t) - t * torch.sin(t), torch.sin(t) + t * torch.cos(t)], -1)
     normal = torch.stack([-tangent[:, 1], tangent[:, 0]], -1) / tangent.norm(dim=1, keepdim=True)
     for delta in (1e-3, 0.01, 0.05):  # well inside the 0.4 gap between arms and the curvature radius
-        assert torch.allclose(distance_to_spiral(on + delta * normal), torch.full((101,), delta, dtype=F64),
-                              rtol=1e-9, atol=1e-12)
+        assert torch.allclose(
+            distance_to_spiral(on + delta * normal), torch.full((101,), delta, dtype=F64), rtol=1e-9, atol=1e-12
+        )
     # past the inner end, backwards along the tangent (-pi/2, 1) there: the nearest point is the end itself
     end = spiral_curve(torch.tensor([T_MIN], dtype=F64))
     back = torch.tensor([[math.pi / 2, -1.0]], dtype=F64) / math.hypot(math.pi / 2, 1)
@@ -98,9 +107,14 @@ def test_sigma_mlp_shapes_and_embedding():
 
 # --- flow matching --------------------------------------------------------------------------------
 
+
 def test_fm_loss_is_the_notebooks_formula():
     g = torch.Generator().manual_seed(2)
-    x0, eps, t = torch.randn(6, 2, generator=g, dtype=F64), torch.randn(6, 2, generator=g, dtype=F64), torch.rand(6, generator=g, dtype=F64)
+    x0, eps, t = (
+        torch.randn(6, 2, generator=g, dtype=F64),
+        torch.randn(6, 2, generator=g, dtype=F64),
+        torch.rand(6, generator=g, dtype=F64),
+    )
     v = lambda u, tt: u * tt[:, None] ** 2 - 1  # noqa: E731
     u = (1 - t[:, None]) * x0 + t[:, None] * eps
     assert torch.allclose(fm_interpolate(x0, t, eps), u, rtol=1e-15, atol=0)
@@ -116,7 +130,9 @@ def test_fm_euler_is_the_notebooks_update():
     for i, (a, b) in enumerate(zip(ts[:-1].tolist(), ts[1:].tolist())):
         u = u + (b - a) * v(u, torch.full((4,), a, dtype=F64))
         assert torch.allclose(us[i], u, rtol=1e-15, atol=1e-15)
-    assert torch.equal(fm_euler_sample(v, ts, shape=(4, 2), generator=torch.Generator().manual_seed(4), dtype=F64), us[-1])
+    assert torch.equal(
+        fm_euler_sample(v, ts, shape=(4, 2), generator=torch.Generator().manual_seed(4), dtype=F64), us[-1]
+    )
     with pytest.raises(ValueError, match="decreasing"):
         fm_euler_sample(v, ts.flip(0), shape=(4, 2))
     del g
@@ -131,7 +147,7 @@ def test_fm_map_round_trip():
 
 @pytest.mark.parametrize("k", [5, 10, 50])
 def test_fm_euler_with_v_star_is_ddim_under_the_map(k):
-    """Euler on du/dt = v* is DDIM on dx/dsigma = eps* under u = x / (1 + sigma), t = sigma / (1 + sigma): to round-off."""
+    """Euler on du/dt = v* is DDIM on dx/dsigma = eps* under u = x / (1 + sigma), t = sigma / (1 + sigma)."""
     data = Swissroll()
     eps_star = data.ideal_denoiser()
     sigmas = sample_sigmas(log_linear_sigmas(), k)
@@ -156,12 +172,25 @@ def test_velocity_from_eps_of_a_gaussian_is_the_conditional_mean_of_eps_minus_x0
 
 # --- the 6.S183 run's report ----------------------------------------------------------------------
 
+
 def test_swissroll_quality_report_and_plot(tmp_path):
-    from ddpm.s183 import format_swissroll_report, plot_swissroll, sample_sigma_world, sampler_settings, swissroll_quality
+    from ddpm.s183 import (
+        format_swissroll_report,
+        plot_swissroll,
+        sample_sigma_world,
+        sampler_settings,
+        swissroll_quality,
+    )
 
     data = Swissroll()
-    x = sample_sigma_world(data.ideal_denoiser(), log_linear_sigmas(), 300, sampler="ddim", steps=10,
-                           generator=torch.Generator().manual_seed(3))
+    x = sample_sigma_world(
+        data.ideal_denoiser(),
+        log_linear_sigmas(),
+        300,
+        sampler="ddim",
+        steps=10,
+        generator=torch.Generator().manual_seed(3),
+    )
     report = swissroll_quality(x, sampler="ddim", steps=10, seed=3)
     # the same sampler from the same seed: the ideal denoiser's number is that of these very samples
     assert report["mean_distance_to_curve"] == pytest.approx(report["ideal_denoiser_mean_distance"], rel=1e-5)
@@ -192,7 +221,8 @@ def _fm_loss_raise(v_model, n, generator, delta=0.1):
 
 
 def test_fm_loss_is_minimised_by_v_star(gen):
-    """At v* = E[eps - x_0 | u_t] a constant perturbation delta u raises the loss by exactly delta^2 ||u||^2 (the cross term
+    """At v* = E[eps - x_0 | u_t] a constant perturbation delta u raises the loss by exactly delta^2 ||u||^2 (the
+    cross term
     has mean 0); at a wrong v it does not. One check_mc at the suite's false-alarm rate."""
     from ddpm.stats import check_mc
 

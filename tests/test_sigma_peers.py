@@ -10,7 +10,7 @@ import torch
 
 from ddpm.nets import FcNetwork
 from ddpm.schedule import cosine_schedule, linear_schedule
-from ddpm.sigma_sampler import DDIM, DDPM, VPEpsAsSigma, gam_mu_sample, gam_mu_steps
+from ddpm.sigma_sampler import DDIM, DDPM, VPEpsAsSigma, gam_mu_steps
 from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas, sigma_twin, ve_to_vp, vp_to_ve
 
 F64 = torch.float64
@@ -40,8 +40,9 @@ def _float64_schedule(scheduler, schedule) -> None:
     scheduler.alphas = 1 - scheduler.betas
     scheduler.alphas_cumprod = schedule.alpha_bar[1:].clone()
     if hasattr(scheduler, "final_alpha_cumprod"):
-        scheduler.final_alpha_cumprod = (torch.tensor(1.0, dtype=F64) if scheduler.config.set_alpha_to_one
-                                         else scheduler.alphas_cumprod[0])
+        scheduler.final_alpha_cumprod = (
+            torch.tensor(1.0, dtype=F64) if scheduler.config.set_alpha_to_one else scheduler.alphas_cumprod[0]
+        )
     if hasattr(scheduler, "one"):
         scheduler.one = torch.tensor(1.0, dtype=F64)
 
@@ -53,13 +54,18 @@ def _assert_round_off(name: str, got: torch.Tensor, want: torch.Tensor, rtol: fl
 
 
 def compare_ddim(schedule, k: int, set_alpha_to_one: bool, levels=lambda twin: twin[1:]) -> float:
-    """Run diffusers' DDIM and gam_mu_steps(**DDIM) on ``sample_sigmas(levels(twin), k)`` side by side; the worst difference."""
+    """diffusers' DDIM beside gam_mu_steps(**DDIM) on ``sample_sigmas(levels(twin), k)``: the worst difference."""
     import diffusers
 
     T = schedule.T
-    scheduler = diffusers.DDIMScheduler(num_train_timesteps=T, trained_betas=schedule.betas.numpy(), clip_sample=False,
-                                        set_alpha_to_one=set_alpha_to_one, timestep_spacing="trailing",
-                                        prediction_type="epsilon")
+    scheduler = diffusers.DDIMScheduler(
+        num_train_timesteps=T,
+        trained_betas=schedule.betas.numpy(),
+        clip_sample=False,
+        set_alpha_to_one=set_alpha_to_one,
+        timestep_spacing="trailing",
+        prediction_type="epsilon",
+    )
     _float64_schedule(scheduler, schedule)
     scheduler.set_timesteps(k)
     net = _network(T)
@@ -68,9 +74,14 @@ def compare_ddim(schedule, k: int, set_alpha_to_one: bool, levels=lambda twin: t
     if set_alpha_to_one:
         sigmas = torch.cat([sigmas[:-1], twin[:1]])
     x_vp = torch.randn(64, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
-    ours = gam_mu_steps(VPEpsAsSigma(net, schedule), sigmas, vp_to_ve(x_vp, schedule.alpha_bar[int(scheduler.timesteps[0]) + 1]), **DDIM)
+    ours = gam_mu_steps(
+        VPEpsAsSigma(net, schedule), sigmas, vp_to_ve(x_vp, schedule.alpha_bar[int(scheduler.timesteps[0]) + 1]), **DDIM
+    )
     model = ShiftedTimesteps(net)
-    abar_after = [*(schedule.alpha_bar[int(j) + 1] for j in scheduler.timesteps[1:]), 1.0 if set_alpha_to_one else schedule.alpha_bar[1]]
+    abar_after = [
+        *(schedule.alpha_bar[int(j) + 1] for j in scheduler.timesteps[1:]),
+        1.0 if set_alpha_to_one else schedule.alpha_bar[1],
+    ]
     worst = 0.0
     with torch.no_grad():
         for j, x_ve, ab in zip(scheduler.timesteps, ours, abar_after):
@@ -81,7 +92,9 @@ def compare_ddim(schedule, k: int, set_alpha_to_one: bool, levels=lambda twin: t
 
 @pytest.mark.parametrize("k", [10, 50])
 @pytest.mark.parametrize("set_alpha_to_one", [False, True])
-@pytest.mark.parametrize("make", [lambda: linear_schedule(1000), lambda: cosine_schedule(1000)], ids=["linear", "cosine"])
+@pytest.mark.parametrize(
+    "make", [lambda: linear_schedule(1000), lambda: cosine_schedule(1000)], ids=["linear", "cosine"]
+)
 def test_ddim_is_diffusers_ddim_through_the_bridge(k, set_alpha_to_one, make):
     """DDIMScheduler(eta = 0, trailing, clip_sample = False) step by step equals gam_mu_steps(**DDIM) on the sigma twin.
 
@@ -103,7 +116,7 @@ def test_ddim_comparison_rejects_levels_one_step_off():
 
 @pytest.mark.parametrize("make", [lambda: linear_schedule(200), lambda: cosine_schedule(100)], ids=["linear", "cosine"])
 def test_ddpm_is_diffusers_ddpm_fixed_small_through_the_bridge(make):
-    """DDPMScheduler(fixed_small, clip_sample = False), every step, equals gam_mu_steps(**DDPM) (mu = 1/2) on the full sigma twin.
+    """DDPMScheduler(fixed_small, clip_sample = False), every step, is gam_mu_steps(**DDPM) on the full sigma twin.
 
     The same noise: x_T first, then one draw per step from the same seed (diffusers draws none at its last
     step, where our eta is 0).
@@ -112,8 +125,13 @@ def test_ddpm_is_diffusers_ddpm_fixed_small_through_the_bridge(make):
 
     schedule = make()
     T = schedule.T
-    scheduler = diffusers.DDPMScheduler(num_train_timesteps=T, trained_betas=schedule.betas.numpy(), variance_type="fixed_small",
-                                        clip_sample=False, prediction_type="epsilon")
+    scheduler = diffusers.DDPMScheduler(
+        num_train_timesteps=T,
+        trained_betas=schedule.betas.numpy(),
+        variance_type="fixed_small",
+        clip_sample=False,
+        prediction_type="epsilon",
+    )
     _float64_schedule(scheduler, schedule)
     scheduler.set_timesteps(T)
     net = _network(T)
@@ -126,7 +144,9 @@ def test_ddpm_is_diffusers_ddpm_fixed_small_through_the_bridge(make):
     with torch.no_grad():
         for j, x_ve in zip(scheduler.timesteps, ours):
             x_vp = scheduler.step(model(x_vp, j), j, x_vp, generator=g_peer).prev_sample
-            worst = max(worst, _assert_round_off(f"DDPM at timestep {int(j)}", ve_to_vp(x_ve, schedule.alpha_bar[int(j)]), x_vp))
+            worst = max(
+                worst, _assert_round_off(f"DDPM at timestep {int(j)}", ve_to_vp(x_ve, schedule.alpha_bar[int(j)]), x_vp)
+            )
     print(f"DDPM T={T}: worst relative difference {worst:.2g}")
 
 
@@ -149,9 +169,13 @@ def test_vp_eps_as_sigma_rejects_levels_off_the_twin():
 
 # --- smalldiffusion (opt-in) ----------------------------------------------------------------------
 
+
 def _smalldiffusion():
-    return pytest.importorskip("smalldiffusion", reason="smalldiffusion is an opt-in extra (pip install -e .[smalldiffusion]): "
-                               "it pulls torchvision and a multi-GB CUDA torch, so the default test run leaves it out")
+    return pytest.importorskip(
+        "smalldiffusion",
+        reason="smalldiffusion is an opt-in extra (pip install -e .[smalldiffusion]): "
+        "it pulls torchvision and a multi-GB CUDA torch, so the default test run leaves it out",
+    )
 
 
 def test_smalldiffusion_schedule_and_swissroll():
@@ -162,8 +186,11 @@ def test_smalldiffusion_schedule_and_swissroll():
     theirs = np.array([float(schedule[i]) for i in range(len(schedule))])
     assert np.allclose(theirs, log_linear_sigmas().numpy(), rtol=1e-6)
     for k in (1, 7, 10, 50, 200):
-        assert np.allclose(np.asarray(schedule.sample_sigmas(k), dtype=np.float64),
-                           sample_sigmas(log_linear_sigmas(), k).numpy(), rtol=1e-6)
+        assert np.allclose(
+            np.asarray(schedule.sample_sigmas(k), dtype=np.float64),
+            sample_sigmas(log_linear_sigmas(), k).numpy(),
+            rtol=1e-6,
+        )
     data = sd.Swissroll(np.pi / 2, 5 * np.pi, 200)
     points = torch.stack([torch.as_tensor(data[i]) for i in range(len(data))]).to(F64)
     assert torch.allclose(points, Swissroll().points, atol=1e-6)
@@ -173,8 +200,8 @@ def test_smalldiffusion_schedule_and_swissroll():
 def test_smalldiffusion_samples_with_the_ideal_denoiser(gam, mu):
     """smalldiffusion's ``samples`` with its IdealDenoiser vs gam_mu_steps with ours, from the same start.
 
-    smalldiffusion writes sigma' = sigma^(1 - mu) sigma_p^mu where PY23 (and ddpm) write sigma^mu sigma_p^(1 - mu): the two
-    agree at mu = 0 and mu = 1/2, the presets. Its noise comes from the global generator, one draw per step;
+    smalldiffusion writes sigma' = sigma^(1 - mu) sigma_p^mu where PY23 (and ddpm) write sigma^mu sigma_p^(1 - mu):
+    the two agree at mu = 0 and mu = 1/2, the presets. Its noise comes from the global generator, one draw per step;
     ours from a generator seeded alike.
     """
     sd = _smalldiffusion()
@@ -188,8 +215,16 @@ def test_smalldiffusion_samples_with_the_ideal_denoiser(gam, mu):
     x = float(sigmas[0]) * torch.randn(256, 2, generator=torch.Generator().manual_seed(3))
     torch.manual_seed(4)
     theirs = list(sd.samples(model, sigmas, gam=gam, mu=mu, xt=x.clone(), batchsize=256))
-    ours = list(gam_mu_steps(Swissroll().ideal_denoiser(), sigmas.to(F64), x.clone(), gam=gam, mu=mu,
-                             generator=torch.Generator().manual_seed(4)))
+    ours = list(
+        gam_mu_steps(
+            Swissroll().ideal_denoiser(),
+            sigmas.to(F64),
+            x.clone(),
+            gam=gam,
+            mu=mu,
+            generator=torch.Generator().manual_seed(4),
+        )
+    )
     for i, (a, b) in enumerate(zip(ours, theirs)):
         # float32 on both sides: agreement to float32 round-off amplified by the softmax at small sigma
         assert float((a - b.to(a.dtype)).abs().max()) <= 1e-3 * max(1.0, float(b.abs().max())), i

@@ -25,15 +25,21 @@ def test_every_s183_claim_renders():
 PLANTED_FORMULAS = {
     "vevp: sigma_t^2 for sigma_t": lambda: s183_ve_vp.derivation(sigma_of_alpha_bar=s183_ve_vp.SIGMA_OF_ALPHA_BAR**2),
     "vevp: x_VP sqrt(alpha_bar) for x_VP / sqrt(alpha_bar)": lambda: s183_ve_vp.derivation(
-        vp_to_ve_=s183_ve_vp.x_vp * sp.sqrt(s183_ve_vp.ab)),
+        vp_to_ve_=s183_ve_vp.x_vp * sp.sqrt(s183_ve_vp.ab)
+    ),
     "mu: sigma_p with 1/mu for 1/(1 - mu)": lambda: s183_mu_step.derivation(
-        sigma_p=(s183_mu_step.sig_next / s183_mu_step.sig**s183_mu_step.mu) ** (1 / s183_mu_step.mu)),
+        sigma_p=(s183_mu_step.sig_next / s183_mu_step.sig**s183_mu_step.mu) ** (1 / s183_mu_step.mu)
+    ),
     "mu: eta = sigma' - sigma_p": lambda: s183_mu_step.derivation(eta=s183_mu_step.sig_next - s183_mu_step.SIGMA_P),
     "ddim: t = sigma / (1 + sigma)^2": lambda: s183_ddim_flow.derivation(
-        t_of_sigma=s183_ddim_flow.sigma / (1 + s183_ddim_flow.sigma) ** 2),
-    "ddim: x_FM = x / (1 + sigma^2)": lambda: s183_ddim_flow.derivation(x_fm=s183_ddim_flow.x / (1 + s183_ddim_flow.sigma**2)),
+        t_of_sigma=s183_ddim_flow.sigma / (1 + s183_ddim_flow.sigma) ** 2
+    ),
+    "ddim: x_FM = x / (1 + sigma^2)": lambda: s183_ddim_flow.derivation(
+        x_fm=s183_ddim_flow.x / (1 + s183_ddim_flow.sigma**2)
+    ),
     "ddim: v* = (1 + sigma) eps* + x": lambda: s183_ddim_flow.derivation(
-        v_star=(1 + s183_ddim_flow.sigma) * s183_ddim_flow.E + s183_ddim_flow.x),
+        v_star=(1 + s183_ddim_flow.sigma) * s183_ddim_flow.E + s183_ddim_flow.x
+    ),
 }
 
 
@@ -58,7 +64,7 @@ class _VelocityMinusX(VelocityFromEps):
 
 
 def _ddpm_step_mu_swapped(x, sigma, sigma_next, eps_bar, mu=0.0, z=None):
-    """The mu-step with smalldiffusion's exponent where ours belongs at mu = 1/2: sigma_p = sigma'^2 / sigma^2 * sigma'."""
+    """The mu-step with a wrong exponent at mu = 1/2: sigma_p = sigma'^3 / sigma^2 for sigma'^2 / sigma."""
     p = sigma_next**3 / sigma**2
     eta = (sigma_next**2 - p**2) ** 0.5
     return x - (sigma - p) * eps_bar + eta * z
@@ -75,14 +81,17 @@ def _euler_half_step(v, ts, u):
 
 PLANTED_IMPLS = {
     "vevp sigmas_from_alpha_bar without sqrt": lambda: s183_ve_vp.check_bridge(
-        impl_sigmas=lambda ab: (1 - torch.as_tensor(ab, dtype=torch.float64)) / torch.as_tensor(ab, dtype=torch.float64)),
+        impl_sigmas=lambda ab: (1 - torch.as_tensor(ab, dtype=torch.float64)) / torch.as_tensor(ab, dtype=torch.float64)
+    ),
     "vevp sigma_twin one step late": lambda: s183_ve_vp.check_bridge(
-        impl_twin=lambda s: torch.cat([sigma_twin(s)[1:], sigma_twin(s)[-1:]])),
+        impl_twin=lambda s: torch.cat([sigma_twin(s)[1:], sigma_twin(s)[-1:]])
+    ),
     "vevp eps* with sigma^2": lambda: s183_ve_vp.check_eps_same_function(_EpsStarSigmaSquared),
     "mu step_levels with eta^2 for eta": lambda: s183_mu_step.check_step_levels(_step_levels_no_sqrt),
     "mu the mu-step with the wrong sigma_p": lambda: s183_mu_step.check_mu_step_is_alg2(_ddpm_step_mu_swapped),
     "ddim the DDIM step off by 1e-6 of (sigma - sigma') eps": lambda: s183_ddim_flow.check_ddim_is_euler(
-        lambda x, s, sn, e, mu=0.0: gam_mu_step(x, s, sn, e, mu) - (s - sn) * e * 1e-6),
+        lambda x, s, sn, e, mu=0.0: gam_mu_step(x, s, sn, e, mu) - (s - sn) * e * 1e-6
+    ),
     "ddim v with u for x": lambda: s183_ddim_flow.check_flow_matching(impl_v=_VelocityMinusX),
     "ddim Euler with half the velocity": lambda: s183_ddim_flow.check_flow_matching(impl_euler=_euler_half_step),
 }
@@ -104,4 +113,3 @@ def test_s183_gam_law_planted_scales_differ():
     sigmas = s183_gam_law_mc.sample_sigmas(s183_gam_law_mc.log_linear_sigmas(), 10)
     law = s183_gam_law_mc.gaussian_gam_law
     assert round(float(law(0.0, 0.25, sigmas, 1.0).std) / s183_gam_law_mc.exact_flow_scale(sigmas), 2) != 1.09
-

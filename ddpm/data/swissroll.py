@@ -1,4 +1,4 @@
-"""The 6.S183 Swissroll: 200 points on the spiral t -> (t cos t, t sin t) / (5 pi), and the distance to that curve [6.S183 Q2].
+"""The 6.S183 Swissroll: 200 points on the spiral (t cos t, t sin t) / (5 pi), and the distance to it [6.S183 Q2].
 
 The notebook's ``Swissroll(pi/2, 5 pi, 200)`` takes t = pi/2 + linspace(0, 1, 200) 5 pi and the points
 (t cos t, t sin t) / (5 pi): a spiral of two and a half turns inside [-1.1, 1.1]^2 whose arms are about
@@ -27,7 +27,7 @@ INV_PHI = (math.sqrt(5) - 1) / 2
 
 
 def spiral_curve(t: Tensor, t_span: float = T_SPAN) -> Tensor:
-    """(t cos t, t sin t) / t_span, the Swissroll's curve at parameters t (any shape; a trailing axis of 2 added) [6.S183 Q2]."""
+    """(t cos t, t sin t) / t_span, the Swissroll's curve at t (any shape; a trailing axis of 2 added) [6.S183 Q2]."""
     return torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=-1) / t_span
 
 
@@ -36,7 +36,7 @@ def _squared_distance(t: Tensor, x: Tensor, t_span: float) -> Tensor:
 
 
 def distance_to_spiral(x: Tensor, t_min: float = T_MIN, t_span: float = T_SPAN, chunk: int = 512) -> Tensor:
-    """min over t in [t_min, t_min + t_span] of ||x - (t cos t, t sin t) / t_span||, per row of x (n, 2), in float64 [6.S183 Q2].
+    """min over t in [t_min, t_min + t_span] of ||x - (t cos t, t sin t) / t_span||, per row of x (n, 2) [6.S183 Q2].
 
     A grid of 4097 parameters finds the nearest stretch of the curve; golden-section search on the
     two grid intervals around it (a bracket of at most 8.6e-3 in arc length, where the squared

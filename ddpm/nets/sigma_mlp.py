@@ -1,4 +1,4 @@
-"""An MLP eps_theta(x, sigma) that takes the noise level itself, as [x, sin(log(sigma)/2), cos(log(sigma)/2)] [6.S183 Q2].
+"""An MLP eps_theta(x, sigma) on [x, sin(log(sigma)/2), cos(log(sigma)/2)]: it takes the level itself [6.S183 Q2].
 
 sigma spans 0.005..10 in the notebook's schedule; log(sigma)/2 maps that to an interval of length
 3.8, on which (sin, cos) is a bounded, one-to-one code of the level. The default widths are the
@@ -38,8 +38,9 @@ class SigmaMLP(nn.Module):
     name = "sigma_mlp"
     world = "sigma"  # takes sigma, not a step t: sampled by ddpm.sigma_sampler
 
-    def __init__(self, input_dim: int = 2, hidden_dims: Sequence[int] = (16, 128, 128, 128, 128, 16),
-                 activation: str = "gelu"):
+    def __init__(
+        self, input_dim: int = 2, hidden_dims: Sequence[int] = (16, 128, 128, 128, 128, 16), activation: str = "gelu"
+    ):
         super().__init__()
         hidden_dims = list(hidden_dims)
         if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
@@ -65,5 +66,7 @@ class SigmaMLP(nn.Module):
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
         if sigma.shape != (x.shape[0],):
-            raise ValueError(f"sigma must have shape ({x.shape[0]},) or (), one level per sample, got {tuple(sigma.shape)}")
+            raise ValueError(
+                f"sigma must have shape ({x.shape[0]},) or (), one level per sample, got {tuple(sigma.shape)}"
+            )
         return self.network(torch.cat([x, sigma_embedding(sigma.to(x.dtype))], dim=1))
