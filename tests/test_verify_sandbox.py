@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -58,6 +59,16 @@ def sleeps_left() -> list[str]:
     return found
 
 
+def no_sleeps_left(seconds: float = 5.0) -> bool:
+    """Whether every marked sleep is gone, allowing a killed one a moment to vanish from /proc."""
+    deadline = time.monotonic() + seconds
+    while sleeps_left():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.fixture(autouse=True)
 def _kill_marked_sleeps():
     yield
@@ -92,7 +103,7 @@ def test_no_hostile_file_passes_the_probe_course(name: str, tmp_path: Path) -> N
     assert r.exit_status in (1, 2), r.to_table()
     assert not any(o.spec == "answer" and o.status == PASS for o in r.outcomes), r.to_table()
     assert not list(tmp_path.glob("**/pwned*")), "the file wrote outside its private directory"
-    assert sleeps_left() == [], "a process of the file outlived verify"
+    assert no_sleeps_left(), "a process of the file outlived verify"
 
 
 def test_forged_result_files_and_frames_are_could_not_verify() -> None:
@@ -125,7 +136,7 @@ def test_the_graders_environment_is_not_visible(monkeypatch) -> None:
 def test_nothing_outlives_verify() -> None:
     r = probe(HOSTILE / "h_orphans.py")
     assert r.exit_status == 1
-    assert sleeps_left() == []
+    assert no_sleeps_left()
 
 
 def test_huge_output_is_counted_and_dropped_with_the_parent_bounded(tmp_path: Path) -> None:
@@ -157,7 +168,7 @@ def test_a_hang_is_stopped_at_the_time_limit_and_is_no_pass(tmp_path: Path) -> N
                     "def answer():\n    time.sleep(600)\n")
     r = probe(hang, timeout=8)
     assert r.exit_status == 2 and "did not finish within the time limit of 8 s" in r.cannot_verify
-    assert sleeps_left() == []
+    assert no_sleeps_left()
 
 
 def test_limits_hold_as_root_too(tmp_path: Path) -> None:
@@ -256,7 +267,7 @@ def test_no_hostile_file_passes_the_02460_course(tmp_path: Path) -> None:
     statuses = {Path(r.file).name: r.exit_status for r in reports}
     assert sorted(statuses) == HOSTILE_FILES
     assert all(s in (1, 2) for s in statuses.values()), {k: v for k, v in statuses.items() if v not in (1, 2)}
-    assert not list(tmp_path.glob("**/pwned*")) and sleeps_left() == []
+    assert not list(tmp_path.glob("**/pwned*")) and no_sleeps_left()
     by_name = {Path(r.file).name: r for r in reports}
     assert "not intact" in by_name["h_forged_frames.py"].cannot_verify
     assert by_name["h_exit_at_import.py"].exit_status == 2
@@ -300,7 +311,7 @@ def test_the_command_kills_what_escaped_a_reaper() -> None:
             f"'{ORPHAN_MARK}'], start_new_session=True); os._exit(0)\"]); p.wait();"
             "print(sandbox.kill_adopted())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    assert done.stdout.strip() == "1" and sleeps_left() == []
+    assert int(done.stdout) >= 1 and no_sleeps_left(), done.stdout
 
 
 def test_the_parent_holds_a_decision_to_the_run() -> None:
@@ -341,7 +352,7 @@ def test_the_process_limit_holds_as_root_too() -> None:
     r = probe(HOSTILE / "h_fork_many.py")
     started = int(next(n for n in r.notes if "STARTED" in n).split("STARTED ")[1].split("'")[0])
     assert started < sandbox.Limits().processes, r.notes  # the file's own threads count too
-    assert r.exit_status == 1 and sleeps_left() == []
+    assert r.exit_status == 1 and no_sleeps_left()
 
 
 def test_files_verified_in_parallel_cannot_reach_each_other(tmp_path: Path) -> None:
