@@ -23,6 +23,8 @@ import torch
 
 from ddpm.data import DATASETS
 from ddpm.hostmem import keep_freed_host_memory
+from ddpm.s183 import SAMPLERS as SIGMA_SAMPLERS
+from ddpm.s183 import is_sigma_world
 from ddpm.schedule import SIGMA2_CHOICES
 from ddpm.train import CheckpointWriteError, TrainConfig, TrainingDiverged, load_checkpoint
 
@@ -33,6 +35,8 @@ PRESETS = {
     "cb": dict(network="fc", net_config=dict(num_hidden=256, num_layers=4, activation="silu"),
                steps=6000, batch_size=2048, lr=2e-3),
     "mnist": dict(network="unet", net_config={}, steps=60_000, batch_size=128, lr=2e-4, checkpoint_every=1000),
+    # the 6.S183 notebook's setup in the sigma world: its MLP, 200 log-linear levels, AdamW at 1e-3 [6.S183 Q2]
+    "swissroll": dict(network="sigma_mlp", net_config=dict(input_dim=2), steps=20_000, batch_size=200, lr=1e-3),
 }
 IMAGE_DATA = ("mnist",)  # data sets of images, which the U-Net takes
 QUALITY_N = 2000  # samples the quality report compares: its permutation test holds a (2n)^2 distance matrix
@@ -162,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="eps_theta: fc, fully connected (toy sets), or unet (images) (default: the data set's preset)")
     p.add_argument("--width", type=integer(1), help="hidden width of the fc network (default: the preset's)")
     p.add_argument("--depth", type=integer(1), help="hidden layers of the fc network (default: the preset's)")
-    p.add_argument("--T", type=integer(1), default=1000, help="diffusion steps (default: %(default)s)")
+    p.add_argument("--T", type=integer(1), help="diffusion steps (default: 1000); for --data swissroll the number "
+                                                "of noise levels sigma (default: 200)")
+    p.add_argument("--sigma-min", type=number(0, math.inf), help="--data swissroll: the lowest level (default: 0.005)")
+    p.add_argument("--sigma-max", type=number(0, math.inf), help="--data swissroll: the highest level (default: 10)")
     p.add_argument("--schedule", choices=("linear", "cosine"), default="linear",
                    help="noise schedule: linear from --beta-1 to --beta-T [Ho20 §4] or cosine [ND21] "
                         "(default: %(default)s)")
@@ -184,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="PNG path (default: samples.png beside the checkpoint); the raw samples "
                                             "go to .pt beside it, a toy set's quality report to _quality.json")
     _add_sigma2(p)
+    p.add_argument("--sampler", choices=SIGMA_SAMPLERS, help="a sigma-world checkpoint's (--data swissroll) sampler: "
+                   "ddim, ddpm (mu = 1/2) or accel (gamma = 2) [PY23 App. A] (default: accel); a DDPM checkpoint "
+                   "is sampled by Algorithm 2")
+    p.add_argument("--steps", dest="sample_steps", type=integer(1), help="with --sampler: the number of levels walked, "
+                   "by trailing spacing (default: 10)")
+    p.add_argument("--gamma", type=number(-math.inf, math.inf), help="with --sampler: gamma of eps_bar = gamma eps + "
+                   "(1 - gamma) eps_prev (default: the sampler's, 1 or 2)")
     p.add_argument("--seed", type=SEED, default=0, help="seed of the sampler's draws (default: %(default)s)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights, not their EMA")
     _add_common(p)
@@ -289,6 +303,23 @@ def check_train(args: argparse.Namespace) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's configuration: the data set's preset, with what the command line names put over it."""
     preset = dict(PRESETS[args.data])
+    sigma_world = is_sigma_world(args.data)
+    if sigma_world:
+        given = [o for o, v in (("--network", args.network), ("--width", args.width), ("--depth", args.depth),
+                                ("--beta-1", args.beta_1), ("--beta-T", args.beta_T)) if v is not None]
+        given += ["--schedule"] if args.schedule != "linear" else []
+        if given:
+            raise ValueError(f"{', '.join(given)} do not apply to --data {args.data}, which trains the 6.S183 MLP on "
+                             "noise levels sigma (--T, --sigma-min and --sigma-max set them)")
+    elif args.sigma_min is not None or args.sigma_max is not None:
+        raise ValueError(f"--sigma-min and --sigma-max apply to the sigma world (--data swissroll), "
+                         f"not --data {args.data}")
+    levels = dict(sigma_min=0.005 if args.sigma_min is None else args.sigma_min,
+                  sigma_max=10.0 if args.sigma_max is None else args.sigma_max)
+    if not levels["sigma_min"] < levels["sigma_max"]:
+        raise ValueError(f"--sigma-min must be below --sigma-max, "
+                         f"got {levels['sigma_min']:g} and {levels['sigma_max']:g}")
+    T = args.T if args.T is not None else (200 if sigma_world else 1000)
     network = args.network or preset["network"]
     if network == "unet" and args.data not in IMAGE_DATA:
         raise ValueError(f"--network unet takes images: use it with --data {' or '.join(IMAGE_DATA)}, "
@@ -315,7 +346,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     preset.update({k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                          checkpoint_every=args.checkpoint_every).items() if v is not None})
     return TrainConfig(
-        data=args.data, schedule=args.schedule, T=args.T, beta_1=beta_1, beta_T=beta_T,
+        data=args.data, schedule=args.schedule, T=T, beta_1=beta_1, beta_T=beta_T, **levels,
         ema_decay=args.ema or None, seed=args.seed,
         mnist_root=str(Path(args.mnist_root).resolve()) if args.mnist_root else None, **preset,
     )
@@ -367,6 +398,14 @@ def check_sample(args: argparse.Namespace) -> None:
     args.ckpt = load_checkpoint(args.checkpoint)
     args.out = args.out or args.checkpoint.with_name("samples.png")
     _check_output_file("--out", args.out)
+    given = [o for o, v in (("--sampler", args.sampler), ("--steps", args.sample_steps), ("--gamma", args.gamma))
+             if v is not None]
+    config = args.ckpt.config
+    if not is_sigma_world(config.data) and given:
+        raise ValueError(f"{', '.join(given)} apply to sigma-world checkpoints (--data swissroll); this one was "
+                         f"trained on {config.data} and is sampled by Algorithm 2 (--sigma2)")
+    if is_sigma_world(config.data) and (args.sample_steps or 10) > config.T:
+        raise ValueError(f"--steps must be at most the checkpoint's {config.T} noise levels, got {args.sample_steps}")
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -383,6 +422,8 @@ def _sample_and_report(args: argparse.Namespace, ckpt, png: Path, *, n: int, sig
 
     config = ckpt.config
     model = restore_model(ckpt, use_ema=use_ema, device=args.device)
+    if is_sigma_world(config.data):
+        return _sample_sigma_world(args, model, config, png, n=n, seed=seed)
     shape = (n, 2) if config.data != "mnist" else (n, 1, 28, 28)
     generator = torch.Generator(args.device).manual_seed(seed)
     with progress_bar(config.T, "sample", show=_progress(args)) as bar:
@@ -414,6 +455,29 @@ def _sample_and_report(args: argparse.Namespace, ckpt, png: Path, *, n: int, sig
     return 0
 
 
+def _sample_sigma_world(args: argparse.Namespace, model, config: TrainConfig, png: Path, *, n: int, seed: int) -> int:
+    """Sigma-world samples by the gamma / mu sampler, their picture over the spiral, the quality report [6.S183 Q2]."""
+    from ddpm.s183 import format_swissroll_report, plot_swissroll, sample_sigma_world, swissroll_quality
+    from ddpm.sigma_schedule import log_linear_sigmas
+
+    sampler, steps = getattr(args, "sampler", None) or "accel", getattr(args, "sample_steps", None) or 10
+    gamma = getattr(args, "gamma", None)
+    levels = log_linear_sigmas(config.T, config.sigma_min, config.sigma_max)
+    generator = torch.Generator(args.device).manual_seed(seed)
+    x0 = sample_sigma_world(model, levels, n, sampler=sampler, steps=steps, gamma=gamma, generator=generator,
+                            device=args.device).cpu()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    _save_tensor(png.with_suffix(".pt"), x0)
+    plot_swissroll(png, x0)
+    _readable(png)
+    report = swissroll_quality(x0, sampler=sampler, steps=steps, gamma=gamma, seed=seed, levels=levels)
+    quality = png.with_name(png.stem + "_quality.json")
+    quality.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_swissroll_report(report))
+    print(f"wrote {png}, {png.with_suffix('.pt')} and {quality.name}")
+    return 0
+
+
 # -- elbo --------------------------------------------------------------------------------------------
 
 
@@ -421,6 +485,9 @@ def check_elbo(args: argparse.Namespace) -> None:
     """Every value of ``ddpm elbo``; loads and verifies the checkpoint (``args.ckpt``), finds MNIST's test split."""
     args.ckpt = load_checkpoint(args.checkpoint)
     config = args.ckpt.config
+    if is_sigma_world(config.data):
+        raise ValueError(f"the variational bound is Ho et al.'s, of a DDPM checkpoint; this one was trained on "
+                         f"{config.data} in the sigma world, which has no such bound")
     if config.data == "mnist":
         args.mnist_root = args.mnist_root or config.mnist_root
         if args.mnist_root is None:

@@ -8,6 +8,10 @@ A checkpoint is written whole to a temporary file and renamed over the last one,
 infinity in it, and holds a SHA-256 of its state: loading tells a good checkpoint from a corrupt one
 (:class:`CorruptCheckpoint`) and from a file that is not a ddpm checkpoint (:class:`ForeignCheckpoint`).
 
+A data set of the sigma world (``ddpm.s183.SIGMA_DATA``, the 6.S183 Swissroll) trains the same loop with
+the loss ||eps_theta(x_0 + sigma eps, sigma) - eps||^2, sigma one of the run's T log-linear levels per
+example, and AdamW, as the 6.S183 notebook does [6.S183 Q2].
+
 Under ``torchrun`` the same loop runs data-parallel (gloo on CPU, NCCL on CUDA): every process draws
 the whole global batch from the same generator and trains on its own slice, so the averaged gradient
 is the single-process gradient of the same global batch.
@@ -38,6 +42,7 @@ from torch import Tensor, nn
 
 from ddpm.losses import l_simple
 from ddpm.schedule import Schedule, cosine_schedule, linear_schedule
+from ddpm.sigma_train import adamw, sigma_train_step
 
 __all__ = [
     "TrainConfig", "Checkpoint", "save_checkpoint", "load_checkpoint", "check_checkpoint", "resumable_checkpoint",
@@ -70,6 +75,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     mnist_root: str | None = None
     log_every: int = 50  # steps per logged loss (a point of the loss curve)
+    sigma_min: float = 0.005  # the sigma world's levels (data in ddpm.s183.SIGMA_DATA): T of them, log-linear
+    sigma_max: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "T", "log_every"):
@@ -83,6 +90,9 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in (0, 1) or be None, got {self.ema_decay!r}")
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
+        if not 0 < self.sigma_min < self.sigma_max < math.inf:
+            raise ValueError(f"the sigma levels need 0 < sigma_min < sigma_max, "
+                             f"got {self.sigma_min!r}, {self.sigma_max!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -106,7 +116,14 @@ def build_model(config: TrainConfig) -> nn.Module:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return build_network(config.network, T=config.T, **config.net_config)
+        return build_network(config.network, **network_arguments(config))
+
+
+def network_arguments(config: TrainConfig) -> dict[str, Any]:
+    """The network's keyword arguments: its ``net_config``, and T unless it is a sigma-world net (it takes sigma)."""
+    from ddpm.s183 import is_sigma_world
+
+    return dict(config.net_config) if is_sigma_world(config.data) else {"T": config.T, **config.net_config}
 
 
 # -- checkpoints -------------------------------------------------------------------------------------
@@ -366,8 +383,8 @@ def check_checkpoint(ckpt: Checkpoint, name: str = "the checkpoint") -> None:
     with torch.device("meta"):
         from ddpm.nets import build_network
 
-        expected = {k: tuple(v.shape) for k, v in build_network(config.network, T=config.T,
-                                                                **config.net_config).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in build_network(config.network,
+                                                                **network_arguments(config)).state_dict().items()}
     described = f"{config.network} {config.net_config}"
     for entry, weights in (("model", ckpt.model), ("ema", ckpt.ema)):
         if weights is None:
@@ -504,7 +521,8 @@ def train(
     schedule = build_schedule(config).to(device)
     model = build_model(config).to(device)
     ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay is not None else None
-    optimizer = adam(model.parameters(), config.lr, device)
+    levels = _sigma_levels(config, device)  # the sigma world [6.S183 Q2]: AdamW, one level per example
+    optimizer = (adam if levels is None else adamw)(model.parameters(), config.lr, device)
     fast_layout = device.type == "cuda" and config.network == "unet"  # channels_last and bf16 autocast
     if fast_layout:
         model = model.to(memory_format=torch.channels_last)
@@ -578,7 +596,10 @@ def train(
             x0, t, eps = x0[rows], t[rows], eps[rows]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step)
-            loss = train_step(net, schedule, optimizer, x0, t, eps, autocast=fast_layout)  # line 5
+            if levels is None:
+                loss = train_step(net, schedule, optimizer, x0, t, eps, autocast=fast_layout)  # line 5
+            else:  # sigma_{t-1} of the N = T levels, uniformly [6.S183 Q2]
+                loss = sigma_train_step(net, optimizer, x0, levels[t - 1].to(x0.dtype), eps)
             if ema is not None:
                 update_ema(ema, model, ema_decay(config, step))
             window[count] = loss
@@ -600,6 +621,16 @@ def train(
                 raise KeyboardInterrupt(f"stopped at step {step}; the checkpoint {str(path)!r} resumes it")
     return Checkpoint(config, step, model.state_dict(), ema.state_dict() if ema is not None else None,
                       optimizer.state_dict(), generator.get_state(), list(losses), window[:count].tolist())
+
+
+def _sigma_levels(config: TrainConfig, device: torch.device) -> Tensor | None:
+    """The T log-linear levels of a sigma-world run [6.S183 Q2]; None for the beta world."""
+    from ddpm.s183 import is_sigma_world
+    from ddpm.sigma_schedule import log_linear_sigmas
+
+    if not is_sigma_world(config.data):
+        return None
+    return log_linear_sigmas(config.T, config.sigma_min, config.sigma_max).to(device)
 
 
 def train_step(net: nn.Module, schedule: Schedule, optimizer: torch.optim.Optimizer, x0: Tensor, t: Tensor,

@@ -25,6 +25,10 @@ CLAIMS: dict[str, tuple[str, str]] = {
     "q1a": ("q1a_mmse", "argmin_f E||f(y) - x||^2 = E[x | y] [6.S183 Q1a]"),
     "q1b": ("q1b_optimal_eps", "eps* = (x - a E[x_0 | x]) / s = -s grad log p, closed forms for mixtures [6.S183 Q1b]"),
     "q1c": ("q1c_transport", "The transport equation for v = E[sigma' eps | x_t = x] [6.S183 Q1c]"),
+    "s183-vevp": ("s183_ve_vp", "x_VE = x_VP / sqrt(alpha_bar_t), sigma_t = sqrt((1 - alpha_bar_t)/alpha_bar_t); eps_theta the same function [Song21 §4.3]"),
+    "s183-mu": ("s183_mu_step", "The mu = 1/2 step on the sigma twin is Algorithm 2 with beta_tilde; the mu-step keeps the marginal [PY23 App. A]"),
+    "s183-ddim": ("s183_ddim_flow", "DDIM is the Euler step of dx/dsigma = eps*; flow matching is the same ODE [6.S183 Q1c, Q2]"),
+    "s183-gam": ("s183_gam_law_mc", "The gamma sampler on a Gaussian's eps* is a linear recursion with a closed-form law [PY23 App. A; 6.S183 Q3]"),
 }
 
 

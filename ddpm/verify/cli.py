@@ -31,8 +31,13 @@ DEFAULT_T, DEFAULT_BETA_1, DEFAULT_BETA_T = 20, 0.01, 0.2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ddpm verify``."""
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                        help="Python files or notebooks defining class DDPM as in the 02460 template, or directories "
-                             "of them")
+                        help="Python files or notebooks defining class DDPM as in the 02460 template, or 6.S183 "
+                             "notebooks (.ipynb or script) defining training_loop and samples; or directories of them")
+    from ddpm.verify.courses import COURSES
+
+    parser.add_argument("--course", choices=tuple(COURSES), default=None,
+                        help="verify every file as this course's answer: 02460 (a class DDPM) or 6.S183 (a notebook "
+                             "defining training_loop and samples); default: recognised from what each file defines")
     parser.add_argument("--T", type=int, default=DEFAULT_T,
                         help="diffusion steps the DDPM is built with (default: %(default)s)")
     parser.add_argument("--beta-1", type=float, default=DEFAULT_BETA_1, help="beta_1 (default: %(default)s)")

@@ -107,8 +107,11 @@ class Report:
         c = self.config
         sigma = c.get("sigma")
         sigma = "/".join(sigma) if isinstance(sigma, (list, tuple)) else sigma
-        lines = [f"ddpm verify {self.file}  (T = {c.get('T')}, beta {c.get('beta_1')}..{c.get('beta_T')}, "
-                 f"sigma {sigma}, seed {c.get('seed')})"]
+        if self.course == "6.S183":
+            lines = [f"ddpm verify {self.file}  (6.S183 pset 1: training_loop and samples, seed {c.get('seed')})"]
+        else:
+            lines = [f"ddpm verify {self.file}  (T = {c.get('T')}, beta {c.get('beta_1')}..{c.get('beta_T')}, "
+                     f"sigma {sigma}, seed {c.get('seed')})"]
         if self.error:
             lines.append(f"cannot verify: {self.error}")
         if self.cannot_verify:
