@@ -38,7 +38,8 @@ def test_values_and_tensors_round_trip() -> None:
     fields = dict(none=None, yes=True, n=-7, big=2**70, f=0.25, nan=math.nan, inf=-math.inf, s="x_t ≠ x_0",
                   seq=(1, [2.5, "a"]), d={"k": {"$t": 1}, "t": x}, f32=x.float()[:, ::2], i64=torch.arange(5),
                   b=torch.tensor([True, False]), scalar=torch.tensor(3.0), empty=torch.zeros(0, 2),
-                  neg=-torch.ones(2))
+                  neg=-torch.ones(2), stride0=torch.ones(1, dtype=torch.float64).expand(5).reshape(-1)[:1],
+                  transposed=torch.arange(6).reshape(2, 3).T)
     rec("probe", **fields)
     (r,) = rec.records
     assert r.kind == "probe" and r.seq == 0 and r["n"] == -7 and r["big"] == 2**70 and r["s"] == "x_t ≠ x_0"
@@ -50,6 +51,8 @@ def test_values_and_tensors_round_trip() -> None:
     assert torch.equal(r["i64"], torch.arange(5)) and torch.equal(r["b"], torch.tensor([True, False]))
     assert r["scalar"].shape == () and float(r["scalar"]) == 3.0
     assert r["empty"].shape == (0, 2) and torch.equal(r["neg"], -torch.ones(2))
+    assert torch.equal(r["stride0"], torch.ones(1, dtype=torch.float64))  # torch calls it contiguous; stride 0
+    assert torch.equal(r["transposed"], torch.arange(6).reshape(2, 3).T)
     stream = rec.end()
     assert stream.complete and stream.problem is None and len(stream.records) == 1
 

@@ -116,7 +116,7 @@ def _encode_tensor(t: torch.Tensor, blobs: list, size: list):
     flat = t.detach().to("cpu").contiguous().reshape(-1)
     if flat.is_conj() or flat.is_neg():
         flat = flat.resolve_conj().resolve_neg()
-    data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+    data = flat.numpy().tobytes()  # numpy copes with the strides torch calls contiguous (a stride-0 element)
     if sys.byteorder != "little":  # pragma: no cover - every platform torch ships for is little-endian
         raise ChannelError("the channel sends little-endian bytes only")
     offset = size[0]
