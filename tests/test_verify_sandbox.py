@@ -140,11 +140,13 @@ def test_nothing_outlives_verify() -> None:
 
 
 def test_huge_output_is_counted_and_dropped_with_the_parent_bounded(tmp_path: Path) -> None:
-    code = ("import json, resource, sys; sys.path.insert(0, sys.argv[2]);"
+    # VmHWM, the peak of this process's own memory: ru_maxrss would carry pytest's peak over fork and exec
+    code = ("import json, sys; sys.path.insert(0, sys.argv[2]);"
             "from tests.verify_hostile._probe_course import COURSE;"
             "from ddpm.verify.runner import verify_file;"
             "r = verify_file(sys.argv[1], COURSE, timeout=300);"
-            "print(json.dumps({'rss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'notes': r.notes,"
+            "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'));"
+            "print(json.dumps({'rss_kib': int(hwm.split()[1]), 'notes': r.notes,"
             "'exit': r.exit_status}))")
     done = subprocess.run([sys.executable, "-c", code, str(HOSTILE / "h_print_huge.py"), str(ROOT)],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
