@@ -17,12 +17,15 @@ import sys
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
 
 from benchmarks.timing import compare  # noqa: E402
 from benchmarks.workloads import Workload, workloads  # noqa: E402
 from ddpm.hostmem import keep_freed_host_memory  # noqa: E402
+from ddpm.plot import save_figure  # noqa: E402
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -109,25 +112,29 @@ def write_report(rows: list[dict], info: dict, out: Path, quick: bool) -> None:
     plot(rows, out / "speedup.png")
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def speedup_figure(rows: list[dict]) -> Figure:
+    """One bar a row: its speedup (peer_s / ours_s) on a log scale, a black tick at its target."""
     labels = [f"{r['workload']} [{r['device'].split()[0]}]" for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
-    ax.barh(labels, [r["speedup"] for r in rows], color=["tab:blue" if r["kind"] == "sample" else "tab:orange" for r in rows])
+    fig = Figure(figsize=(8, 0.45 * len(rows) + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    colours = ["tab:blue" if r["kind"] == "sample" else "tab:orange" for r in rows]
+    ax.barh(labels, [r["speedup"] for r in rows], color=colours)
     for i, r in enumerate(rows):
         if r.get("target") is not None:
             ax.plot([r["target"]] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("speedup over diffusers' loop (peer_s / ours_s); black ticks: targets")
+    ax.legend(handles=[Patch(color="tab:blue", label="sampling"), Patch(color="tab:orange", label="training step")],
+              loc="lower right")
+    ax.set_title("ddpm beside diffusers' DDPMScheduler loop")
     ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Write :func:`speedup_figure` of ``rows`` to ``path``, atomically."""
+    save_figure(speedup_figure(rows), path)
 
 
 def main(argv: list[str] | None = None) -> int:
