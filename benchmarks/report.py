@@ -1,4 +1,4 @@
-"""Run the benchmarks, ours beside the peer, and write DIR/summary.json, DIR/report.md and DIR/speedup.png.
+"""Run the benchmarks, ours beside the peer; write DIR/summary.json, report.md and speedup.png.
 
     python benchmarks/report.py [--quick] [--device cpu|cuda|all] [--only SUBSTRING] [--threads N] --out DIR
 
@@ -40,12 +40,23 @@ def run(workload: Workload, peer_name: str) -> dict:
     result = compare(pair.ours, pair.peer, workload.device, rounds=workload.rounds, warmup=workload.warmup)
     diff = relative_difference(result.first_ours, result.first_peer)
     if not diff <= pair.rtol:
-        raise AssertionError(f"{workload.name}: ours and the peer disagree: relative difference {diff:.3g} > {pair.rtol:g}")
+        raise AssertionError(
+            f"{workload.name}: ours and the peer disagree: relative difference {diff:.3g} > {pair.rtol:g}"
+        )
     row = {
-        "workload": workload.name, "device": device_name(workload.device), "ours_s": result.ours_s,
-        "peer": peer_name, "peer_s": result.peer_s, "speedup": result.speedup, "kind": workload.kind,
-        "target": workload.target, "rounds": workload.rounds, "ours_times": result.ours, "peer_times": result.peer,
-        "relative_difference": diff, **pair.details(),
+        "workload": workload.name,
+        "device": device_name(workload.device),
+        "ours_s": result.ours_s,
+        "peer": peer_name,
+        "peer_s": result.peer_s,
+        "speedup": result.speedup,
+        "kind": workload.kind,
+        "target": workload.target,
+        "rounds": workload.rounds,
+        "ours_times": result.ours,
+        "peer_times": result.peer,
+        "relative_difference": diff,
+        **pair.details(),
     }
     if row.get("flops"):
         row["ours_flops_per_s"] = row["flops"] / row["ours_s"]
@@ -69,11 +80,18 @@ def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = f"{names[0]} x {len(names)}" if names else cpu
-    return {"cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return {
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
 
 
 def verdict(row: dict) -> str:
@@ -82,7 +100,10 @@ def verdict(row: dict) -> str:
         checks.append(f"speedup >= {row['target']:g}: {'yes' if row['speedup'] >= row['target'] else 'NO'}")
     if row.get("ours_over_launch_floor") is not None:
         ok = row["ours_over_launch_floor"] <= 2
-        checks.append(f"{row['ours_over_launch_floor']:.2f} x launch floor ({row['launch_floor_s']:.4g} s): {'yes' if ok else 'NO'}")
+        checks.append(
+            f"{row['ours_over_launch_floor']:.2f} x launch floor ({row['launch_floor_s']:.4g} s): "
+            f"{'yes' if ok else 'NO'}"
+        )
     if row.get("fraction_of_bf16_peak") is not None:
         ok = row["fraction_of_bf16_peak"] >= 0.10
         checks.append(f"{100 * row['fraction_of_bf16_peak']:.1f}% of bf16 peak: {'yes' if ok else 'NO'}")
@@ -95,19 +116,31 @@ def verdict(row: dict) -> str:
 
 def write_report(rows: list[dict], info: dict, out: Path, quick: bool) -> None:
     lines = [
-        "# ddpm benchmarks: ours beside diffusers' DDPMScheduler loop", "",
+        "# ddpm benchmarks: ours beside diffusers' DDPMScheduler loop",
+        "",
         f"- machine: {info['cpu']}; GPU: {info['gpu'] or 'none'}",
-        f"- python {info['python']}, torch {info['torch']}, diffusers {info['diffusers']}, torch threads {info['threads']}",
+        f"- python {info['python']}, torch {info['torch']}, diffusers {info['diffusers']}, "
+        f"torch threads {info['threads']}",
         f"- mode: {'--quick' if quick else 'full'}; times are medians of interleaved rounds, in seconds",
-        f"- host memory: glibc's mmap and trim thresholds {'fixed for both sides (ddpm.hostmem)' if info['host_memory_kept'] else 'left as they were'}",
-        "", "| workload | device | ours (s) | peer (s) | speedup | rounds | checks |", "|---|---|---|---|---|---|---|",
+        "- host memory: glibc's mmap and trim thresholds "
+        + ("fixed for both sides (ddpm.hostmem)" if info["host_memory_kept"] else "left as they were"),
+        "",
+        "| workload | device | ours (s) | peer (s) | speedup | rounds | checks |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['workload']} | {r['device']} | {r['ours_s']:.4g} | {r['peer_s']:.4g} | "
-                     f"{r['speedup']:.2f}x | {r['rounds']} | {verdict(r)} |")
-    lines += ["", "speedup = peer_s / ours_s; the peer is the same network and weights driven by diffusers' "
-              "`DDPMScheduler` (documented loop for sampling; add_noise, MSE, backward, Adam for training).", "",
-              "![speedup](speedup.png)", ""]
+        lines.append(
+            f"| {r['workload']} | {r['device']} | {r['ours_s']:.4g} | {r['peer_s']:.4g} | "
+            f"{r['speedup']:.2f}x | {r['rounds']} | {verdict(r)} |"
+        )
+    lines += [
+        "",
+        "speedup = peer_s / ours_s; the peer is the same network and weights driven by diffusers' "
+        "`DDPMScheduler` (documented loop for sampling; add_noise, MSE, backward, Adam for training).",
+        "",
+        "![speedup](speedup.png)",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))
     plot(rows, out / "speedup.png")
 
@@ -125,8 +158,10 @@ def speedup_figure(rows: list[dict]) -> Figure:
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("speedup over diffusers' loop (peer_s / ours_s); black ticks: targets")
-    ax.legend(handles=[Patch(color="tab:blue", label="sampling"), Patch(color="tab:orange", label="training step")],
-              loc="lower right")
+    ax.legend(
+        handles=[Patch(color="tab:blue", label="sampling"), Patch(color="tab:orange", label="training step")],
+        loc="lower right",
+    )
     ax.set_title("ddpm beside diffusers' DDPMScheduler loop")
     ax.invert_yaxis()
     return fig
@@ -141,14 +176,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and a shorter U-Net chain on CPU")
     parser.add_argument("--out", type=Path, required=True, help="folder for summary.json, report.md, speedup.png")
-    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
-                        help="cpu, cuda, or all (CPU always, and CUDA where one is present)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "all"),
+        default="all",
+        help="cpu, cuda, or all (CPU always, and CUDA where one is present)",
+    )
     parser.add_argument("--only", default=None, help="run only the workloads whose name contains this")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch's CPU threads for both sides (default: torch's own choice, one a core)")
-    parser.add_argument("--glibc-default-malloc", action="store_true",
-                        help="leave glibc's mmap and trim thresholds as they are (CPU times then depend on the "
-                             "process's history; see ddpm/hostmem.py)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch's CPU threads for both sides (default: torch's own choice, one a core)",
+    )
+    parser.add_argument(
+        "--glibc-default-malloc",
+        action="store_true",
+        help="leave glibc's mmap and trim thresholds as they are (CPU times then depend on the "
+        "process's history; see ddpm/hostmem.py)",
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -167,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rows.append(run(workload, peer_name))
             r = rows[-1]
-            print(f"{r['workload']:<28} {r['device']:<22} ours {r['ours_s']:.4g} s  peer {r['peer_s']:.4g} s  "
-                  f"speedup {r['speedup']:.2f}x  {verdict(r)}", flush=True)
+            print(
+                f"{r['workload']:<28} {r['device']:<22} ours {r['ours_s']:.4g} s  peer {r['peer_s']:.4g} s  "
+                f"speedup {r['speedup']:.2f}x  {verdict(r)}",
+                flush=True,
+            )
             (args.out / "summary.json").write_text(json.dumps(rows, indent=2))
     write_report(rows, info, args.out, args.quick)
     return 0

@@ -1,4 +1,4 @@
-"""How close a model's samples are to the true distribution: energy distance, its permutation test, a report.
+"""How close a model's samples are to the truth: energy distance, its permutation test, a report.
 
 For samples x_1..x_n ~ P and y_1..y_m ~ Q the two-sample energy statistic of Szekely & Rizzo [SR13]
 is the V-statistic (every pair, i = j included)
@@ -64,7 +64,9 @@ def _distances(a: Tensor, b: Tensor) -> Tensor:
 def _mean_distance(a: Tensor, b: Tensor) -> Tensor:
     """The mean of |a_i - b_j| over all pairs, in blocks of rows so memory stays bounded."""
     step = max(1, CHUNK // b.shape[0])
-    total = sum(_distances(a[i:i + step], b).sum() for i in range(0, a.shape[0], step))
+    total = torch.zeros((), dtype=a.dtype, device=a.device)
+    for i in range(0, a.shape[0], step):
+        total = total + _distances(a[i : i + step], b).sum()
     return total / (a.shape[0] * b.shape[0])
 
 
@@ -104,7 +106,7 @@ def permutation_test(
     n_permutations: int = 200,
     generator: torch.Generator | None = None,
 ) -> tuple[float, float]:
-    """``statistic(x, y)`` and its permutation p-value (1 + #{permuted >= observed}) / (1 + n_permutations) [SR04].
+    """``statistic(x, y)`` and its permutation p-value (1 + #{permuted >= observed}) / (1 + P) [SR04].
 
     Each permutation splits the pooled rows at random into n and m; large values speak against
     equal distributions. The p-value is valid at any sample size: under equal distributions
@@ -120,8 +122,9 @@ def permutation_test(
     n = len(x)
     pooled = torch.cat([torch.as_tensor(x), torch.as_tensor(y)])
     device = generator.device if generator is not None else "cpu"
-    perms = torch.stack([torch.randperm(len(pooled), generator=generator, device=device)
-                         for _ in range(n_permutations)]).cpu()
+    perms = torch.stack(
+        [torch.randperm(len(pooled), generator=generator, device=device) for _ in range(n_permutations)]
+    ).cpu()
     if fast:
         d = _distances(pooled, pooled)
         observed = float(_pooled_energy(d, _split_indicators(torch.arange(len(pooled))[None], n).to(d), n))
@@ -142,9 +145,14 @@ def _log_density(dataset: Dataset, x: Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def quality_report(samples: Tensor, dataset: Dataset, n: int = 2000, n_permutations: int = 200,
-                   generator: torch.Generator | None = None) -> dict[str, float]:
-    """How far model ``samples`` are from ``dataset``, beside how far two true samples are from each other.
+def quality_report(
+    samples: Tensor,
+    dataset: Dataset,
+    n: int = 2000,
+    n_permutations: int = 200,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """How far model ``samples`` are from ``dataset``, beside how far two true samples are apart.
 
     The first min(n, len(samples)) model samples are compared with a fresh true sample of that size
     (energy distance and its permutation p-value), and so is a second, independent true sample
@@ -158,29 +166,37 @@ def quality_report(samples: Tensor, dataset: Dataset, n: int = 2000, n_permutati
     reference = dataset.sample(n, generator=generator).detach().cpu().double()
     baseline = dataset.sample(n, generator=generator).detach().cpu().double()
     distance, p_value = permutation_test(model, reference, n_permutations=n_permutations, generator=generator)
-    base_distance, base_p_value = permutation_test(baseline, reference, n_permutations=n_permutations,
-                                                   generator=generator)
+    base_distance, base_p_value = permutation_test(
+        baseline, reference, n_permutations=n_permutations, generator=generator
+    )
     support, log_prob = _log_density(dataset, model)
     base_support, base_log_prob = _log_density(dataset, baseline)
     return {
-        "n": float(n), "n_permutations": float(n_permutations),
-        "energy_distance": distance, "p_value": p_value,
-        "baseline_energy_distance": base_distance, "baseline_p_value": base_p_value,
-        "log_prob": log_prob, "support": support,
-        "baseline_log_prob": base_log_prob, "baseline_support": base_support,
+        "n": float(n),
+        "n_permutations": float(n_permutations),
+        "energy_distance": distance,
+        "p_value": p_value,
+        "baseline_energy_distance": base_distance,
+        "baseline_p_value": base_p_value,
+        "log_prob": log_prob,
+        "support": support,
+        "baseline_log_prob": base_log_prob,
+        "baseline_support": base_support,
     }
 
 
 def format_report(report: dict[str, float]) -> str:
     """One readable line per item of a ``quality_report``."""
     r = report
-    return "\n".join([
-        f"samples compared:                 {int(r['n'])} model, {int(r['n'])} true "
-        f"({int(r['n_permutations'])} permutations)",
-        f"energy distance model vs true:    {r['energy_distance']:.3e}  (permutation p = {r['p_value']:.3f})",
-        f"energy distance true vs true:     {r['baseline_energy_distance']:.3e}  "
-        f"(permutation p = {r['baseline_p_value']:.3f}; the baseline)",
-        f"mean log p(x) of model samples:   {r['log_prob']:.4f}  ({100 * r['support']:.1f}% inside the support)",
-        f"mean log p(x) of true samples:    {r['baseline_log_prob']:.4f}  "
-        f"({100 * r['baseline_support']:.1f}% inside the support)",
-    ])
+    return "\n".join(
+        [
+            f"samples compared:                 {int(r['n'])} model, {int(r['n'])} true "
+            f"({int(r['n_permutations'])} permutations)",
+            f"energy distance model vs true:    {r['energy_distance']:.3e}  (permutation p = {r['p_value']:.3f})",
+            f"energy distance true vs true:     {r['baseline_energy_distance']:.3e}  "
+            f"(permutation p = {r['baseline_p_value']:.3f}; the baseline)",
+            f"mean log p(x) of model samples:   {r['log_prob']:.4f}  ({100 * r['support']:.1f}% inside the support)",
+            f"mean log p(x) of true samples:    {r['baseline_log_prob']:.4f}  "
+            f"({100 * r['baseline_support']:.1f}% inside the support)",
+        ]
+    )

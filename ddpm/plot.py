@@ -1,4 +1,4 @@
-"""Figures with matplotlib: samples over the true density, the loss, the sampling trajectory, image grids.
+"""Figures with matplotlib: samples over the true density, the loss, the trajectory, image grids.
 
 Each ``*_figure`` function returns a ``matplotlib.figure.Figure`` built without pyplot, so no display
 and no global backend are involved (works headless, in scripts and in Jupyter, where a Figure shows
@@ -23,8 +23,18 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 __all__ = [
-    "samples_figure", "loss_figure", "trajectory_figure", "image_grid_figure", "save_figure",
-    "scatter_over_density", "loss_plot", "trajectory_plot", "image_grid", "moving_average", "tile_images", "quality_title",
+    "samples_figure",
+    "loss_figure",
+    "trajectory_figure",
+    "image_grid_figure",
+    "save_figure",
+    "scatter_over_density",
+    "loss_plot",
+    "trajectory_plot",
+    "image_grid",
+    "moving_average",
+    "tile_images",
+    "quality_title",
 ]
 
 DOT_COLOUR = "tab:red"  # stands out on every colour of viridis
@@ -32,7 +42,7 @@ DENSITY_MAP = "viridis"  # perceptually ordered, readable in grey scale and by c
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Write ``fig`` to ``path`` (format from its suffix, e.g. .png, .pdf, .svg) atomically; returns the path."""
+    """Write ``fig`` to ``path`` (format from its suffix: .png, .pdf, .svg) atomically; return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
@@ -58,8 +68,10 @@ def _numpy(v: Any) -> np.ndarray:
 
 def quality_title(report: Mapping[str, float]) -> str:
     """The headline numbers of a ``ddpm.metrics.quality_report``, in one line for a figure's title."""
-    return (f"energy distance {report['energy_distance']:.2e} (true vs true {report['baseline_energy_distance']:.2e}), "
-            f"p = {report['p_value']:.2f}; {100 * report['support']:.1f}% in the support")
+    return (
+        f"energy distance {report['energy_distance']:.2e} (true vs true {report['baseline_energy_distance']:.2e}), "
+        f"p = {report['p_value']:.2f}; {100 * report['support']:.1f}% in the support"
+    )
 
 
 @torch.no_grad()
@@ -94,12 +106,25 @@ def samples_figure(
 
     fig = Figure(figsize=(6.4, 5.6), layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(density, origin="lower", extent=(x_min, x_max, y_min, y_max), cmap=DENSITY_MAP,
-                      aspect="equal", interpolation="nearest")
+    image = ax.imshow(
+        density,
+        origin="lower",
+        extent=(x_min, x_max, y_min, y_max),
+        cmap=DENSITY_MAP,
+        aspect="equal",
+        interpolation="nearest",
+    )
     fig.colorbar(image, ax=ax, label="true density p(x)", shrink=0.85)
     pts = samples.numpy()
-    ax.scatter(pts[:, 0], pts[:, 1], s=4, color=DOT_COLOUR, alpha=min(1.0, 300 / max(len(pts), 1)) ** 0.5,
-               linewidths=0, label=f"{len(pts)} model samples")
+    ax.scatter(
+        pts[:, 0],
+        pts[:, 1],
+        s=4,
+        color=DOT_COLOUR,
+        alpha=min(1.0, 300 / max(len(pts), 1)) ** 0.5,
+        linewidths=0,
+        label=f"{len(pts)} model samples",
+    )
     ax.set_xlim(x_min, x_max)
     ax.set_ylim(y_min, y_max)
     ax.set_xlabel("$x_1$")
@@ -124,7 +149,7 @@ def scatter_over_density(
 
 
 def moving_average(values: Any, window: int) -> np.ndarray:
-    """The mean of each value and the up to ``window - 1`` before it (a trailing window, shorter at the start)."""
+    """The mean of each value and the up to ``window - 1`` before it (a trailing window)."""
     v = _numpy(values)
     if v.ndim != 1:
         raise ValueError(f"values must be one-dimensional, got shape {v.shape}")
@@ -135,8 +160,7 @@ def moving_average(values: Any, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(v) + 1) - counts]) / counts
 
 
-def loss_figure(losses: Any, steps: Any = None, *, window: int | None = None,
-                title: str = "training loss") -> Figure:
+def loss_figure(losses: Any, steps: Any = None, *, window: int | None = None, title: str = "training loss") -> Figure:
     """The loss against the training step on a log scale, with its trailing moving average.
 
     ``steps`` defaults to 1, 2, ...; ``window`` (points in the average) to a twentieth of the curve,
@@ -194,7 +218,7 @@ def tile_images(images: Tensor, nrow: int = 8, pad: int = 2) -> np.ndarray:
     grid = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, 3))
     for i, tile in enumerate(tiles):
         top, left = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
-        grid[top:top + h, left:left + w] = tile
+        grid[top : top + h, left : left + w] = tile
     return grid
 
 
@@ -206,8 +230,9 @@ def image_grid_figure(images: Tensor, nrow: int = 8, pad: int = 2, title: str | 
     grid = tile_images(images, nrow, pad)
     height, width = grid.shape[:2]
     scale = 6.0 / max(height, width)
-    fig = Figure(figsize=(max(width * scale, 1.0), max(height * scale, 1.0) + (0.4 if title else 0)),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(max(width * scale, 1.0), max(height * scale, 1.0) + (0.4 if title else 0)), layout="constrained"
+    )
     ax = fig.add_subplot()
     ax.imshow(grid, interpolation="nearest", vmin=0, vmax=1)
     ax.set_axis_off()
@@ -216,8 +241,7 @@ def image_grid_figure(images: Tensor, nrow: int = 8, pad: int = 2, title: str | 
     return fig
 
 
-def image_grid(path: str | os.PathLike, images: Tensor, nrow: int = 8, pad: int = 2,
-               title: str | None = None) -> Path:
+def image_grid(path: str | os.PathLike, images: Tensor, nrow: int = 8, pad: int = 2, title: str | None = None) -> Path:
     """Write :func:`image_grid_figure` of ``images`` (values in [0, 1]) to ``path``, atomically."""
     return save_figure(image_grid_figure(images, nrow, pad, title), path)
 
@@ -240,8 +264,9 @@ def trajectory_figure(
     """
     trajectory = torch.as_tensor(trajectory).detach().cpu()
     if trajectory.ndim not in (3, 5) or (trajectory.ndim == 3 and trajectory.shape[2] != 2):
-        raise ValueError("trajectory must have shape (T + 1, n, 2) or (T + 1, n, C, H, W), "
-                         f"got {tuple(trajectory.shape)}")
+        raise ValueError(
+            f"trajectory must have shape (T + 1, n, 2) or (T + 1, n, C, H, W), got {tuple(trajectory.shape)}"
+        )
     T = trajectory.shape[0] - 1
     if ts is None:
         ts = sorted({T, round(0.75 * T), T // 2, T // 4, T // 10, 0}, reverse=True)
@@ -253,8 +278,7 @@ def trajectory_figure(
         axes = fig.subplots(1, len(ts), sharex=True, sharey=True, squeeze=False)[0]
         for ax, t in zip(axes, ts):
             pts = trajectory[t].double().numpy()
-            ax.scatter(pts[:, 0], pts[:, 1], s=2, color=DOT_COLOUR, alpha=min(1.0, 300 / len(pts)) ** 0.5,
-                       linewidths=0)
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, color=DOT_COLOUR, alpha=min(1.0, 300 / len(pts)) ** 0.5, linewidths=0)
             ax.set_title(f"$x_{{{t}}}$", fontsize=11)
             ax.set_xlim(extent[0], extent[1])
             ax.set_ylim(extent[2], extent[3])

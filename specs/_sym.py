@@ -12,8 +12,18 @@ import mpmath
 import sympy as sp
 
 __all__ = [
-    "beta", "alpha", "alpha_bar_prev", "alpha_bar", "x0", "xt", "x_prev",
-    "equal", "zero", "gaussian_integral", "normal_logpdf", "Derivation",
+    "beta",
+    "alpha",
+    "alpha_bar_prev",
+    "alpha_bar",
+    "x0",
+    "xt",
+    "x_prev",
+    "equal",
+    "zero",
+    "gaussian_integral",
+    "normal_logpdf",
+    "Derivation",
 ]
 
 # The paper's symbols at one step t: beta_t and alpha_bar_{t-1} are free, the rest follow [Ho20 §2].
@@ -37,7 +47,7 @@ def _draw(symbol: sp.Symbol, rng: random.Random) -> mpmath.mpf:
 
 
 def _numerically_zero(diff: sp.Expr, where: dict | None, seed: int) -> bool:
-    """True when ``diff`` vanishes, relative to 1 + |its terms|, at POINTS seeded random points at DPS digits."""
+    """True if ``diff`` vanishes, relative to 1 + |its terms|, at POINTS seeded points at DPS digits."""
     if diff.atoms(sp.core.function.AppliedUndef, sp.MatrixSymbol, sp.Derivative):
         return False  # nothing to evaluate: an undefined function is never "numerically zero"
     terms = sp.Add.make_args(diff)
@@ -57,7 +67,7 @@ _NORMAL_FORMS = (sp.expand, lambda e: sp.cancel(sp.together(e)), lambda e: sp.ca
 
 
 def zero(expr: sp.Expr, why: str, *, where: dict | None = None, seed: int = 0) -> None:
-    """Assert ``expr`` is identically 0: by algebra (expand, cancel, logs expanded, simplify), else numerically.
+    """Assert ``expr`` is identically 0: by algebra (expand, cancel, logs, simplify), else numerically.
 
     The numeric fallback evaluates at seeded random points (``where`` maps a symbol to a range) in
     DPS-digit arithmetic; an expression it cannot evaluate counts as a failure, never a success.
@@ -104,21 +114,74 @@ def _readable(math):
     """Name alpha_bar_t and alpha_t again where the derivation expanded them."""
     if isinstance(math, sp.Eq):
         return _eq(_readable(math.lhs), _readable(math.rhs))
-    return math.subs({alpha_bar: sp.Symbol("alpha_bar_t", positive=True)}).subs({alpha: sp.Symbol("alpha_t", positive=True)})
+    return math.subs({alpha_bar: sp.Symbol("alpha_bar_t", positive=True)}).subs(
+        {alpha: sp.Symbol("alpha_t", positive=True)}
+    )
 
 
 # -- rendering for a class: unicode text, LaTeX and Markdown ----------------------------------------
 
-GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu",
-         "xi", "pi", "rho", "sigma", "tau", "phi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Phi",
-         "Psi", "Omega", "Sigma"}
+GREEK = {
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Phi",
+    "Psi",
+    "Omega",
+    "Sigma",
+}
 ACCENTS = {"bar", "tilde", "hat"}  # alpha_bar_t -> \bar{\alpha}_{t}
 # The unicode the derivations' titles and names use, as LaTeX math (the combining tilde first: μ̃ is μ + U+0303).
 UNICODE_MATH = {
-    "μ̃": r"\tilde{\mu}", "θ": r"\theta", "σ": r"\sigma", "μ": r"\mu", "ε": r"\epsilon", "ᾱ": r"\bar{\alpha}",
-    "α": r"\alpha", "β": r"\beta", "∫": r"\int", "‖": r"\|", "−": "-", "²": "^{2}", "⁴": "^{4}", "¹": "^{1}",
-    "⁻": "^{-}", "ᵀ": r"^{\top}", "₁": "_{1}", "ₜ": "_{t}", "≤": r"\le", "≥": r"\ge", "→": r"\to", "∇": r"\nabla",
-    "∂": r"\partial", "·": r"\cdot", "×": r"\times", "√": r"\surd",
+    "μ̃": r"\tilde{\mu}",
+    "θ": r"\theta",
+    "σ": r"\sigma",
+    "μ": r"\mu",
+    "ε": r"\epsilon",
+    "ᾱ": r"\bar{\alpha}",
+    "α": r"\alpha",
+    "β": r"\beta",
+    "∫": r"\int",
+    "‖": r"\|",
+    "−": "-",
+    "²": "^{2}",
+    "⁴": "^{4}",
+    "¹": "^{1}",
+    "⁻": "^{-}",
+    "ᵀ": r"^{\top}",
+    "₁": "_{1}",
+    "ₜ": "_{t}",
+    "≤": r"\le",
+    "≥": r"\ge",
+    "→": r"\to",
+    "∇": r"\nabla",
+    "∂": r"\partial",
+    "·": r"\cdot",
+    "×": r"\times",
+    "√": r"\surd",
 }
 _UNICODE_RE = re.compile("|".join(sorted(map(re.escape, UNICODE_MATH), key=len, reverse=True)))
 
@@ -154,15 +217,28 @@ def latex_symbol(name: str) -> str:
 
 
 def latex(math) -> str:
-    """LaTeX of one step's item: a sympy expression or equation (names as :func:`latex_symbol` writes them)."""
+    """LaTeX of a sympy expression or equation of a step (names as :func:`latex_symbol` writes them)."""
     expr = _readable(math)
     names = {s: latex_symbol(s.name) for s in expr.free_symbols if isinstance(s, sp.Symbol)}
     return sp.latex(expr, symbol_names=names)
 
 
-_LATEX_TEXT = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "^": r"\^{}", "%": r"\%",
-               "&": r"\&", "#": r"\#", "$": r"\$", "~": r"\~{}", "<": r"\textless{}", ">": r"\textgreater{}",
-               "|": r"\textbar{}", "§": r"\S{}"}
+_LATEX_TEXT = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "_": r"\_",
+    "^": r"\^{}",
+    "%": r"\%",
+    "&": r"\&",
+    "#": r"\#",
+    "$": r"\$",
+    "~": r"\~{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "§": r"\S{}",
+}
 
 
 def latex_text(text: str) -> str:
@@ -172,8 +248,9 @@ def latex_text(text: str) -> str:
         if part in UNICODE_MATH:
             out.append(f"${UNICODE_MATH[part]}$")
         else:
-            out.append("".join(_LATEX_TEXT.get(c, c) if ord(c) < 128 or c == "§" else rf"[U+{ord(c):04X}]"
-                               for c in part))
+            out.append(
+                "".join(_LATEX_TEXT.get(c, c) if ord(c) < 128 or c == "§" else rf"[U+{ord(c):04X}]" for c in part)
+            )
     return "".join(out)
 
 
@@ -231,7 +308,7 @@ class Derivation:
         return latex_document([body]) if standalone else body
 
     def markdown(self) -> str:
-        """The claim as a heading, its steps a numbered list with $$ display math: a notebook cell or a handout."""
+        """The claim as a heading, its steps a numbered list with $$ display math (a notebook cell)."""
         out = [f"### {markdown_text(self.claim)}", ""]
         for i, s in enumerate(self.steps, 1):
             out.append(f"{i}. {markdown_text(s.title)}")
@@ -245,8 +322,10 @@ class Derivation:
         rows = [rf"\textbf{{{_math_text(self.claim)}}}"]
         for i, s in enumerate(self.steps, 1):
             rows.append(rf"\text{{{i}. {_math_text(s.title)}}}")
-            rows += [rf"\quad \texttt{{{_math_text(m)}}}" if isinstance(m, str) else rf"\quad \displaystyle {latex(m)}"
-                     for m in s.math]
+            rows += [
+                rf"\quad \texttt{{{_math_text(m)}}}" if isinstance(m, str) else rf"\quad \displaystyle {latex(m)}"
+                for m in s.math
+            ]
         return "$$\\begin{array}{l}\n" + " \\\\\n".join(rows) + "\n\\end{array}$$"
 
     def _repr_markdown_(self) -> str:
@@ -258,13 +337,23 @@ class Derivation:
 
 
 def _math_text(text: str) -> str:
-    """Text inside \\text{} of MathJax or KaTeX: braces, backslashes and dollars cannot pass, so are replaced."""
+    """Text inside \\text{} of MathJax or KaTeX: braces, backslashes and dollars replaced."""
     return text.replace("\\", "/").replace("{", "(").replace("}", ")").replace("$", "S")
 
 
 def latex_document(sections: list[str]) -> str:
     """A complete LaTeX article holding ``sections`` (from ``Derivation.latex(standalone=False)``)."""
-    return "\n".join([
-        r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",
-        r"\allowdisplaybreaks", r"\begin{document}", "", "\n\n".join(sections), "", r"\end{document}", "",
-    ])
+    return "\n".join(
+        [
+            r"\documentclass[11pt]{article}",
+            r"\usepackage{amsmath,amssymb}",
+            r"\usepackage[margin=2cm]{geometry}",
+            r"\allowdisplaybreaks",
+            r"\begin{document}",
+            "",
+            "\n\n".join(sections),
+            "",
+            r"\end{document}",
+            "",
+        ]
+    )

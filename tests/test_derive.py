@@ -1,4 +1,4 @@
-"""`ddpm derive` for a class: LaTeX for a handout, Markdown for a notebook, math in Jupyter, a plain install."""
+"""`ddpm derive` for a class: LaTeX, Markdown, math in Jupyter, and on a plain install."""
 
 from __future__ import annotations
 
@@ -37,13 +37,24 @@ def braces_balance(text: str) -> bool:
     return depth == 0
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("alpha_bar_t-1", r"\bar{\alpha}_{t-1}"), ("alpha_bar_t", r"\bar{\alpha}_{t}"), ("beta_tilde", r"\tilde{\beta}"),
-    ("beta_t", r"\beta_{t}"), ("x_t-1", "x_{t-1}"), ("mu_theta", r"\mu_{\theta}"), ("epsilon_θ", r"\epsilon_{\theta}"),
-    ("sigma_t^2", r"{\sigma_{t}}^{2}"), ("sigma'", r"{\sigma}^{\prime}"), ("D", "D"),
-    ("log q(x_{t-1} | x_t, x_0)", r"\log q(x_{t-1} \mid x_t, x_0)"), ("E[x_0 | x]", r"\mathbb{E}[x_0 \mid x]"),
-    ("‖μ̃ − μθ‖²", r"\| \tilde{\mu} - \mu \theta \| ^{2}"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("alpha_bar_t-1", r"\bar{\alpha}_{t-1}"),
+        ("alpha_bar_t", r"\bar{\alpha}_{t}"),
+        ("beta_tilde", r"\tilde{\beta}"),
+        ("beta_t", r"\beta_{t}"),
+        ("x_t-1", "x_{t-1}"),
+        ("mu_theta", r"\mu_{\theta}"),
+        ("epsilon_θ", r"\epsilon_{\theta}"),
+        ("sigma_t^2", r"{\sigma_{t}}^{2}"),
+        ("sigma'", r"{\sigma}^{\prime}"),
+        ("D", "D"),
+        ("log q(x_{t-1} | x_t, x_0)", r"\log q(x_{t-1} \mid x_t, x_0)"),
+        ("E[x_0 | x]", r"\mathbb{E}[x_0 \mid x]"),
+        ("‖μ̃ − μθ‖²", r"\| \tilde{\mu} - \mu \theta \| ^{2}"),
+    ],
+)
 def test_symbol_names_in_latex(name, expected):
     assert latex_symbol(name) == expected
 
@@ -57,7 +68,8 @@ def test_latex_of_an_equation_uses_the_papers_notation():
 
 def test_text_is_escaped():
     assert latex_text("x_{t-1} | 50% & #1 $ ~ ^ \\") == (
-        r"x\_\{t-1\} \textbar{} 50\% \& \#1 \$ \~{} \^{} \textbackslash{}")
+        r"x\_\{t-1\} \textbar{} 50\% \& \#1 \$ \~{} \^{} \textbackslash{}"
+    )
     assert latex_text("ᾱ_t ≤ 1 [Ho20 §3.2]") == r"$\bar{\alpha}$\_t $\le$ 1 [Ho20 \S{}3.2]"
     assert markdown_text("a_b *c* $x$ `y` #") == r"a\_b \*c\* \$x\$ \`y\` \#"
 
@@ -86,7 +98,8 @@ def test_markdown_and_jupyter_displays(all_derivations):
     assert md.startswith("### q(x\\_{t-1} | x\\_t, x\\_0) = N(mu\\_tilde, beta\\_tilde I)")
     assert md.count("$$") == 2 * sum(not isinstance(m, str) for s in d.steps for m in s.math)
     assert [line.split(". ")[0] for line in md.splitlines() if line[:1].isdigit()] == [
-        str(i) for i in range(1, len(d.steps) + 1)]
+        str(i) for i in range(1, len(d.steps) + 1)
+    ]
     assert d._repr_markdown_() == md
     shown = d._repr_latex_()
     assert shown.startswith("$$\\begin{array}{l}") and shown.endswith("\\end{array}$$")

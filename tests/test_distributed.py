@@ -1,4 +1,4 @@
-"""Data-parallel training: two gloo processes on CPU give the single-process weights for the same global batch.
+"""Data-parallel training: two gloo processes on CPU give the single-process weights.
 
 Each process draws the whole global batch from the run's generator and trains on its half;
 DistributedDataParallel averages the two halves' gradients, which is the gradient of the global
@@ -21,8 +21,18 @@ import torch.multiprocessing as mp
 
 from ddpm.train import TrainConfig, load_checkpoint, train
 
-CONFIG = TrainConfig(data="tg", network="fc", net_config=dict(input_dim=2, num_hidden=32), T=100, steps=5,
-                     batch_size=64, ema_decay=None, warmdown=0.0, checkpoint_every=1000, seed=7)
+CONFIG = TrainConfig(
+    data="tg",
+    network="fc",
+    net_config=dict(input_dim=2, num_hidden=32),
+    T=100,
+    steps=5,
+    batch_size=64,
+    ema_decay=None,
+    warmdown=0.0,
+    checkpoint_every=1000,
+    seed=7,
+)
 ATOL, RTOL = 1e-5, 1e-4
 
 
@@ -46,7 +56,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 def assert_close_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
     assert a.keys() == b.keys()
     for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=ATOL, rtol=RTOL, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(a[key], b[key], atol=ATOL, rtol=RTOL, msg=lambda m, key=key: f"{key}: {m}")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The energy distance against scipy and its expectation, the permutation p-value, and the quality report."""
+"""The energy distance against scipy and its expectation, the permutation p-value, the quality report."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_energy_distance_flattens_images(gen):
 def expected_abs(mu: float, var: float) -> float:
     """E|Z| for Z ~ N(mu, var): sigma sqrt(2/pi) exp(-mu^2 / 2 var) + mu (1 - 2 Phi(-mu / sigma))."""
     sigma = math.sqrt(var)
-    return sigma * math.sqrt(2 / math.pi) * math.exp(-mu**2 / (2 * var)) + mu * (1 - 2 * norm.cdf(-mu / sigma))
+    return sigma * math.sqrt(2 / math.pi) * math.exp(-(mu**2) / (2 * var)) + mu * (1 - 2 * norm.cdf(-mu / sigma))
 
 
 def test_energy_distance_expectation_is_population_value_plus_v_statistic_bias(gen):
@@ -99,12 +99,15 @@ def test_energy_distance_expectation_is_population_value_plus_v_statistic_bias(g
         check_mc("E[E_{n,m}] of the U-statistic", *mean_stderr(u), expected, reps)
 
 
-@pytest.mark.parametrize("x, y, match", [
-    (torch.zeros(3, 2), torch.zeros(3, 3), "same dimension"),
-    (torch.zeros(0, 2), torch.zeros(3, 2), r"n >= 1"),
-    (torch.zeros(3), torch.zeros(3), r"shape \(n, ...\)"),
-    (torch.tensor([[0.0, math.nan]]), torch.zeros(3, 2), "non-finite"),
-])
+@pytest.mark.parametrize(
+    "x, y, match",
+    [
+        (torch.zeros(3, 2), torch.zeros(3, 3), "same dimension"),
+        (torch.zeros(0, 2), torch.zeros(3, 2), r"n >= 1"),
+        (torch.zeros(3), torch.zeros(3), r"shape \(n, ...\)"),
+        (torch.tensor([[0.0, math.nan]]), torch.zeros(3, 2), "non-finite"),
+    ],
+)
 def test_energy_distance_rejects_bad_samples(x, y, match):
     with pytest.raises(ValueError, match=match):
         energy_distance(x, y)
@@ -119,8 +122,13 @@ def test_permutation_fast_path_equals_recomputing_each_split(gen):
     y = torch.randn(45, 2, generator=gen, dtype=torch.float64) + 0.3
     seed = int(torch.randint(2**31, (1,), generator=gen))
     fast = permutation_test(x, y, n_permutations=300, generator=torch.Generator().manual_seed(seed))
-    slow = permutation_test(x, y, lambda a, b: scipy_energy(a.numpy(), b.numpy()), n_permutations=300,
-                            generator=torch.Generator().manual_seed(seed))
+    slow = permutation_test(
+        x,
+        y,
+        lambda a, b: scipy_energy(a.numpy(), b.numpy()),
+        n_permutations=300,
+        generator=torch.Generator().manual_seed(seed),
+    )
     assert fast[0] == pytest.approx(slow[0], rel=RTOL, abs=0)
     assert fast[0] == pytest.approx(energy_distance(x, y), rel=RTOL, abs=0)
     assert fast[1] == slow[1]
@@ -147,8 +155,10 @@ def check_null_p_values_are_uniform(shift: float, gen: torch.Generator, replicat
     {1/(P+1), ..., 1} (the observed split is exchangeable with the permuted ones; continuous data, no
     ties), so P(p <= 10 / (P + 1)) = 10 / (P + 1) exactly. Held to that over independent replicates."""
     P, alpha = 99, 10 / 100
-    small = [permutation_test(*samples(shift, gen), n_permutations=P, generator=gen)[1] <= alpha + 1e-12
-             for _ in range(replicates)]
+    small = [
+        permutation_test(*samples(shift, gen), n_permutations=P, generator=gen)[1] <= alpha + 1e-12
+        for _ in range(replicates)
+    ]
     frac = sum(small) / replicates
     check_mc("P(p <= 0.1) under the null", frac, math.sqrt(alpha * (1 - alpha) / replicates), alpha, replicates)
 

@@ -46,9 +46,18 @@ def images(ax) -> list[AxesImage]:
     return [a for a in ax.get_images()]
 
 
-REPORT = {"n": 2000.0, "n_permutations": 200.0, "energy_distance": 1.612e-3, "p_value": 0.219,
-          "baseline_energy_distance": 3.305e-4, "baseline_p_value": 0.985, "log_prob": -0.7985, "support": 0.912,
-          "baseline_log_prob": -0.7985, "baseline_support": 1.0}
+REPORT = {
+    "n": 2000.0,
+    "n_permutations": 200.0,
+    "energy_distance": 1.612e-3,
+    "p_value": 0.219,
+    "baseline_energy_distance": 3.305e-4,
+    "baseline_p_value": 0.985,
+    "log_prob": -0.7985,
+    "support": 0.912,
+    "baseline_log_prob": -0.7985,
+    "baseline_support": 1.0,
+}
 
 
 # -- samples over the density -----------------------------------------------------------------------
@@ -102,7 +111,7 @@ def test_scatter_over_density_writes_a_png(tmp_path):
 def test_moving_average_against_a_loop():
     v = np.array([4.0, 2.0, 6.0, 1.0, 3.0, 5.0])
     for window in (1, 2, 3, 10):
-        expected = [np.mean(v[max(0, i - window + 1):i + 1]) for i in range(len(v))]
+        expected = [np.mean(v[max(0, i - window + 1) : i + 1]) for i in range(len(v))]
         np.testing.assert_allclose(moving_average(v, window), expected, rtol=1e-15)
     with pytest.raises(ValueError, match="window"):
         moving_average(v, 0)
@@ -130,10 +139,15 @@ def test_loss_figure_default_window_and_non_finite_points():
     assert "of 4 points" in smooth.get_label()  # a twentieth of 99 finite points
 
 
-@pytest.mark.parametrize("losses, steps, match", [
-    ([], None, "non-empty"), ([1.0, 2.0], [1.0], "one value per loss"), ([1.0, -1.0], None, "positive"),
-    ([math.nan], None, "finite"),
-])
+@pytest.mark.parametrize(
+    "losses, steps, match",
+    [
+        ([], None, "non-empty"),
+        ([1.0, 2.0], [1.0], "one value per loss"),
+        ([1.0, -1.0], None, "positive"),
+        ([math.nan], None, "finite"),
+    ],
+)
 def test_loss_figure_rejects_bad_input(losses, steps, match):
     with pytest.raises(ValueError, match=match):
         loss_figure(losses, steps)
