@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
 
@@ -151,12 +152,17 @@ def speedup_figure(rows: list[dict]) -> Figure:
     fig = Figure(figsize=(8, 0.45 * len(rows) + 1.6), layout="constrained")
     ax = fig.add_subplot()
     colours = ["tab:blue" if r["kind"] == "sample" else "tab:orange" for r in rows]
-    ax.barh(labels, [r["speedup"] for r in rows], color=colours)
+    speedups = [r["speedup"] for r in rows]
+    lo, hi = min(speedups + [1.0]), max(speedups + [r["target"] or 1.0 for r in rows])
+    ax.barh(labels, speedups, color=colours)
     for i, r in enumerate(rows):
         if r.get("target") is not None:
             ax.plot([r["target"]] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
+    ticks = [v for v in (0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 50) if 0.8 * lo <= v <= 1.25 * hi]
+    ax.set_xticks(ticks, [f"{v:g}x" for v in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("speedup over diffusers' loop (peer_s / ours_s); black ticks: targets")
     ax.legend(
         handles=[Patch(color="tab:blue", label="sampling"), Patch(color="tab:orange", label="training step")],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,19 @@ def test_hypothesis_is_a_dependency_of_the_package():
     text = (ROOT / "pyproject.toml").read_text()
     dependencies = text.split("dependencies = [", 1)[1].split("]", 1)[0]
     assert '"hypothesis' in dependencies and '"matplotlib' in dependencies and '"mpmath' in dependencies
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed (Debian: texlive-latex-base)")
+def test_pdflatex_compiles_the_article(tmp_path, all_derivations):
+    """Where TeX is installed, the article compiles as written: every derivation, one section each."""
+    tex = tmp_path / "all.tex"
+    tex.write_text(latex_document([d.latex(standalone=False) for d in all_derivations.values()]))
+    run = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert (tmp_path / "all.pdf").read_bytes()[:5] == b"%PDF-"

@@ -264,6 +264,7 @@ def test_speedup_chart_bars_targets_and_log_scale(tmp_path):
     ]
     ax = speedup_figure(rows).axes[0]
     assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1x", "1.5x", "2x", "3x"]
     bars = ax.patches
     assert [b.get_width() for b in bars] == [2.6, 1.03]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["fc sample N=256 [cpu]", "unet train B=128 [cuda]"]
