@@ -156,9 +156,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     print(f"trained in {time.perf_counter() - start:.0f} s; final loss {ckpt.losses[-1]:.4f}", file=sys.stderr)
-    from ddpm.plot import loss_plot
+    from ddpm.plot import line_plot
 
-    loss_plot(out / "loss.png", ckpt.losses, [LOG_EVERY * (i + 1) for i in range(len(ckpt.losses))])
+    line_plot(out / "loss.png", [ckpt.losses], xs=[LOG_EVERY * (i + 1) for i in range(len(ckpt.losses))])
     return _sample_and_report(ckpt, out / "samples.png", n=args.samples, sigma2="beta", seed=args.seed,
                               use_ema=True, device=args.device)
 
@@ -215,8 +215,8 @@ def _sample_and_report(ckpt, png: Path, *, n: int, sigma2: str, seed: int, use_e
     from ddpm.metrics import format_report, quality_report
 
     dataset = toy_dataset(config.data)
+    scatter_over_density(png, x0, dataset.log_prob)
     report = quality_report(x0, dataset, n=min(n, 2000), generator=torch.Generator().manual_seed(seed + 1))
-    scatter_over_density(png, x0, dataset.log_prob, report=report)
     png.with_name(png.stem + "_quality.json").write_text(json.dumps(report, indent=2))
     print(format_report(report))
     print(f"wrote {png}, {png.with_suffix('.pt')} and {png.stem}_quality.json")

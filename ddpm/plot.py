@@ -30,6 +30,7 @@ __all__ = [
     "save_figure",
     "scatter_over_density",
     "loss_plot",
+    "line_plot",
     "trajectory_plot",
     "image_grid",
     "moving_average",
@@ -195,6 +196,13 @@ def loss_figure(losses: Any, steps: Any = None, *, window: int | None = None, ti
 def loss_plot(path: str | os.PathLike, losses: Any, steps: Any = None) -> Path:
     """Write :func:`loss_figure` of ``losses`` (at ``steps``) to ``path``, atomically."""
     return save_figure(loss_figure(losses, steps), path)
+
+
+def line_plot(path: str | os.PathLike, ys: Any, xs: Any = None) -> Path:
+    """:func:`loss_plot` under the name ``ddpm train`` calls: ``ys`` is the loss curve, or ``[curve]``."""
+    if isinstance(ys, (list, tuple)) and len(ys) == 1 and np.ndim(ys[0]) == 1:
+        ys = ys[0]
+    return loss_plot(path, ys, xs)
 
 
 # -- image grids -----------------------------------------------------------------------------------

@@ -274,3 +274,16 @@ def test_speedup_chart_bars_targets_and_log_scale(tmp_path):
     assert bars[0].get_facecolor() != bars[1].get_facecolor()
     write_chart(rows, tmp_path / "speedup.png")
     assert (tmp_path / "speedup.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_line_plot_is_the_loss_plot_under_the_name_ddpm_train_calls(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plot, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    plot.line_plot(tmp_path / "a.png", [[1.0, 0.5, 0.25]], xs=[50, 100, 150])
+    plot.line_plot(tmp_path / "b.png", [1.0, 0.5, 0.25], [50, 100, 150])
+    for fig in drawn:
+        raw, _ = fig.axes[0].get_lines()
+        assert list(raw.get_xdata()) == [50, 100, 150] and list(raw.get_ydata()) == [1.0, 0.5, 0.25]
+        assert fig.axes[0].get_yscale() == "log"
+    with pytest.raises(ValueError, match="one-dimensional|losses must be"):
+        plot.line_plot(tmp_path / "c.png", [[1.0, 0.5], [2.0, 1.0]])
