@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch import Tensor
 
 __all__ = [
@@ -120,9 +121,9 @@ def samples_figure(
     ax.scatter(
         pts[:, 0],
         pts[:, 1],
-        s=4,
+        s=5,
         color=DOT_COLOUR,
-        alpha=min(1.0, 300 / max(len(pts), 1)) ** 0.5,
+        alpha=min(1.0, 1000 / max(len(pts), 1)) ** 0.5,
         linewidths=0,
         label=f"{len(pts)} model samples",
     )
@@ -164,7 +165,7 @@ def moving_average(values: Any, window: int) -> np.ndarray:
 def loss_figure(losses: Any, steps: Any = None, *, window: int | None = None, title: str = "training loss") -> Figure:
     """The loss against the training step on a log scale, with its trailing moving average.
 
-    ``steps`` defaults to 1, 2, ...; ``window`` (points in the average) to a twentieth of the curve,
+    ``steps`` defaults to 1, 2, ...; ``window`` (points in the average) to a tenth of the curve,
     at least 1. The loss must be positive (L_simple is); non-finite points are left out.
     """
     y = _numpy(losses)
@@ -179,12 +180,15 @@ def loss_figure(losses: Any, steps: Any = None, *, window: int | None = None, ti
     if not keep.any():
         raise ValueError("no finite loss to plot")
     x, y = x[keep], y[keep]
-    window = window or max(1, len(y) // 20)
+    window = window or max(1, len(y) // 10)
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(x, y, color="tab:blue", alpha=0.35, lw=1, label="loss")
     ax.plot(x, moving_average(y, window), color="tab:blue", lw=2, label=f"moving average of {window} points")
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:.3g}")  # 0.2, 0.3 rather than 2 x 10^-1
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain if y.max() < 10 * y.min() else NullFormatter())  # label 2..9 within a decade
     ax.set_xlabel("training step")
     ax.set_ylabel("loss (log scale)")
     ax.grid(True, which="both", alpha=0.3)

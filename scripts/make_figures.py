@@ -38,7 +38,7 @@ from ddpm.train import TrainConfig, build_schedule, restore_model, train  # noqa
 LOG_EVERY = 50
 
 
-def toy_figures(out: Path, steps: int, width: int, batch_size: int, seed: int) -> None:
+def toy_figures(out: Path, steps: int, width: int, batch_size: int, seed: int, work_dir: Path | None) -> None:
     """Train a Chequerboard model, then draw its samples, loss and sampling trajectory."""
     config = TrainConfig(
         data="cb",
@@ -50,8 +50,8 @@ def toy_figures(out: Path, steps: int, width: int, batch_size: int, seed: int) -
         seed=seed,
         checkpoint_every=steps,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = train(config, Path(tmp) / "checkpoint.pt", log_every=LOG_EVERY)
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp())
+    ckpt = train(config, work / "checkpoint.pt", log_every=LOG_EVERY)  # an existing, finished one is reused
     model = restore_model(ckpt, use_ema=True)
     generator = torch.Generator().manual_seed(seed)
     x0, trajectory = sample(model, build_schedule(config), (2000, 2), generator=generator, return_trajectory=True)
@@ -136,12 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=128, help="hidden width of its 3-layer SiLU network")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--work", type=Path, help="folder for the model's checkpoint, reused when rerun (default: temp)"
+    )
     parser.add_argument("--bench-summary", type=Path, help="summary.json of benchmarks/report.py to chart")
     parser.add_argument("--only", choices=("toy", "grid", "speedup"), help="make one kind only")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "toy"):
-        toy_figures(args.out, args.steps, args.width, args.batch_size, args.seed)
+        toy_figures(args.out, args.steps, args.width, args.batch_size, args.seed, args.work)
     if args.only in (None, "grid"):
         image_grid(
             args.out / "mnist_style_grid.png",

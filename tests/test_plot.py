@@ -136,7 +136,7 @@ def test_loss_figure_default_window_and_non_finite_points():
     fig = loss_figure(losses)
     raw, smooth = fig.axes[0].get_lines()
     assert len(raw.get_ydata()) == 99 and raw.get_xdata()[0] == 1
-    assert "of 4 points" in smooth.get_label()  # a twentieth of 99 finite points
+    assert "of 9 points" in smooth.get_label()  # a tenth of 99 finite points
 
 
 @pytest.mark.parametrize(
