@@ -64,7 +64,7 @@ def toy_figures(out: Path, steps: int, width: int, batch_size: int, seed: int, w
 
 
 def synthetic_digits(n: int, seed: int) -> torch.Tensor:
-    """n SYNTHETIC MNIST-style images (n, 1, 28, 28) in [0, 1]: the digits 0-9 drawn with matplotlib's font.
+    """n SYNTHETIC MNIST-style images (n, 1, 28, 28) in [0, 1]: digits 0-9 in matplotlib's font.
 
     Each digit is rendered white on black, shifted by up to 2 pixels and slightly blurred; a stand-in
     for MNIST in a picture of the image grid, not data a model was trained on.
@@ -100,7 +100,7 @@ def synthetic_digits(n: int, seed: int) -> torch.Tensor:
 
 
 def rows_from_benchmarks_readme(path: Path = ROOT / "benchmarks" / "README.md") -> list[dict]:
-    """The rows of the measured quick CPU run in benchmarks/README.md, as ``benchmarks/report.py`` writes them."""
+    """The rows of the measured quick CPU run in benchmarks/README.md, as ``report.py`` writes them."""
     text = path.read_text()
     table = text[text.index("`python benchmarks/report.py --quick`") :].split("\n\n")[1]
     rows = []
@@ -122,7 +122,7 @@ def rows_from_benchmarks_readme(path: Path = ROOT / "benchmarks" / "README.md") 
 
 
 def speedup_figure(out: Path, summary: Path | None) -> None:
-    """The benchmark chart, from ``summary`` (a summary.json) or from the measured run in benchmarks/README.md."""
+    """The benchmark chart, from ``summary`` (a summary.json) or the run in benchmarks/README.md."""
     from benchmarks.report import plot
 
     rows = rows_from_benchmarks_readme() if summary is None else json.loads(summary.read_text())

@@ -1,4 +1,4 @@
-"""What the README shows a newcomer holds: the Python example runs; numbers, LaTeX and figures are real."""
+"""What the README shows a newcomer holds: the example runs; numbers, LaTeX and figures are real."""
 
 from __future__ import annotations
 
