@@ -71,6 +71,8 @@ def test_the_speedup_chart_data_is_the_measured_table():
 def test_every_figure_the_readme_shows_is_committed_and_every_committed_figure_shown():
     shown = set(re.findall(r"docs/[A-Za-z0-9_]+\.png", README))
     committed = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.png")}
-    assert shown == committed and len(shown) == 5
+    assert shown == committed
+    kinds = {"cb_samples", "cb_loss", "cb_trajectory", "mnist_style_grid", "speedup"}  # one of each kind
+    assert {f"docs/{kind}.png" for kind in kinds} <= shown
     for name in committed:
         assert (ROOT / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
