@@ -137,7 +137,9 @@ def write_report(rows: list[dict], info: dict, out: Path, quick: bool) -> None:
     lines += [
         "",
         "speedup = peer_s / ours_s; the peer is the same network and weights driven by diffusers' "
-        "`DDPMScheduler` (documented loop for sampling; add_noise, MSE, backward, Adam for training).",
+        "`DDPMScheduler` (documented loop for sampling; add_noise, MSE, backward, Adam for training); for the "
+        "`sigma_mlp` rows, the 6.S183 MLP through the VE-VP bridge in diffusers' `DDIMScheduler` loop "
+        "(add_noise, MSE, backward, AdamW for its training step).",
         "",
         "![speedup](speedup.png)",
         "",
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         for workload in workloads(device, quick=args.quick):
             if args.only and args.only not in workload.name:
                 continue
-            rows.append(run(workload, peer_name))
+            rows.append(run(workload, f"diffusers {info['diffusers']} {workload.peer}" if workload.peer else peer_name))
             r = rows[-1]
             print(
                 f"{r['workload']:<28} {r['device']:<22} ours {r['ours_s']:.4g} s  peer {r['peer_s']:.4g} s  "

@@ -50,6 +50,7 @@ class Workload:
     rounds: int
     warmup: int = 1
     target: float | None = None
+    peer: str | None = None  # the peer's name where it is not the DDPMScheduler loop (the sigma workloads)
 
 
 def _seeded(device: torch.device, seed: int = 0) -> torch.Generator:
@@ -158,4 +159,6 @@ def workloads(device: torch.device, quick: bool = False) -> list[Workload]:
                         r(5, 9) if cpu else r(10, 30), warmup=1 if cpu else 3, target=1.0 if cpu else None))
     out.append(Workload(f"unet sample N=256 T={unet_T}", "sample", device,
                         lambda: sampler_pair(unet, unet_T, (256, 1, 28, 28), device), r(2, 3)))
-    return out
+    from benchmarks.sigma_workloads import sigma_workloads
+
+    return out + sigma_workloads(device, quick)

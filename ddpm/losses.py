@@ -15,18 +15,18 @@ from torch import Tensor
 
 from ddpm.forward import q_mean_var, q_sample
 from ddpm.posterior import mu_from_eps, posterior_mean_var
-from ddpm.schedule import Schedule, at, reverse_variance
+from ddpm.schedule import Schedule, at, per_sample, reverse_variance
 
 __all__ = [
-    "EpsModel", "normal_kl", "discretized_gaussian_log_likelihood", "l_simple", "prior_kl",
+    "EpsModel", "sum_per_sample", "normal_kl", "gaussian_kl", "discretized_gaussian_log_likelihood", "l_simple", "prior_kl",
     "vlb_terms", "Bound", "negative_elbo",
 ]
 
 EpsModel = Callable[[Tensor, Tensor], Tensor]
 
 
-def _per_sample(x: Tensor) -> Tensor:
-    """Sum over every dimension but the batch."""
+def sum_per_sample(x: Tensor) -> Tensor:
+    """Sum over every dimension but the first (the batch)."""
     return x.flatten(1).sum(1)
 
 
@@ -37,6 +37,18 @@ def normal_kl(mean1: Tensor, var1: Tensor, mean2: Tensor, var2: Tensor) -> Tenso
     """
     var1, var2 = torch.as_tensor(var1, dtype=mean1.dtype), torch.as_tensor(var2, dtype=mean1.dtype)
     return 0.5 * (torch.log(var2) - torch.log(var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1)
+
+
+def gaussian_kl(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) -> Tensor:
+    """KL(N(mean1, cov1) || N(mean2, cov2)) for full D x D covariances, in nats [02460 eq. 29].
+
+    0.5 (tr(cov2^-1 cov1) + (mean2 - mean1)^T cov2^-1 (mean2 - mean1) - D + log det cov2 - log det cov1).
+    """
+    d = (mean2 - mean1)[..., None]
+    solved = torch.linalg.solve(cov2, torch.cat([cov1, d], -1))
+    trace = torch.diagonal(solved[..., :-1], dim1=-2, dim2=-1).sum(-1)
+    quad = (d[..., 0] * solved[..., -1]).sum(-1)
+    return 0.5 * (trace + quad - mean1.shape[-1] + torch.logdet(cov2) - torch.logdet(cov1))
 
 
 def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, var: Tensor) -> Tensor:
@@ -59,13 +71,13 @@ def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, var: Tensor) -
 
 def l_simple(eps_model: EpsModel, schedule: Schedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
     """||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2 per sample [Ho20 eq. 14, alg. 1]."""
-    return _per_sample((eps - eps_model(q_sample(schedule, x0, t, eps), t)) ** 2)
+    return sum_per_sample((eps - eps_model(q_sample(schedule, x0, t, eps), t)) ** 2)
 
 
 def prior_kl(schedule: Schedule, x0: Tensor) -> Tensor:
     """L_T = KL(q(x_T | x_0) || N(0, I)) per sample, in nats [Ho20 eq. 5]."""
     mean, var = q_mean_var(schedule, x0, schedule.T)
-    return _per_sample(normal_kl(mean, var, torch.zeros_like(mean), torch.ones_like(mean)))
+    return sum_per_sample(normal_kl(mean, var, torch.zeros_like(mean), torch.ones_like(mean)))
 
 
 def vlb_terms(
@@ -84,8 +96,8 @@ def vlb_terms(
     # beta_tilde_1 = 0: the KL at t = 1 is not used, so keep its variance positive to stay finite.
     kl = normal_kl(mu_tilde, torch.where(beta_tilde > 0, beta_tilde, var), mean, var)
     decoder_nll = -discretized_gaussian_log_likelihood(x0, mean, var)
-    first = (t == 1).reshape(-1, *([1] * (x0.ndim - 1)))
-    return _per_sample(torch.where(first, decoder_nll, kl))
+    first = per_sample(t == 1, x0)
+    return sum_per_sample(torch.where(first, decoder_nll, kl))
 
 
 @dataclass(frozen=True)

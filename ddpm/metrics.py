@@ -136,12 +136,12 @@ def permutation_test(
     return observed, (1 + int((permuted >= observed).sum())) / (1 + n_permutations)
 
 
-def _log_density(dataset: Dataset, x: Tensor) -> tuple[float, float]:
-    """The fraction of x inside the support (log p > -inf) and the mean log p(x) over those."""
+def _log_density(dataset: Dataset, x: Tensor) -> tuple[float, float, Tensor]:
+    """The fraction of x inside the support (log p > -inf), the mean log p(x) over those, and those log p."""
     logp = torch.as_tensor(dataset.log_prob(x)).double()
     inside = torch.isfinite(logp)
     mean = float(logp[inside].mean()) if inside.any() else math.nan
-    return float(inside.double().mean()), mean
+    return float(inside.double().mean()), mean, logp[inside]
 
 
 @torch.no_grad()
@@ -151,14 +151,17 @@ def quality_report(
     n: int = 2000,
     n_permutations: int = 200,
     generator: torch.Generator | None = None,
-) -> dict[str, float]:
+) -> dict[str, float | int | bool]:
     """How far model ``samples`` are from ``dataset``, beside how far two true samples are apart.
 
     The first min(n, len(samples)) model samples are compared with a fresh true sample of that size
     (energy distance and its permutation p-value), and so is a second, independent true sample
     (the baseline: what a perfect model scores). The exact mean log-density of both is computed
-    over the points inside the support, whose fraction is reported beside it. ``dataset`` needs
-    ``sample(n, generator)`` and ``log_prob(x)`` (-inf off the support). All values are floats.
+    over the points inside the support, whose fraction is reported beside it; ``uniform`` says that
+    log p took one value at every point inside (a density uniform on its support, such as the
+    Chequerboard's), where the two means are equal by construction and only the fractions tell model
+    from truth. ``dataset`` needs ``sample(n, generator)`` and ``log_prob(x)`` (-inf off the support).
+    The counts ``n`` and ``n_permutations`` are ints, ``uniform`` a bool, every other value a float.
     """
     samples = torch.as_tensor(samples).detach().cpu()
     n = min(n, len(samples))
@@ -169,11 +172,12 @@ def quality_report(
     base_distance, base_p_value = permutation_test(
         baseline, reference, n_permutations=n_permutations, generator=generator
     )
-    support, log_prob = _log_density(dataset, model)
-    base_support, base_log_prob = _log_density(dataset, baseline)
+    support, log_prob, inside = _log_density(dataset, model)
+    base_support, base_log_prob, base_inside = _log_density(dataset, baseline)
+    values = torch.cat([inside, base_inside])
     return {
-        "n": float(n),
-        "n_permutations": float(n_permutations),
+        "n": int(n),
+        "n_permutations": int(n_permutations),
         "energy_distance": distance,
         "p_value": p_value,
         "baseline_energy_distance": base_distance,
@@ -182,12 +186,26 @@ def quality_report(
         "support": support,
         "baseline_log_prob": base_log_prob,
         "baseline_support": base_support,
+        "uniform": bool(len(values) > 0 and bool((values == values[0]).all())),
     }
 
 
-def format_report(report: dict[str, float]) -> str:
-    """One readable line per item of a ``quality_report``."""
+def format_report(report: dict[str, float | int | bool]) -> str:
+    """One readable line per item of a ``quality_report``; for a uniform density, the support alone."""
     r = report
+    if r.get("uniform"):
+        return "\n".join(
+            [
+                f"samples compared:                 {int(r['n'])} model, {int(r['n'])} true "
+                f"({int(r['n_permutations'])} permutations)",
+                f"energy distance model vs true:    {r['energy_distance']:.3e}  (permutation p = {r['p_value']:.3f})",
+                f"energy distance true vs true:     {r['baseline_energy_distance']:.3e}  "
+                f"(permutation p = {r['baseline_p_value']:.3f}; the baseline)",
+                f"model samples inside the support: {100 * r['support']:.1f}%  (the density is uniform there, "
+                f"log p(x) = {r['baseline_log_prob']:.4f}, so the share inside is what tells model from truth)",
+                f"true samples inside the support:  {100 * r['baseline_support']:.1f}%",
+            ]
+        )
     return "\n".join(
         [
             f"samples compared:                 {int(r['n'])} model, {int(r['n'])} true "

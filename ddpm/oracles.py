@@ -19,15 +19,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ddpm.schedule import Schedule, at
+from ddpm.schedule import Schedule, at, per_sample
 
-__all__ = ["GaussianMixture", "OptimalEps", "transport_velocity"]
+__all__ = ["GaussianMixture", "OptimalEps", "transport_velocity", "SigmaOptimalEps"]
 
 
 def _column(value: Tensor | float, like: Tensor) -> Tensor:
     """A scalar or per-sample value as a (batch, 1) tensor in ``like``'s dtype and device."""
     v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    return v.reshape(-1, 1) if v.ndim else v.expand(like.shape[0]).reshape(-1, 1)
+    return per_sample(v if v.ndim else v.expand(like.shape[0]), like)
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,3 +137,32 @@ class OptimalEps:
         a = at(s.alpha_bar.sqrt(), t, xt).reshape(-1)
         sd = at(s.one_minus_alpha_bar.sqrt(), t, xt).reshape(-1)
         return self.mixture.eps_star(xt, a, sd)
+
+
+class SigmaOptimalEps:
+    """eps*(x, sigma) = E[eps | x_0 + sigma eps = x] for the sigma world's x_sigma = x_0 + sigma eps [6.S183 Q1b].
+
+    The same function as the beta world's :class:`OptimalEps` through the bridge x_VE = x_VP / sqrt(alpha_bar_t),
+    sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t): eps*(x_VP; a, s) is unchanged when x_VP, a and s are
+    divided by a = sqrt(alpha_bar_t), which leaves a = 1, s = sigma_t. A drop-in ``eps_model(x, sigma)``
+    for data of shape (batch, D), ``sigma`` a float or a tensor (batch,). ``SigmaOptimalEps.gaussian(m, c)``
+    is that of N(m, c I); ``SigmaOptimalEps.finite(points)`` the ideal denoiser of a finite data set.
+    """
+
+    def __init__(self, mixture: GaussianMixture):
+        self.mixture = mixture
+
+    @classmethod
+    def gaussian(cls, mean, c: float) -> SigmaOptimalEps:
+        """eps* of N(mean, c I): sigma (x - mean) / (c + sigma^2), here through the mixture code."""
+        mean = torch.as_tensor(mean, dtype=torch.float64).reshape(1, -1)
+        c64 = torch.tensor([float(c)], dtype=torch.float64)
+        return cls(GaussianMixture(torch.ones(1, dtype=torch.float64), mean, c64))
+
+    @classmethod
+    def finite(cls, points: Tensor) -> SigmaOptimalEps:
+        """The ideal denoiser of ``points`` (n, D): eps* of their empirical distribution."""
+        return cls(GaussianMixture.finite(points))
+
+    def __call__(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        return self.mixture.eps_star(x, 1.0, sigma)

@@ -9,7 +9,7 @@ whole loop once as a CUDA graph and replays it.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -18,7 +18,17 @@ from ddpm.losses import EpsModel
 from ddpm.posterior import mu_from_eps
 from ddpm.schedule import Schedule, at, reverse_variance
 
-__all__ = ["sample", "sample_fast", "FastSampler"]
+__all__ = ["sample", "sample_fast", "FastSampler", "gaussian_law", "noise_draws"]
+
+
+def noise_draws(shape: Sequence[int], T: int, *, generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Iterator[Tensor]:
+    """Algorithm 2's standard normal draws in their one documented order: x_T, then z at t = T, ..., 2 [Ho20 alg. 2].
+
+    ``sample`` draws through it; a replay of Algorithm 2 with the same generator uses it too.
+    """
+    for _ in range(T):  # x_T, then T - 1 draws of z
+        yield torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
 
 
 @torch.no_grad()
@@ -45,15 +55,15 @@ def sample(
         device = generator.device if generator is not None else torch.device("cpu")
     schedule = schedule.to(device)
     sigma = reverse_variance(schedule, sigma2).sqrt()
-    randn = lambda: torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)  # noqa: E731
+    draws = noise_draws(shape, schedule.T, generator=generator, device=device, dtype=dtype)
 
-    x = randn()  # line 1: x_T ~ N(0, I)
+    x = next(draws)  # line 1: x_T ~ N(0, I)
     trajectory = [x]
     for t in range(schedule.T, 0, -1):  # line 2: for t = T, ..., 1
         steps = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
         x = mu_from_eps(schedule, x, t, eps_model(x, steps))  # line 4: the mean, eq. 11
         if t > 1:  # line 3: z ~ N(0, I) if t > 1, else z = 0
-            x = x + at(sigma, t, x) * randn()  # line 4: + sigma_t z
+            x = x + at(sigma, t, x) * next(draws)  # line 4: + sigma_t z
         if return_trajectory:
             trajectory.append(x)
         if progress is not None:
@@ -61,6 +71,29 @@ def sample(
     if return_trajectory:
         return x, torch.stack(trajectory[::-1])
     return x  # line 6: return x_0
+
+
+def gaussian_law(schedule: Schedule, A: Tensor, b: Tensor, sigma2: str = "beta") -> tuple[Tensor, Tensor]:
+    """The exact law N(mean, cov) of Algorithm 2's x_0 when eps_theta(x, t) = A_t x + b_t [Ho20 alg. 2].
+
+    ``A`` (T + 1, D, D) and ``b`` (T + 1, D) are indexed by t. Line 4 is then affine plus Gaussian noise:
+    mean <- M_t mean + c_t, cov <- M_t cov M_t^T + sigma_t^2 I (no noise at t = 1), with
+    M_t = (I - k_t A_t) / sqrt(alpha_t), c_t = -k_t b_t / sqrt(alpha_t), k_t = beta_t / sqrt(1 - alpha_bar_t),
+    from x_T ~ N(0, I). Written from the schedule's coefficients alone (not from ``mu_from_eps`` or
+    ``reverse_variance``), so that it can hold the sampler's own steps to account; float64.
+    """
+    D = A.shape[-1]
+    eye = torch.eye(D, dtype=torch.float64)
+    mean, cov = torch.zeros(D, dtype=torch.float64), eye.clone()  # line 1: x_T ~ N(0, I)
+    noise = schedule.beta if sigma2 == "beta" else schedule.beta_tilde
+    for t in range(schedule.T, 0, -1):
+        k = schedule.beta[t] / schedule.one_minus_alpha_bar[t].sqrt()
+        M = (eye - k * A[t].to(torch.float64)) / schedule.alpha[t].sqrt()
+        mean = M @ mean - k * b[t].to(torch.float64) / schedule.alpha[t].sqrt()
+        cov = M @ cov @ M.T
+        if t > 1:  # line 3: no noise at t = 1
+            cov = cov + noise[t] * eye
+    return mean, cov
 
 
 class FastSampler:

@@ -1,4 +1,4 @@
-"""The one Monte Carlo assertion of the project, with a stated false-alarm rate (see DESIGN.md).
+"""The one Monte Carlo assertion of the project, with a stated false-alarm rate (docs/design.md).
 
 Every statistical check compares an estimate with its closed form in units of its standard error and
 fails past ``k`` standard errors, ``k`` chosen so that a correct implementation fails a check with
@@ -13,19 +13,22 @@ import zlib
 from dataclasses import dataclass
 
 import torch
-from scipy.stats import norm
 from torch import Tensor
 
-__all__ = ["FALSE_ALARM", "z_threshold", "mean_stderr", "MonteCarloCheck", "check_mc", "generator_for"]
+__all__ = ["FALSE_ALARM", "POWER", "z_threshold", "mean_stderr", "MonteCarloCheck", "check_mc", "assert_power",
+           "generator_for"]
 
 FALSE_ALARM = 1e-6
+POWER = 3.0  # a planted deviation must sit at z > POWER * k: the check rejects it with room to spare
 
 
 def z_threshold(false_alarm: float = FALSE_ALARM, count: int = 1) -> float:
     """k such that |Z| > k has probability ``false_alarm`` for any of ``count`` standard normals."""
     if not 0 < false_alarm < 1:
         raise ValueError(f"false_alarm must lie in (0, 1), got {false_alarm!r}")
-    return float(norm.isf(false_alarm / (2 * count)))
+    from scipy.special import ndtri  # the normal quantile; scipy.stats would take ~1 s more to import
+
+    return float(-ndtri(false_alarm / (2 * count)))
 
 
 def mean_stderr(samples: Tensor, dim: int = 0) -> tuple[Tensor, Tensor]:
@@ -80,6 +83,14 @@ def check_mc(
             f"{name}{where}: estimate {e:.6g}, expected {x:.6g}, stderr {s:.3g}, z = {result.z:.2f} "
             f"> k = {k:.2f} (false-alarm rate {false_alarm:g}), n = {n}"
         )
+    return result
+
+
+def assert_power(result: MonteCarloCheck, multiple: float = POWER) -> MonteCarloCheck:
+    """Assert that a check run on a planted deviation rejects it with margin: z > ``multiple`` * k."""
+    if not result.z > multiple * result.k:
+        raise AssertionError(f"{result.name}: the planted deviation sits at z = {result.z:.2f}, not beyond "
+                             f"{multiple:g} k = {multiple * result.k:.2f} (n = {result.n}): too little power")
     return result
 
 

@@ -2,7 +2,7 @@
 
 ``CLAIMS`` lists them in teaching order; ``show(name)`` renders a claim's derivation for a class
 (``python -m specs.<module>`` prints the same). Each module derives its result with sympy and binds
-it to ``ddpm`` (see DESIGN.md, "How a spec binds theory to code").
+it to ``ddpm`` (see docs/design.md, "How a spec binds theory to code").
 """
 
 from __future__ import annotations
@@ -19,11 +19,16 @@ CLAIMS: dict[str, tuple[str, str]] = {
     "ex32": ("ex32_elbo_decomposition", "Eq. 3 rewritten as eq. 5, L_T + L_{t-1} + L_0 [02460 ex. 3.2; Ho20 App. A]"),
     "ex33": ("ex33_kl_to_mse", "L_{t-1} = ||mu_tilde - mu_theta||^2 / 2 sigma_t^2 + C [02460 ex. 3.3; Ho20 eq. 8]"),
     "eq12": ("eq12_eps_weight", "The eps-parameterisation and eq. 12's weight [Ho20 eqs. 9-12]"),
+    "eq13": ("eq13_decoder", "L_0, the discretised decoder, and negative_elbo against eq. 3 [Ho20 eqs. 3, 13]"),
     "sec32": ("sec32_sigma_choices", "sigma_t^2 = beta_t or beta_tilde_t, the two optima [Ho20 §3.2]"),
     "alg": ("alg1_alg2_lines", "Algorithms 1 and 2 line by line [Ho20 alg. 1, alg. 2, eq. 14]"),
     "q1a": ("q1a_mmse", "argmin_f E||f(y) - x||^2 = E[x | y] [6.S183 Q1a]"),
     "q1b": ("q1b_optimal_eps", "eps* = (x - a E[x_0 | x]) / s = -s grad log p, closed forms for mixtures [6.S183 Q1b]"),
     "q1c": ("q1c_transport", "The transport equation for v = E[sigma' eps | x_t = x] [6.S183 Q1c]"),
+    "s183-vevp": ("s183_ve_vp", "x_VE = x_VP / sqrt(alpha_bar_t), sigma_t = sqrt((1 - alpha_bar_t)/alpha_bar_t); eps_theta the same function [Song21 §4.3]"),
+    "s183-mu": ("s183_mu_step", "The mu = 1/2 step on the sigma twin is Algorithm 2 with beta_tilde; the mu-step keeps the marginal [PY23 App. A]"),
+    "s183-ddim": ("s183_ddim_flow", "DDIM is the Euler step of dx/dsigma = eps*; flow matching is the same ODE [6.S183 Q1c, Q2]"),
+    "s183-gam": ("s183_gam_law_mc", "The gamma sampler on a Gaussian's eps* is a linear recursion with a closed-form law [PY23 App. A; 6.S183 Q3]"),
 }
 
 

@@ -1,5 +1,5 @@
 """The binding layer's machinery: derived closed forms evaluated in high precision, hypothesis inputs,
-and the one float64 comparison every binding makes (see DESIGN.md, "How a spec binds theory to code").
+and the one float64 comparison every binding makes (see docs/design.md, "How a spec binds theory to code").
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from ddpm.schedule import Schedule
 
-__all__ = ["examples", "SHRINK", "reference", "alpha_bar", "assert_close", "schedules", "vectors", "RTOL"]
+__all__ = ["examples", "SHRINK", "reference", "alpha_bar", "alpha_bars", "linear_betas", "assert_close", "log_log_slope",
+           "schedules", "vectors", "RTOL", "FLOAT32_RTOL"]
 
 # Every binding compares ddpm's float64 result with the derived closed form evaluated at 30 digits
 # from the same float64 inputs, so the whole difference is ddpm's own rounding: a few dozen
@@ -24,6 +25,11 @@ __all__ = ["examples", "SHRINK", "reference", "alpha_bar", "assert_close", "sche
 # the magnitude of the terms; a wrong formula (a missing square root, a swapped index) is off by
 # far more than 1e-10 at the inputs drawn.
 RTOL = 1e-10
+
+# The float32 bindings: ddpm casts its float64 coefficients to float32 once (``at``), then does a few
+# float32 operations; each rounds to within eps_32 / 2 = 6e-8 of its exact result, so a few dozen of
+# them stay below 64 eps_32 = 7.6e-6 of the terms' magnitude, while a wrong formula is off by > 1e-3.
+FLOAT32_RTOL = 64 * float(np.finfo(np.float32).eps)
 
 
 SHRINK = True  # planted-failure tests turn shrinking off: they need the failure, not its smallest example
@@ -55,10 +61,36 @@ def reference(expr: sp.Expr, symbols: list[sp.Symbol], *arrays) -> np.ndarray:
     return out.real.reshape(arrays[0].shape)
 
 
-def alpha_bar(schedule: Schedule, t: int) -> mpmath.mpf:
-    """alpha_bar_t = prod_{s<=t} (1 - beta_s) at 30 digits from the schedule's float64 betas."""
-    with mpmath.workdps(30):
-        return mpmath.fprod(1 - mpmath.mpf(float(b)) for b in schedule.betas[:t])
+def alpha_bar(schedule: Schedule | list, t: int, dps: int = 30) -> mpmath.mpf:
+    """alpha_bar_t = prod_{s<=t} (1 - beta_s) at ``dps`` digits [Ho20 §2], the project's one high-precision alpha_bar.
+
+    ``schedule`` is a Schedule (its float64 betas taken exactly) or a list of betas (floats, strings
+    or mpmath numbers, e.g. from :func:`linear_betas`).
+    """
+    return alpha_bars(schedule, dps)[t]
+
+
+def alpha_bars(schedule: Schedule | list, dps: int = 30) -> list:
+    """[alpha_bar_0, ..., alpha_bar_T] at ``dps`` digits (see :func:`alpha_bar`); alpha_bar_0 = 1."""
+    betas = schedule.betas.tolist() if isinstance(schedule, Schedule) else schedule
+    out = [mpmath.mpf(1)]
+    with mpmath.workdps(dps):
+        for b in betas:
+            out.append(out[-1] * (1 - mpmath.mpf(b)))
+    return out
+
+
+def linear_betas(T: int, first="1e-4", last="0.02", dps: int = 50) -> list:
+    """beta_1..beta_T of the linear schedule [Ho20 §4] at ``dps`` digits from the exact decimal endpoints."""
+    with mpmath.workdps(dps):
+        b1, bT = mpmath.mpf(first), mpmath.mpf(last)
+        return [b1 + (bT - b1) * i / max(T - 1, 1) for i in range(T)]
+
+
+def log_log_slope(xs, ys) -> float:
+    """The least-squares slope of log y against log x: the order p of y ~ C x^p (as diffrax's ODE tests fit it)."""
+    lx, ly = np.log(np.asarray(xs, dtype=np.float64)), np.log(np.asarray(ys, dtype=np.float64))
+    return float(np.polyfit(lx, ly, 1)[0])
 
 
 def assert_close(name: str, got, expected, scale=None, rtol: float = RTOL) -> None:

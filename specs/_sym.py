@@ -1,5 +1,5 @@
 """The symbolic layer's machinery: an equality check that cannot pass by accident, Gaussian integrals
-by completing the square, and a printable derivation (see DESIGN.md, "How a spec binds theory to code").
+by completing the square, and a printable derivation (see docs/design.md, "How a spec binds theory to code").
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddpm.losses import l_simple
-from ddpm.sampler import sample
+from ddpm.sampler import noise_draws, sample
 from ddpm.schedule import reverse_variance
 from specs._bind import alpha_bar as alpha_bar_at
 from specs._bind import assert_close, examples, reference, schedules, vectors
@@ -81,19 +81,20 @@ def check_sampler(impl=sample) -> None:
     @examples(15)
     @given(schedules(max_T=8), st.floats(-1, 1), st.sampled_from(["beta", "beta_tilde"]), st.integers(0, 2**31))
     def run(schedule, gain, choice, seed):
-        eps_model = lambda x, t: gain * x  # noqa: E731
+        # eps_theta depends on t, so that a step that passes the network the wrong t is caught
+        eps_model = lambda x, t: gain * x + t[:, None].to(x.dtype) / 10  # noqa: E731
         x0_, xs = impl(eps_model, schedule, (3, 2), sigma2=choice, generator=torch.Generator().manual_seed(seed),
                        dtype=torch.float64, return_trajectory=True)
-        noise = torch.Generator().manual_seed(seed)
-        x = torch.randn(3, 2, generator=noise, dtype=torch.float64).numpy()  # line 1, the documented order
+        draws = noise_draws((3, 2), schedule.T, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        x = next(draws).numpy()  # line 1, the documented order
         assert_close("x_T", xs[schedule.T], x)
         var = reverse_variance(schedule, choice)
         for tt in range(schedule.T, 0, -1):
-            zz = torch.randn(3, 2, generator=noise, dtype=torch.float64).numpy() if tt > 1 else np.zeros((3, 2))
+            zz = next(draws).numpy() if tt > 1 else np.zeros((3, 2))
             args = (float(schedule.betas[tt - 1]), alpha_bar_at(schedule, tt - 1))
-            new = reference(ALG2_STEP, symbols, *args, x, gain * x, float(var[tt]), zz)
-            # the step's terms: |x_t| (1 + |gain| eps_coef) / sqrt(alpha_t) + sigma |z|, eps_coef <= 1
-            scale = np.abs(x) * (1 + abs(gain)) / np.sqrt(1 - args[0]) + np.abs(zz)
+            new = reference(ALG2_STEP, symbols, *args, x, gain * x + tt / 10, float(var[tt]), zz)
+            # the step's terms: (|x_t| + |eps_theta|) / sqrt(alpha_t) + sigma |z|, eps_coef <= 1
+            scale = (np.abs(x) * (1 + abs(gain)) + tt / 10) / np.sqrt(1 - args[0]) + np.abs(zz)
             assert_close(f"x_{tt - 1}", xs[tt - 1], new, scale)
             x = xs[tt - 1].numpy()  # continue from ddpm's state so that errors do not compound
         assert_close("x_0 returned", x0_, xs[0].numpy())

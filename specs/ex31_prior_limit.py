@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from ddpm.losses import prior_kl
 from ddpm.schedule import Schedule, linear_schedule
+from specs._bind import alpha_bar, linear_betas
 from specs._bind import alpha_bar as alpha_bar_at
 from specs._bind import assert_close, examples, reference, vectors
 from specs._sym import Derivation, equal, x0
@@ -32,9 +33,7 @@ a_bar = sp.Symbol("alpha_bar_T", positive=True)
 
 def linear_alpha_bar(steps: int, first: str = "1e-4", last: str = "0.02") -> mpmath.mpf:
     """alpha_bar_T of the linear schedule [Ho20 §4], at 50 digits from the exact decimal endpoints."""
-    with mpmath.workdps(50):
-        b1, bT = mpmath.mpf(first), mpmath.mpf(last)
-        return mpmath.fprod(1 - (b1 + (bT - b1) * i / max(steps - 1, 1)) for i in range(steps))
+    return alpha_bar(linear_betas(steps, first, last), steps, dps=50)
 
 
 def derivation(kl=sheet_kl) -> Derivation:

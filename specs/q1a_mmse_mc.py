@@ -6,7 +6,7 @@ m(y) = E[x | y] = ``GaussianMixture.posterior_mean(y, 1, sigma)``.
 1. Orthogonality: E[(x - m(y)) g(y)] = 0 for g = 1, y, tanh(y), sin(2 y) (one ``check_mc`` call).
 2. The risk of m + delta h exceeds that of m by exactly delta^2 E[h(y)^2]: delta^2 for h = 1 and
    delta^2 (E[x^2] + sigma^2) for h(y) = y (paired differences on one sample).
-3. A small network trained on the loss approaches m: its excess risk E[(f(y) - m(y))^2], integrated
+3. (slow tier: no provable false-alarm rate, see the tests) A small network trained on the loss approaches m: its excess risk E[(f(y) - m(y))^2], integrated
    over p(y) on a grid (deterministic given the trained net), closes at least 99% of the gap
    between the best constant predictor (risk Var(x)) and m (the Bayes risk).
 """
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from ddpm.oracles import GaussianMixture
-from ddpm.stats import check_mc, mean_stderr
+from ddpm.stats import MonteCarloCheck, assert_power, check_mc, mean_stderr
 
 MIXTURE = GaussianMixture.isotropic([0.3, 0.5, 0.2], [[-2.0], [0.5], [3.0]], [0.5, 0.7, 0.4])
 SIGMA, DELTA = 0.8, 0.1
@@ -35,15 +35,17 @@ def posterior_mean(y: torch.Tensor) -> torch.Tensor:
     return MIXTURE.posterior_mean(y, 1.0, SIGMA)
 
 
-def check_orthogonality(n: int, generator: torch.Generator, *, estimator=posterior_mean):
+def check_orthogonality(n: int, generator: torch.Generator, *, estimator=posterior_mean,
+                        raise_on_fail: bool = True) -> MonteCarloCheck:
     """E[(x - m(y)) g(y)] = 0 for g = 1, y, tanh(y), sin(2y)."""
     x, y = draw(n, generator)
     residual = x - estimator(y)
     values = torch.cat([residual * g for g in (torch.ones_like(y), y, torch.tanh(y), torch.sin(2 * y))], 1)
-    return check_mc("E[(x - E[x | y]) g(y)] = 0", *mean_stderr(values), 0.0, n)
+    return check_mc("E[(x - E[x | y]) g(y)] = 0", *mean_stderr(values), 0.0, n, raise_on_fail=raise_on_fail)
 
 
-def check_risk_margin(n: int, generator: torch.Generator, *, estimator=posterior_mean):
+def check_risk_margin(n: int, generator: torch.Generator, *, estimator=posterior_mean,
+                      raise_on_fail: bool = True) -> MonteCarloCheck:
     """Risk(m + delta h) - Risk(m) = delta^2 E[h^2] for h = 1 and h(y) = y."""
     x, y = draw(n, generator)
     m = estimator(y)
@@ -51,7 +53,8 @@ def check_risk_margin(n: int, generator: torch.Generator, *, estimator=posterior
     values = torch.cat([(m + DELTA - x) ** 2 - risk, (m + DELTA * y - x) ** 2 - risk], 1)
     second_moment_x = float(MIXTURE.weights @ (MIXTURE.means[:, 0] ** 2 + MIXTURE.covs))
     expected = torch.tensor([DELTA**2, DELTA**2 * (second_moment_x + SIGMA**2)], dtype=torch.float64)
-    return check_mc("risk margin of perturbed estimators", *mean_stderr(values), expected, n)
+    return check_mc("risk margin of perturbed estimators", *mean_stderr(values), expected, n,
+                    raise_on_fail=raise_on_fail)
 
 
 def _over_p_y(f) -> float:
@@ -97,8 +100,7 @@ def test_q1a_orthogonality(gen):
 
 def test_q1a_orthogonality_rejects_planted_shrinkage(gen):
     # z ~ 30 at n = 4e4 for both checks, > 3k ~ 15.5
-    with pytest.raises(AssertionError):
-        check_orthogonality(N, gen, estimator=_shrunk)
+    assert_power(check_orthogonality(N, gen, estimator=_shrunk, raise_on_fail=False))
 
 
 def test_q1a_risk_margin(gen):
@@ -106,14 +108,17 @@ def test_q1a_risk_margin(gen):
 
 
 def test_q1a_risk_margin_rejects_planted_shrinkage(gen):
-    with pytest.raises(AssertionError):
-        check_risk_margin(N, gen, estimator=_shrunk)
+    assert_power(check_risk_margin(N, gen, estimator=_shrunk, raise_on_fail=False))
 
 
+# The network check depends on optimisation, so no false-alarm rate can be proved for it: it runs in the
+# slow tier, with its rate measured by rerunning it under --seed (README, "Statistical checks").
+@pytest.mark.slow
 def test_q1a_network_approaches_posterior_mean(gen):
     check_network_approaches_posterior_mean(gen)
 
 
+@pytest.mark.slow
 def test_q1a_network_rejects_planted_wrong_loss(gen):
     # regressing on x + 0.5 leaves an excess risk of 0.25, about 8% of the gap (the correct loss: ~0.1%)
     with pytest.raises(AssertionError):

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ddpm.oracles import GaussianMixture
-from ddpm.stats import check_mc, mean_stderr
+from ddpm.stats import MonteCarloCheck, assert_power, check_mc, mean_stderr
 
 MIXTURE = GaussianMixture.isotropic([0.4, 0.6], [[-1.5, 0.5], [1.0, -0.5]], [0.4, 0.6])
 DATASET = GaussianMixture.finite(torch.tensor([[-1.0, -1.0], [1.0, 0.0], [0.0, 1.5], [2.0, 2.0]]))
@@ -45,7 +45,8 @@ def conditional_eps_mc(mixture: GaussianMixture, x: Tensor, sigma: float, x0: Te
     return ratio, stderr
 
 
-def check_eps_star_is_conditional_mean(mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None):
+def check_eps_star_is_conditional_mean(mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None,
+                                       raise_on_fail: bool = True) -> MonteCarloCheck:
     """``eps_star(x, 1, sigma)`` (default the oracle's) against importance sampling at ``POINTS`` x ``SIGMAS``."""
     eps_star = mixture.eps_star if eps_star is None else eps_star
     x0 = mixture.sample(n, generator)
@@ -54,7 +55,7 @@ def check_eps_star_is_conditional_mean(mixture: GaussianMixture, n: int, generat
         ratio, stderr = conditional_eps_mc(mixture, POINTS, sigma, x0)
         estimates.append(ratio), stderrs.append(stderr), expected.append(eps_star(POINTS, 1.0, sigma))
     return check_mc("E[eps | x_sigma] by importance sampling vs eps*", torch.stack(estimates),
-                    torch.stack(stderrs), torch.stack(expected), n)
+                    torch.stack(stderrs), torch.stack(expected), n, raise_on_fail=raise_on_fail)
 
 
 def trace_posterior_cov_eps(mixture: GaussianMixture, x: Tensor, sigma: float) -> Tensor:
@@ -80,7 +81,8 @@ def expected_over_p_sigma(mixture: GaussianMixture, sigma: float, f, points: int
     return float((weight * f(grid)).sum())
 
 
-def check_loss_minimum(mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None):
+def check_loss_minimum(mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None,
+                       raise_on_fail: bool = True) -> MonteCarloCheck:
     """Loss (1) at eps* and at eps* + delta h against the predicted minimum and margins, at each sigma."""
     eps_star = mixture.eps_star if eps_star is None else eps_star
     second_moment_x0 = float(mixture.weights @ ((mixture.means**2).sum(1) + mixture.dim * mixture.covs))
@@ -101,7 +103,8 @@ def check_loss_minimum(mixture: GaussianMixture, n: int, generator: torch.Genera
             est, se = mean_stderr(values)
             estimates.append(est), stderrs.append(se), expected.append(value)
     return check_mc("loss (1) at eps* and its raise by perturbations vs the predicted values",
-                    torch.stack(estimates), torch.stack(stderrs), torch.tensor(expected, dtype=torch.float64), n)
+                    torch.stack(estimates), torch.stack(stderrs), torch.tensor(expected, dtype=torch.float64), n,
+                    raise_on_fail=raise_on_fail)
 
 
 LAWS = pytest.mark.parametrize("mixture", [MIXTURE, DATASET], ids=["mixture", "dataset"])
@@ -120,8 +123,8 @@ def test_q1b_eps_star_is_conditional_mean(mixture, gen):
 @LAWS
 def test_q1b_eps_star_rejects_planted_sigma_squared(mixture, gen):
     # z > 100 >> 3k = 17 at n = 4e4, at the points where sigma^2 and sigma differ most (sigma = 0.5 and 2)
-    with pytest.raises(AssertionError):
-        check_eps_star_is_conditional_mean(mixture, N, gen, eps_star=_eps_star_sigma_squared(mixture))
+    assert_power(check_eps_star_is_conditional_mean(mixture, N, gen, eps_star=_eps_star_sigma_squared(mixture),
+                                                    raise_on_fail=False))
 
 
 @LAWS
@@ -132,5 +135,4 @@ def test_q1b_loss_minimum_and_margins(mixture, gen):
 @LAWS
 def test_q1b_loss_minimum_rejects_planted_sigma_squared(mixture, gen):
     # z > 150 at n = 4e4
-    with pytest.raises(AssertionError):
-        check_loss_minimum(mixture, N, gen, eps_star=_eps_star_sigma_squared(mixture))
+    assert_power(check_loss_minimum(mixture, N, gen, eps_star=_eps_star_sigma_squared(mixture), raise_on_fail=False))

@@ -162,10 +162,10 @@ def test_two_gaussians_share_check_rejects_the_weights_1_5_and_3_5(gen):
 
 
 def test_toy_dataset_by_name():
-    assert DATASETS == ("tg", "cb", "mnist")
+    assert DATASETS == ("tg", "cb", "swissroll", "mnist")
     assert isinstance(toy_dataset("tg"), TwoGaussians) and toy_dataset("tg").name == "tg"
     assert isinstance(toy_dataset("cb"), Chequerboard) and toy_dataset("cb").name == "cb"
-    with pytest.raises(ValueError, match=r"unknown toy data set 'moons'; expected one of \['cb', 'tg'\]"):
+    with pytest.raises(ValueError, match=r"unknown toy data set 'moons'; expected one of \['cb', 'swissroll', 'tg'\]"):
         toy_dataset("moons")
 
 

@@ -34,6 +34,9 @@ CONFIG = TrainConfig(
     seed=7,
 )
 ATOL, RTOL = 1e-5, 1e-4
+# Checkpoints at 2 and 4 fall inside the log intervals 1-3 and 4-5: the losses of an open interval are
+# averaged over the processes at a checkpoint, the rest at the log.
+CONFIG = replace(CONFIG, checkpoint_every=2, log_every=3)
 
 
 def _free_port() -> int:
@@ -73,6 +76,7 @@ def test_two_processes_equal_one(runs):
     ddp, ranks, single = runs
     assert ddp.step == single.step == CONFIG.steps
     assert_close_weights(ddp.model, single.model)
+    assert len(ddp.losses) == 2 and ddp.losses == pytest.approx(single.losses, rel=RTOL)  # the global batch's loss
     for state in ranks:  # every replica holds the same weights
         assert_close_weights(state, single.model)
 

@@ -208,7 +208,8 @@ def test_quality_report_counts_the_support(gen):
     assert report["support"] == 0.5 and report["log_prob"] == 0.0
     assert report["baseline_support"] == 1.0 and report["baseline_log_prob"] == 0.0
     assert report["p_value"] == pytest.approx(1 / 101)  # no random split is as far apart as model and truth
-    assert all(type(v) is float for v in report.values())
+    assert type(report["n"]) is int and type(report["n_permutations"]) is int and report["uniform"] is True
+    assert all(type(v) is float for k, v in report.items() if k not in ("n", "n_permutations", "uniform"))
 
 
 def test_quality_report_of_true_samples_matches_the_entropy(gen):
@@ -220,7 +221,7 @@ def test_quality_report_of_true_samples_matches_the_entropy(gen):
     gaussian = GaussianMixture.isotropic([1.0], [[0.0, 0.0]], 0.3)
     samples = gaussian.sample(3000, gen)
     report = quality_report(samples, gaussian, generator=gen)
-    assert report["n"] == 2000 and report["support"] == 1.0
+    assert report["n"] == 2000 and report["support"] == 1.0 and report["uniform"] is False
     expected, stderr = -math.log(2 * math.pi * 0.09) - 1, 1 / math.sqrt(2000)
     check_mc("mean log p of model samples", report["log_prob"], stderr, expected, 2000)
     check_mc("mean log p of true samples", report["baseline_log_prob"], stderr, expected, 2000)
@@ -234,8 +235,24 @@ def test_quality_report_uses_at_most_the_samples_given(gen):
 
 
 def test_format_report_has_one_line_per_item(gen):
-    report = quality_report(UnitSquare().sample(100, gen), UnitSquare(), n=100, n_permutations=20, generator=gen)
+    gaussian = GaussianMixture.isotropic([1.0], [[0.0, 0.0]], 0.3)
+    report = quality_report(gaussian.sample(100, gen), gaussian, n=100, n_permutations=20, generator=gen)
     lines = format_report(report).splitlines()
     assert len(lines) == 5
+    assert "100 model, 100 true (20 permutations)" in lines[0]
     assert f"{report['energy_distance']:.3e}" in lines[1] and f"{report['p_value']:.3f}" in lines[1]
+    assert f"mean log p(x) of model samples:   {report['log_prob']:.4f}" in lines[3]
     assert "100.0% inside the support" in lines[3]
+
+
+def test_format_report_of_a_uniform_density_reports_the_support_alone(gen):
+    """Uniform on its support (the Chequerboard, here the unit square): log p is one number inside, so the
+    model's and the truth's means are equal whatever the model; the report says so, once, and gives the shares."""
+    model = UnitSquare().sample(100, gen)
+    model[:25] += 2.0
+    report = quality_report(model, UnitSquare(), n=100, n_permutations=20, generator=gen)
+    assert report["uniform"] is True and report["log_prob"] == report["baseline_log_prob"] == 0.0
+    lines = format_report(report).splitlines()
+    assert len(lines) == 5 and not any(line.startswith("mean log p") for line in lines)
+    assert lines[3].startswith("model samples inside the support: 75.0%") and "uniform" in lines[3]
+    assert lines[4] == "true samples inside the support:  100.0%"

@@ -119,7 +119,23 @@ def _vlb_other_sigma(eps_model, s, x0, t, eps, sigma2="beta"):
     return vlb_terms(eps_model, s, x0, t, eps, {"beta": "beta_tilde", "beta_tilde": "beta"}[sigma2])
 
 
+def _q_sample_first_t(s, x0, t, eps):
+    """q_sample whose gather takes the first row's t for the whole batch."""
+    t0 = t.reshape(-1)[0]
+    return at(s.alpha_bar.sqrt(), t0, x0) * x0 + at(s.one_minus_alpha_bar.sqrt(), t0, x0) * eps
+
+
+def _q_sample_float32_cancellation(s, x0, t, eps):
+    """q_sample computing 1 - alpha_bar_t in the data's float32, where it cancels (beta_1 = 1e-4: 6e-4 off)."""
+    ab = at(s.alpha_bar, t, x0)
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+
+
 PLANTED_IMPLS = {
+    "eq12 batched float32: q_sample gathers the first row's t": lambda: eq12_eps_weight.check_batched_float32(
+        q_sample_=_q_sample_first_t),
+    "eq12 batched float32: 1 - alpha_bar in float32": lambda: eq12_eps_weight.check_batched_float32(
+        q_sample_=_q_sample_float32_cancellation),
     "eq07 posterior_mean_var: alpha for sqrt(alpha)": lambda: eq07_posterior.check_posterior(_posterior_alpha_not_sqrt),
     "ex33 normal_kl without -1": lambda: ex33_kl_to_mse.check_gaussian_kl(
         lambda m1, v1, m2, v2: normal_kl(m1, v1, m2, v2) + 0.5),

@@ -1,62 +1,60 @@
 """Networks the verifier hands to a student's DDPM: they record every call and answer as told.
 
-A probe stands where eps_theta(x_t, t) goes. It records the x it is given and the encoded t, and
-returns whatever its ``respond`` function says — zero, a chosen tensor, or the exact eps* of a known
-distribution — so that what the DDPM does with the answer can be read off exactly.
+A probe stands where eps_theta(x_t, t) goes. It records the x it is given, the t (as given: its
+shape and whether it is a tensor, and its values as float64), and the student's line that called it,
+and returns whatever its ``respond`` function says — zero, a chosen tensor, or the exact eps* of a
+known distribution — so that what the DDPM does with the answer can be read off exactly. It never
+raises on a wrong shape: the shapes are recorded and the parent judges them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Call", "Probe", "ShapeMismatch", "as_encoding"]
+from ddpm.verify.dtu.trace import site
+
+__all__ = ["Probe", "as_encoding"]
 
 
-class ShapeMismatch(Exception):
-    """The DDPM called the network with an x that is not shaped like the data."""
-
-
-@dataclass
-class Call:
-    """One call network(x, t): x as given (detached copy), t as float64 of shape (batch,), t's shape."""
-
-    x: Tensor
-    t: Tensor
-    t_shape: tuple[int, ...]
-    t_is_tensor: bool
-
-
-def as_encoding(t, batch: int) -> Tensor:
-    """The encoded time a DDPM passed, as float64 of shape (batch,) (a scalar is broadcast)."""
-    t = torch.as_tensor(t).detach().to(torch.float64)
+def as_encoding(t, batch: int) -> Tensor | None:
+    """The encoded time a DDPM passed, as float64 of shape (batch,) (a scalar is broadcast), or None."""
+    try:
+        t = torch.as_tensor(t).detach().to("cpu", torch.float64)
+    except Exception:  # noqa: BLE001 - whatever the student passed: recorded as unreadable
+        return None
     if t.numel() == 1:
         return t.reshape(1).expand(batch).clone()
     if t.numel() != batch:
-        raise ShapeMismatch(f"the network was given t of shape {tuple(t.shape)} for a batch of {batch}")
+        return None
     return t.reshape(batch).clone()
 
 
 class Probe(nn.Module):
     """A recording network; ``respond(x, t, call_index)`` gives its output (default: zeros).
 
-    ``shape`` is the data's shape: a call with an x of another shape raises :class:`ShapeMismatch`.
+    Each call appends ``{"x", "x_shape", "t", "t_shape", "t_kind", "site"}`` to ``calls``; ``keep_x``
+    False records x's shape but not its values (the law run, whose x the parent does not need).
     """
 
-    def __init__(self, shape: tuple[int, ...] | None = None,
-                 respond: Callable[[Tensor, Tensor, int], Tensor] | None = None):
+    def __init__(self, path: str, respond: Callable[[Tensor, Tensor | None, int], Tensor] | None = None,
+                 keep_x: bool = True):
         super().__init__()
-        self.shape, self.respond = shape, respond
-        self.calls: list[Call] = []
+        self.path, self.respond, self.keep_x = path, respond, keep_x
+        self.calls: list[dict] = []
 
     def forward(self, x: Tensor, t) -> Tensor:
-        if self.shape is not None and tuple(x.shape[1:]) != tuple(self.shape[1:]):
-            raise ShapeMismatch(f"the network was given x of shape {tuple(x.shape)} for data of shape {self.shape}")
-        call = Call(x.detach().clone(), as_encoding(t, x.shape[0]), tuple(torch.as_tensor(t).shape),
-                    isinstance(t, Tensor))
-        self.calls.append(call)
-        out = torch.zeros_like(x) if self.respond is None else self.respond(x.detach(), call.t, len(self.calls) - 1)
-        return out.to(dtype=x.dtype, device=x.device)
+        enc = as_encoding(t, x.shape[0] if x.dim() else 1)
+        kind = "tensor" if isinstance(t, Tensor) else type(t).__name__
+        self.calls.append({
+            "x": x.detach().to("cpu", torch.float32).clone() if self.keep_x else None,
+            "x_shape": list(x.shape), "t": enc, "t_shape": list(torch.as_tensor(t).shape) if enc is not None else [],
+            "t_kind": kind, "site": site(self.path, sys._getframe(1)) or "",
+        })
+        out = None if self.respond is None else self.respond(x.detach(), enc, len(self.calls) - 1)
+        if out is None or out.numel() != x.numel():
+            out = torch.zeros_like(x)
+        return out.reshape(x.shape).to(dtype=x.dtype, device=x.device)

@@ -1,61 +1,74 @@
-"""The specs ``ddpm verify`` runs, their outcomes, and the report: a table for people, JSON for graders.
+"""What ``ddpm verify`` says about a file: each spec's outcome, a course's decision, the report.
 
-Each spec is one claim of the paper about a template DDPM, named with the equation it comes from. Its
-outcome is ``pass``, ``fail`` (with one line saying what the file does instead) or ``skip`` (it could
-not be checked because a spec it rests on failed; the line says which).
+A course's ``decide`` (run in the parent, on the child's raw records) returns a :class:`Decision`:
+one :class:`Outcome` per spec of the course, notes, and either nothing wrong with the run, an
+``error`` (the file could not be loaded or run to the end of loading) or ``cannot_verify`` (the file
+runs, but the verifier cannot observe what it needs: its own generator, a stand-in for a missing
+package, an exotic tensor). An outcome is ``pass``, ``fail`` (the detail says what the file does
+instead and ``lines`` shows the student's lines involved) or ``undecided`` (the evidence is missing;
+the detail says why: "not decided: no step t = 1 ran"). Undecided is never a pass.
+
+Exit status: 0 every spec passes; 1 any spec fails; 2 the file cannot be verified (an error,
+cannot_verify, or undecided specs and no failure).
 """
 
 from __future__ import annotations
 
 import json
 import textwrap
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-__all__ = ["SPECS", "Outcome", "Report", "PASS", "FAIL", "SKIP"]
+__all__ = ["PASS", "FAIL", "UNDECIDED", "STATUSES", "Outcome", "Decision", "Report", "exit_status"]
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
-
-# id: (claim, citation), in the order they are checked and reported.
-SPECS = {
-    "schedule": ("beta, alpha, alpha_cumprod hold the linear schedule", "[Ho20 §2, §4]"),
-    "network_call": ("network(x_t, t) once a step, x_t shaped like x, t of shape (batch, 1)", "[02460 ex. 3.4]"),
-    "forward_mean": ("E[x_t | x_0] = sqrt(alpha_bar_t) x_0", "[Ho20 eq. 4]"),
-    "forward_noise": ("x_t - E[x_t | x_0] ~ N(0, (1 - alpha_bar_t) I)", "[Ho20 eq. 4]"),
-    "train_t": ("t ~ Uniform{1, ..., T}, drawn for each sample", "[Ho20 alg. 1]"),
-    "train_eps": ("eps ~ N(0, I) fresh for each sample and each call", "[Ho20 alg. 1]"),
-    "loss_value": ("negative_elbo = c ||eps - eps_theta(x_t, t)||^2 per sample, c > 0", "[Ho20 eq. 14]"),
-    "loss_mean": ("loss(x) = negative_elbo(x).mean()", "[02460 ex. 3.4]"),
-    "sample_prior": ("x_T ~ N(0, I)", "[Ho20 alg. 2 l. 1]"),
-    "sample_steps": ("steps t = T, T-1, ..., 1, each once", "[Ho20 alg. 2 l. 2]"),
-    "sample_mean": ("mean (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t)", "[Ho20 eq. 11]"),
-    "sample_sigma": ("sigma_t^2 = beta_t or beta_tilde_t at t > 1", "[Ho20 §3.2]"),
-    "sample_last_step": ("no noise at the last step: z = 0 at t = 1", "[Ho20 alg. 2 l. 3]"),
-    "sample_z": ("z ~ N(0, I) fresh at every step and for each sample", "[Ho20 alg. 2 l. 3]"),
-    "t_encoding": ("the network is told t the same way in training and sampling", "[Ho20 alg. 1-2]"),
-    "sample_law": ("with eps* of a Gaussian, samples follow Algorithm 2's exact law", "[Ho20 alg. 2; 6.S183 Q1b]"),
-}
+PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
+STATUSES = (PASS, FAIL, UNDECIDED)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The outcome of one spec: ``status`` is pass, fail or skip; ``message`` says why in plain words."""
+    """One spec's outcome: ``status`` pass, fail or undecided; ``detail`` in plain words; the spec's
+    citation; ``lines``, the student's source lines involved (``"ddpm.py:41  x_t = ..."``)."""
 
     spec: str
     status: str
-    message: str = ""
+    detail: str = ""
+    cites: str = ""
+    lines: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"an outcome's status is one of {STATUSES}, got {self.status!r}")
+        object.__setattr__(self, "lines", tuple(self.lines))
+
+
+def exit_status(outcomes: list[Outcome], error: str | None = None, cannot_verify: str | None = None) -> int:
+    """0 all pass; 1 any fail; 2 an error, cannot_verify, or undecided specs with no failure."""
+    if error or cannot_verify:
+        return 2
+    if any(o.status == FAIL for o in outcomes):
+        return 1
+    if not outcomes or any(o.status != PASS for o in outcomes):
+        return 2
+    return 0
+
+
+@dataclass
+class Decision:
+    """A course's verdict on one file, computed in the parent from the child's records alone."""
+
+    outcomes: list[Outcome]
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    cannot_verify: str | None = None
 
     @property
-    def claim(self) -> str:
-        return SPECS[self.spec][0]
-
-    @property
-    def cites(self) -> str:
-        return SPECS[self.spec][1]
+    def exit_status(self) -> int:
+        return exit_status(self.outcomes, self.error, self.cannot_verify)
 
 
 @dataclass
 class Report:
-    """Everything ``ddpm verify`` says about one file."""
+    """Everything ``ddpm verify`` says about one file; ``claims`` maps each spec to its claim in words."""
 
     file: str
     exit_status: int
@@ -63,33 +76,65 @@ class Report:
     outcomes: list[Outcome]
     notes: list[str]
     error: str = ""
+    cannot_verify: str = ""
+    course: str = "02460"
+    claims: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, file: str, decision: Decision, config: dict, course: str = "02460",
+           claims: dict[str, str] | None = None, notes: list[str] = ()) -> Report:
+        """The report of a decision (``notes`` are the parent's own, appended to the course's)."""
+        return cls(file, decision.exit_status, config, list(decision.outcomes), list(decision.notes) + list(notes),
+                   decision.error or "", decision.cannot_verify or "", course, dict(claims or {}))
+
+    def __post_init__(self) -> None:
+        if not self.claims:  # the course's own claims, when the caller gave none
+            from ddpm.verify.courses import COURSES
+            if self.course in COURSES:
+                self.claims = COURSES[self.course].claims()
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("claims")
+        data["outcomes"] = [dict(asdict(o), lines=list(o.lines), claim=self.claims.get(o.spec, ""))
+                            for o in self.outcomes]
+        return data
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["outcomes"] = [dict(asdict(o), claim=o.claim, cites=o.cites) for o in self.outcomes]
-        return json.dumps(data, indent=2)
+        return json.dumps(self.to_dict(), indent=2)
 
     def to_table(self, width: int = 112) -> str:
         c = self.config
-        lines = [f"ddpm verify {self.file}  (T = {c.get('T')}, beta {c.get('beta_1')}..{c.get('beta_T')}, "
-                 f"sigma {c.get('sigma')}, seed {c.get('seed')})"]
+        sigma = c.get("sigma")
+        sigma = "/".join(sigma) if isinstance(sigma, (list, tuple)) else sigma
+        if self.course == "6.S183":
+            lines = [f"ddpm verify {self.file}  (6.S183 pset 1: training_loop and samples, seed {c.get('seed')})"]
+        else:
+            lines = [f"ddpm verify {self.file}  (T = {c.get('T')}, beta {c.get('beta_1')}..{c.get('beta_T')}, "
+                     f"sigma {sigma}, seed {c.get('seed')})"]
         if self.error:
             lines.append(f"cannot verify: {self.error}")
-        if self.outcomes:
-            name_w = max(len(o.spec) for o in self.outcomes)
-            cite_w = max(len(o.cites) for o in self.outcomes)
-            lines.append(f"  {'spec':<{name_w}}  {'result':<6}  {'cites':<{cite_w}}  details")
-            indent = 2 + name_w + 2 + 6 + 2 + cite_w + 2
-            for o in self.outcomes:
-                head = f"  {o.spec:<{name_w}}  {o.status.upper() if o.status == FAIL else o.status:<6}  {o.cites:<{cite_w}}  "
-                text = o.message or o.claim
+        if self.cannot_verify:
+            lines.extend(textwrap.wrap(f"cannot verify: {self.cannot_verify}", width, subsequent_indent="  "))
+        shown = [o for o in self.outcomes if not (self.cannot_verify and o.status == UNDECIDED)]
+        if shown:
+            name_w = max(len(o.spec) for o in shown)
+            cite_w = max(len(o.cites) for o in shown)
+            status_w = max(len(UNDECIDED), 6)
+            lines.append(f"  {'spec':<{name_w}}  {'result':<{status_w}}  {'cites':<{cite_w}}  details")
+            indent = 2 + name_w + 2 + status_w + 2 + cite_w + 2
+            for o in shown:
+                status = o.status.upper() if o.status == FAIL else o.status
+                head = f"  {o.spec:<{name_w}}  {status:<{status_w}}  {o.cites:<{cite_w}}  "
+                text = o.detail or self.claims.get(o.spec, "")
                 body = textwrap.wrap(text, max(width - indent, 30)) or [""]
                 lines.append(head + body[0])
                 lines.extend(" " * indent + more for more in body[1:])
+                lines.extend(" " * indent + "> " + src for src in o.lines)
         for note in self.notes:
             lines.extend(textwrap.wrap(note, width, initial_indent="note: ", subsequent_indent="      "))
-        counts = {s: sum(o.status == s for o in self.outcomes) for s in (PASS, FAIL, SKIP)}
+        counts = {s: sum(o.status == s for o in self.outcomes) for s in STATUSES}
         verdict = {0: "all specs pass", 1: "some specs fail", 2: "not verified"}[self.exit_status]
-        lines.append(f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped: {verdict} "
+        lines.append(f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[UNDECIDED]} undecided: {verdict} "
                      f"(exit {self.exit_status})")
         return "\n".join(lines)

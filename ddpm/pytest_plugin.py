@@ -1,0 +1,91 @@
+"""A pytest plugin: ``pytest --ddpm-verify path/to/ddpm.py`` turns each spec of ``ddpm verify`` into a test.
+
+Registered through the ``pytest11`` entry point, so installing ``ddpm`` is enough. Each file given
+(a ``.py``, a notebook, or a directory of them; the option may repeat) is verified once, in the
+sandbox, when its first test runs; its specs are the tests ``path::spec``, and a failing or undecided
+spec fails with the report's text for it (the detail and the student's lines). Works with ``-k``,
+``--junitxml`` and the other reporting options like any test::
+
+    pytest --ddpm-verify ddpm.py --junitxml=report.xml -k "sample"
+"""
+
+from __future__ import annotations
+
+import pytest
+
+__all__ = ["VerifyFile", "VerifySpec", "pytest_addoption", "pytest_collection_modifyitems"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ddpm", "ddpm verify")
+    group.addoption("--ddpm-verify", action="append", default=[], metavar="PATH",
+                    help="verify a DDPM file, notebook or directory with ddpm verify: one test a spec (repeatable)")
+    group.addoption("--ddpm-verify-course", default=None, metavar="NAME",
+                    help="the course the files are written for (default: detected from each file)")
+    group.addoption("--ddpm-verify-timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="seconds each file may run once loading it begins (default: %(default)s)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect, so that they apply to the specs too
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    paths = config.getoption("ddpm_verify")
+    if not paths:
+        return
+    from ddpm.verify.runner import expand_paths
+
+    try:
+        files = expand_paths(paths)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--ddpm-verify: {exc}") from None
+    timeout = config.getoption("ddpm_verify_timeout")
+    if not timeout > 0:
+        raise pytest.UsageError(f"--ddpm-verify-timeout must be a positive number of seconds, got {timeout}")
+    for path in files:
+        items.extend(VerifyFile.from_parent(session, path=path.resolve()).collect())
+
+
+class SpecFailed(Exception):
+    """A spec that did not pass; the message is the report's text for it."""
+
+
+class VerifyFile(pytest.File):
+    """One file under ``ddpm verify``: its course's specs as items, one sandboxed run shared by all."""
+
+    _report = None
+
+    @property
+    def course(self):
+        from ddpm.verify.runner import course_for
+
+        return course_for(self.path, self.config.getoption("ddpm_verify_course"))
+
+    def collect(self):
+        return [VerifySpec.from_parent(self, name=spec) for spec in self.course.specs]
+
+    def report(self):
+        if self._report is None:
+            from ddpm.verify.runner import verify_file
+
+            self._report = verify_file(self.path, self.course, None, self.config.getoption("ddpm_verify_timeout"))
+        return self._report
+
+
+class VerifySpec(pytest.Item):
+    """One spec of one file: passes when the report says pass and the file could be verified."""
+
+    def runtest(self) -> None:
+        from ddpm.verify.formats import spec_text
+        from ddpm.verify.report import PASS
+
+        report = self.parent.report()
+        outcome = next((o for o in report.outcomes if o.spec == self.name), None)
+        if outcome is None or outcome.status != PASS or report.exit_status == 2:
+            raise SpecFailed(spec_text(report, self.name) or f"{self.name}: no outcome")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, SpecFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"ddpm verify {self.path.name}::{self.name}"

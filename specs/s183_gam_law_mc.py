@@ -1,0 +1,189 @@
+"""The gamma sampler on a Gaussian's eps* has a closed-form law; the ideal denoiser lands on points [PY23 App. A].
+
+The gamma sampler on the exact eps* of N(m, c I) is a scalar linear recursion with a closed-form output
+law; the ideal denoiser driving DDIM converges to its training points [6.S183 Q1b, Q2].
+
+(1) eps*(x, sigma) = sigma (x - m) / (c + sigma^2) for N(m, c I) (claim q1b), so with y = x - m every step
+of the gamma / mu sampler is y_{i+1} = (1 - d_i gam a_i) y_i - d_i (1 - gam) a_{i-1} y_{i-1} + eta_i z_i,
+a_i = sigma_i / (c + sigma_i^2), d_i = sigma_i - sigma_p,i (gam = 1 at the first step): the output is
+Gaussian, independently per coordinate, with the mean and variance that ``gaussian_gam_law`` propagates
+(derived below for one step; the propagation is the covariance of a linear map). The sampler's draws are
+held to that law — means and variances per coordinate, one ``check_mc`` at the suite's false-alarm rate
+— for gam = 1, 1.5, 2 at 10 and 20 steps of the notebook's schedule (and for the DDPM-like mu = 1/2).
+The three differ: for c = 0.25 at 10 steps the output scale over the exact flow's,
+sigma_max sqrt(c + sigma_min^2) / sqrt(c + sigma_max^2), is 0.83, 0.97 and 1.09; planted deviations —
+a sampler that ignores gam, the exact flow's law in place of the discrete one — are rejected at the
+same sample size. (2) The ideal denoiser eps* of a finite set (claim q1b with c_k = 0), driving DDIM from
+sigma_max to sigma_min = 1e-3 and a last step to 0 (which returns E[x_0 | x]), puts every sample on a
+training point (within 1e-6), where the exact eps* with sigma^2 for sigma does not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import sympy as sp
+import torch
+
+from ddpm.data import Swissroll
+from ddpm.oracles import SigmaOptimalEps
+from ddpm.sigma_sampler import DDIM, gam_mu_sample, gaussian_gam_law
+from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
+from ddpm.stats import check_mc
+from specs._sym import Derivation, equal
+from specs.q1b_optimal_eps import COMPONENT_MEAN, a, s
+from specs.q1b_optimal_eps import eps_star as eps_star_of
+from specs.q1b_optimal_eps import m as m_sym
+from specs.q1b_optimal_eps import x as x_sym
+
+M, C = torch.tensor([0.5, -0.25], dtype=torch.float64), 0.25
+GAMS, STEPS = (1.0, 1.5, 2.0), (10, 20)
+N = 20000
+
+sig, sig_prev, sig_p, eta, gam, c = sp.symbols("sigma_i sigma_i-1 sigma_p eta gamma c", positive=True)
+y, y_prev, zz = sp.symbols("y_i y_i-1 z", real=True)
+
+
+def derivation() -> Derivation:
+    d = Derivation(
+        "The gamma / mu sampler on the exact eps* of N(m, c I) is a scalar linear recursion "
+        "[PY23 App. A; 6.S183 Q1b, Q3]"
+    )
+    eps_star = eps_star_of(COMPONENT_MEAN).subs({a: 1, s: sig}).subs(sp.Symbol("c", positive=True), c)
+    d.step(
+        "eps* of N(m, c) at level sigma (claim q1b, a = 1, s = sigma), with y = x - m",
+        equal(eps_star.subs(x_sym, m_sym + y), sig * y / (c + sig**2), "eps* of a Gaussian"),
+    )
+    a_i, a_prev = sig / (c + sig**2), sig_prev / (c + sig_prev**2)
+    eps_bar = gam * a_i * y + (1 - gam) * a_prev * y_prev
+    step = y - (sig - sig_p) * eps_bar + eta * zz
+    d.step(
+        "One step: y' = y - (sigma - sigma_p) (gam eps*(x_i, sigma_i) + (1 - gam) eps*(x_{i-1}, sigma_{i-1})) + eta z",
+        sp.Eq(sp.Symbol("y_{i+1}"), sp.collect(sp.expand(step), [y, y_prev, zz])),
+    )
+    d.step(
+        "is linear in (y_i, y_{i-1}, z): y_{i+1} = A y_i + B y_{i-1} + eta z, "
+        "A = 1 - d gam a_i, B = -d (1 - gam) a_{i-1}",
+        equal(
+            step,
+            (1 - (sig - sig_p) * gam * a_i) * y - (sig - sig_p) * (1 - gam) * a_prev * y_prev + eta * zz,
+            "linearity",
+        ),
+    )
+    d.step(
+        "so from y_0 = sigma_max z_0 - m the output is Gaussian: "
+        "E and Cov of (y_i, y_{i-1}) propagate through (A, B, eta)",
+        "Var y_{i+1} = A^2 Var y_i + 2 A B Cov(y_i, y_{i-1}) + B^2 Var y_{i-1} + eta^2, "
+        "Cov(y_{i+1}, y_i) = A Var y_i + B Cov(y_i, y_{i-1})",
+    )
+    return d
+
+
+def exact_flow_scale(sigmas: torch.Tensor, c: float = C) -> float:
+    """The output scale of the exact ODE dx/dsigma = eps* from sigma_max z ((x - m) / sqrt(c + sigma^2) is constant)."""
+    top, bottom = float(sigmas[0]), float(sigmas[-1])
+    return top * math.sqrt(c + bottom**2) / math.sqrt(c + top**2)
+
+
+def check_sampler_law(
+    generator: torch.Generator,
+    n: int = N,
+    *,
+    mu: float = 0.0,
+    gams=GAMS,
+    steps=STEPS,
+    sampler=gam_mu_sample,
+    law=gaussian_gam_law,
+):
+    """Per configuration, the sampler's mean and variance per coordinate against ``law``; one check_mc for all."""
+    estimates, stderrs, expected = [], [], []
+    oracle = SigmaOptimalEps.gaussian(M, C)
+    for k in steps:
+        sigmas = sample_sigmas(log_linear_sigmas(), k)
+        for g in gams:
+            x = sampler(oracle, sigmas, shape=(n, 2), gam=g, mu=mu, generator=generator, dtype=torch.float64)
+            mean, std = law(M, C, sigmas, g, mu=mu) if mu else law(M, C, sigmas, g)
+            sq = (x - mean) ** 2
+            estimates += [x.mean(0), sq.mean(0)]
+            stderrs += [x.std(0) / math.sqrt(n), sq.std(0) / math.sqrt(n)]
+            expected += [mean, (std**2).expand(2)]
+    return check_mc(
+        f"gamma sampler (mu = {mu}) on N(m, c I) vs its closed-form law",
+        torch.cat(estimates),
+        torch.cat(stderrs),
+        torch.cat(expected),
+        n,
+    )
+
+
+def _ignores_gam(eps_model, sigmas, x=None, *, gam=1.0, **kwargs):
+    """Planted: the accelerated sampler that always takes gam = 1 (DDIM)."""
+    return gam_mu_sample(eps_model, sigmas, x, gam=1.0, **kwargs)
+
+
+def _exact_flow_law(m, c, sigmas, gam, x_scale=None):
+    """Planted: the exact flow's law (no discretisation error), mean m (1 - ratio), std sigma_max ratio."""
+    ratio = exact_flow_scale(sigmas, c) / float(sigmas[0])
+    return torch.as_tensor(m, dtype=torch.float64) * (1 - ratio), torch.tensor(
+        float(sigmas[0]) * ratio, dtype=torch.float64
+    )
+
+
+def ideal_denoiser_offsets(generator: torch.Generator, n: int = 2000, steps=(50, 200), eps_model=None) -> list[float]:
+    """Per number of steps, the largest distance from a DDIM sample (last step to 0) to its nearest Swissroll point."""
+    data = Swissroll()
+    eps_model = data.ideal_denoiser() if eps_model is None else eps_model
+    out = []
+    for k in steps:
+        sigmas = torch.cat([sample_sigmas(log_linear_sigmas(200, 1e-3, 10.0), k), torch.zeros(1, dtype=torch.float64)])
+        x = gam_mu_sample(eps_model, sigmas, shape=(n, 2), generator=generator, dtype=torch.float64, **DDIM)
+        out.append(float(torch.cdist(x, data.points).min(1).values.max()) if torch.isfinite(x).all() else math.inf)
+    return out
+
+
+def test_s183_gam_law_derivation():
+    derivation()
+
+
+def test_s183_gam_law_scales_differ_as_stated():
+    sigmas = sample_sigmas(log_linear_sigmas(), 10)
+    ratios = [float(gaussian_gam_law(M, C, sigmas, g).std) / exact_flow_scale(sigmas) for g in GAMS]
+    assert [round(r, 2) for r in ratios] == [0.83, 0.97, 1.09]
+
+
+def test_s183_gam_sampler_matches_its_law(gen):
+    check_sampler_law(gen)
+
+
+def test_s183_ddpm_sampler_matches_its_law(gen):
+    check_sampler_law(gen, mu=0.5, gams=(1.0,))
+
+
+def test_s183_gam_law_rejects_a_sampler_ignoring_gam(gen):
+    with pytest.raises(AssertionError):
+        check_sampler_law(gen, gams=(1.5,), steps=(10,), sampler=_ignores_gam)
+
+
+def test_s183_gam_law_rejects_the_exact_flows_law(gen):
+    with pytest.raises(AssertionError):
+        check_sampler_law(gen, gams=(1.0,), steps=(20,), law=_exact_flow_law)
+
+
+def test_s183_ideal_denoiser_ddim_converges_to_training_points(gen):
+    assert max(ideal_denoiser_offsets(gen, n=500, steps=(50,))) < 1e-6
+
+
+@pytest.mark.slow
+def test_s183_ideal_denoiser_ddim_converges_to_training_points_more_draws(gen):
+    assert max(ideal_denoiser_offsets(gen, n=4000, steps=(50, 200))) < 1e-6
+
+
+def test_s183_ideal_denoiser_rejects_planted_sigma_squared(gen):
+    ideal = Swissroll().ideal_denoiser()
+    planted = lambda x, sigma: ideal.mixture.eps_star(x, 1.0, sigma**2)  # noqa: E731
+    assert min(ideal_denoiser_offsets(gen, n=200, steps=(50,), eps_model=planted)) > 1e-3
+
+
+if __name__ == "__main__":
+    print(derivation())

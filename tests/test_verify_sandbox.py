@@ -1,0 +1,363 @@
+"""The sandbox of ``ddpm verify`` against hostile files: none passes, nothing escapes, nothing outlives verify.
+
+Two courses drive the files in ``tests/verify_hostile``: the sandbox's own probe course (the observer
+imports the file and emits ``answer()``; 42 passes), which runs in about a second a file and tests the
+child, the channel and the sandbox alone; and the 02460 course, which is what graders run. Every
+hostile file is a wrong DDPM (its ``sample`` returns zeros, its ``answer`` 0) plus an attack; each
+must end in exit 1 or 2, never 0, and the correct files of ``tests/verify_cases`` must keep exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ddpm.verify import sandbox
+from ddpm.verify.formats import summary_table, to_gradescope, to_json, to_junit
+from ddpm.verify.report import FAIL, PASS, UNDECIDED, Decision, Outcome, Report
+from ddpm.verify.runner import expand_paths, verify_file, verify_many
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTILE = Path(__file__).parent / "verify_hostile"
+CASES = Path(__file__).parent / "verify_cases"
+HOSTILE_FILES = sorted(p.name for p in HOSTILE.glob("h_*.py"))
+ORPHAN_MARK = "987.654321"
+
+sys.path.insert(0, str(ROOT))
+from tests.verify_hostile._probe_course import COURSE as PROBE  # noqa: E402 - the tests folder put on the path above
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox is Linux's")
+
+
+def probe(path: Path, **kw) -> Report:
+    return verify_file(path, PROBE, timeout=kw.pop("timeout", 120), **kw)
+
+
+def cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ddpm.verify", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def sleeps_left() -> list[str]:
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                cmd = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"sleep") and ORPHAN_MARK.encode() in cmd:
+                found.append(d)
+    return found
+
+
+def no_sleeps_left(seconds: float = 5.0) -> bool:
+    """Whether every marked sleep is gone, allowing a killed one a moment to vanish from /proc."""
+    deadline = time.monotonic() + seconds
+    while sleeps_left():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _kill_marked_sleeps():
+    yield
+    for pid in sleeps_left():  # a failed test must not leave its sleeps behind either
+        try:
+            os.kill(int(pid), 9)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The probe course: the child, the channel and the sandbox alone.
+
+def test_a_correct_file_passes_in_the_sandbox(tmp_path: Path) -> None:
+    good = tmp_path / "good.py"
+    good.write_text("import torch\n\ndef answer():\n    return int(torch.tensor(6 * 7))\n")
+    r = probe(good)
+    assert r.exit_status == 0, r.to_table()
+    assert [(o.spec, o.status) for o in r.outcomes] == [("answer", PASS), ("loaded", PASS)]
+    sandbox_note = next(n for n in r.notes if n.startswith("sandbox: "))
+    assert "limits: address space 3 GiB" in sandbox_note
+    if sandbox.landlock_abi() >= 1:
+        assert "Landlock ABI" in sandbox_note and "writes only in the private directory" in sandbox_note
+
+
+@pytest.mark.parametrize("name", HOSTILE_FILES)
+def test_no_hostile_file_passes_the_probe_course(name: str, tmp_path: Path) -> None:
+    folder = tmp_path / "student"
+    folder.mkdir()
+    shutil.copy(HOSTILE / name, folder / name)
+    r = probe(folder / name)
+    assert r.exit_status in (1, 2), r.to_table()
+    assert not any(o.spec == "answer" and o.status == PASS for o in r.outcomes), r.to_table()
+    assert not list(tmp_path.glob("**/pwned*")), "the file wrote outside its private directory"
+    assert no_sleeps_left(), "a process of the file outlived verify"
+
+
+def test_forged_result_files_and_frames_are_could_not_verify() -> None:
+    for name in ("h_result_file.py", "h_forged_frames.py"):
+        r = probe(HOSTILE / name)
+        assert r.exit_status == 2 and "not intact" in r.cannot_verify, r.to_table()
+    r = probe(HOSTILE / "h_exit_at_import.py")
+    assert r.exit_status == 2 and "ended before the verifier had finished" in r.cannot_verify
+
+
+def test_writes_outside_the_private_directory_are_blocked(tmp_path: Path) -> None:
+    if sandbox.landlock_abi() < 1:
+        pytest.skip("this kernel has no Landlock: writes outside cannot be blocked without root")
+    folder = tmp_path / "student"
+    folder.mkdir()
+    shutil.copy(HOSTILE / "h_write_outside.py", folder / "f.py")
+    r = probe(folder / "f.py")
+    out = " ".join(r.notes)
+    assert "BLOCKED" in out and "WROTE" not in out, out
+    assert not (folder / "pwned_here.txt").exists() and not (tmp_path / "pwned_above.txt").exists()
+
+
+def test_the_graders_environment_is_not_visible(monkeypatch) -> None:
+    monkeypatch.setenv("DDPM_GRADER_CANARY_SECRET", "canary-7f3a9c")
+    r = probe(HOSTILE / "h_env.py")
+    seen = next(n for n in r.notes if "ENV-SEEN" in n)  # the file did look, and said what it saw
+    assert "canary-7f3a9c" not in seen and "DDPM_GRADER_CANARY_SECRET" not in seen, seen
+
+
+def test_nothing_outlives_verify() -> None:
+    r = probe(HOSTILE / "h_orphans.py")
+    assert r.exit_status == 1
+    assert no_sleeps_left()
+
+
+def test_huge_output_is_counted_and_dropped_with_the_parent_bounded(tmp_path: Path) -> None:
+    code = ("import json, resource, sys; sys.path.insert(0, sys.argv[2]);"
+            "from tests.verify_hostile._probe_course import COURSE;"
+            "from ddpm.verify.runner import verify_file;"
+            "r = verify_file(sys.argv[1], COURSE, timeout=300);"
+            "print(json.dumps({'rss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'notes': r.notes,"
+            "'exit': r.exit_status}))")
+    done = subprocess.run([sys.executable, "-c", code, str(HOSTILE / "h_print_huge.py"), str(ROOT)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    result = json.loads(done.stdout)
+    assert result["exit"] == 1
+    note = next(n for n in result["notes"] if "to stdout" in n)
+    assert f"wrote {200 * 2**20} bytes to stdout" in note and f"{200 * 2**20 - sandbox.OUTPUT_CAP} more bytes" in note
+    # the parent imports torch (~250 MiB); holding the output would add 200 MiB or more
+    assert result["rss_kib"] < 420 * 1024, result["rss_kib"]
+
+
+def test_a_huge_allocation_hits_the_limit_and_is_no_pass() -> None:
+    r = probe(HOSTILE / "h_alloc_huge.py")
+    assert r.exit_status == 1
+    assert "can't allocate memory" in r.outcomes[1].detail or "MemoryError" in r.outcomes[1].detail, r.to_table()
+
+
+def test_a_hang_is_stopped_at_the_time_limit_and_is_no_pass(tmp_path: Path) -> None:
+    hang = tmp_path / "hang.py"
+    hang.write_text("import subprocess, time\nsubprocess.Popen(['sleep', '987.654321'], start_new_session=True)\n"
+                    "def answer():\n    time.sleep(600)\n")
+    r = probe(hang, timeout=8)
+    assert r.exit_status == 2 and "did not finish within the time limit of 8 s" in r.cannot_verify
+    assert no_sleeps_left()
+
+
+def test_limits_hold_as_root_too(tmp_path: Path) -> None:
+    raise_it = tmp_path / "raise_limit.py"
+    raise_it.write_text("import resource\nresource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)\n"
+                        "def answer():\n    return 42\n")
+    r = probe(raise_it)
+    assert r.exit_status == 1 and r.outcomes[1].status == FAIL, r.to_table()
+    assert "ValueError" in r.outcomes[1].detail or "not allowed" in r.outcomes[1].detail
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The parent's rules and the output formats, on reports built by hand.
+
+def report(file: str, *statuses: str, error: str = "", cannot: str = "") -> Report:
+    outcomes = [Outcome(f"spec{i}", s, f"detail {i}" if s != PASS else "", "[Ho20 eq. 4]",
+                        ("ddpm.py:3  x = 1",) if s == FAIL else ()) for i, s in enumerate(statuses)]
+    d = Decision(outcomes, ["a note"], error or None, cannot or None)
+    return Report.of(file, d, {"T": 20}, claims={f"spec{i}": "a claim" for i in range(len(statuses))})
+
+
+def test_gradescope_results_follow_the_autograder_format() -> None:
+    reports = [report("a.py", PASS, PASS), report("b.py", PASS, FAIL), report("c.py", error="no DDPM")]
+    g = to_gradescope(reports)
+    assert g["score"] == 3.0 and len(g["tests"]) == 5
+    for t in g["tests"]:
+        assert set(t) == {"name", "score", "max_score", "status", "output"} and t["status"] in ("passed", "failed")
+    failed = [t for t in g["tests"] if t["status"] == "failed"]
+    assert failed[0]["name"] == "b.py: spec1 [Ho20 eq. 4]" and "ddpm.py:3  x = 1" in failed[0]["output"]
+    assert failed[1]["output"] == "no DDPM"
+
+
+def test_junit_has_a_testcase_per_spec_per_file() -> None:
+    xml = to_junit([report("a.py", PASS, FAIL), report("b.py", PASS, UNDECIDED)])
+    root = ET.fromstring(xml)
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == ["a.py", "b.py"]
+    cases = root.findall(".//testcase")
+    assert [(c.get("classname"), c.get("name")) for c in cases] == [("a.py", "spec0"), ("a.py", "spec1"),
+                                                                     ("b.py", "spec0"), ("b.py", "spec1")]
+    assert cases[1].find("failure") is not None and cases[3].find("error") is not None
+    assert suites[0].get("failures") == "1" and suites[1].get("errors") == "1"
+
+
+def test_summary_and_json_over_many_files() -> None:
+    reports = [report("a.py", PASS), report("b.py", FAIL), report("c.py", cannot="own generator")]
+    table = summary_table(reports)
+    assert "b.py" in table and "FAIL: spec0" in table and "cannot verify: own generator" in table
+    assert table.endswith("3 files: 1 pass, 1 fail, 1 could not be verified (exit 2)")
+    data = json.loads(to_json(reports))
+    assert data["exit_status"] == 2 and [f["file"] for f in data["files"]] == ["a.py", "b.py", "c.py"]
+
+
+def test_a_directory_stands_for_its_files(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "b.ipynb").write_text("{}")
+    (tmp_path / "c.txt").write_text("")
+    assert [p.name for p in expand_paths([tmp_path])] == ["a.py", "b.ipynb"]
+    with pytest.raises(ValueError, match="no such file or directory"):
+        expand_paths([tmp_path / "missing.py"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="without .py or .ipynb"):
+        expand_paths([empty])
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--T", "1"], "--T must be at least 2"),
+    (["--T", "100000"], "underflows in float32"),
+    (["--beta-1", "1.5"], "beta_1"),
+    (["--timeout", "0"], "--timeout must be a positive number"),
+    (["--timeout", "nan"], "--timeout must be a positive number"),
+])
+def test_bad_options_are_one_line_errors(args: list[str], words: str, tmp_path: Path) -> None:
+    done = cli(CASES / "correct_template.py", *args, cwd=tmp_path)
+    assert done.returncode == 2 and words in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_file_is_a_one_line_error_and_a_directory_is_not(tmp_path: Path) -> None:
+    done = cli(tmp_path / "nope.py", cwd=tmp_path)
+    assert done.returncode == 2 and "no such file or directory" in done.stderr and "Traceback" not in done.stderr
+    done = cli(tmp_path, cwd=tmp_path)
+    assert done.returncode == 2 and "without .py or .ipynb files" in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The 02460 course, as graders run it: hostile files never pass, correct files still do.
+
+def test_no_hostile_file_passes_the_02460_course(tmp_path: Path) -> None:
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name in HOSTILE_FILES:
+        shutil.copy(HOSTILE / name, folder / name)
+    reports = verify_many(expand_paths([folder]), "02460", timeout=300)
+    statuses = {Path(r.file).name: r.exit_status for r in reports}
+    assert sorted(statuses) == HOSTILE_FILES
+    assert all(s in (1, 2) for s in statuses.values()), {k: v for k, v in statuses.items() if v not in (1, 2)}
+    assert not list(tmp_path.glob("**/pwned*")) and no_sleeps_left()
+    by_name = {Path(r.file).name: r for r in reports}
+    assert "not intact" in by_name["h_forged_frames.py"].cannot_verify
+    assert by_name["h_exit_at_import.py"].exit_status == 2
+
+
+# every correct case but the one whose own generator the verifier cannot replay (exit 2 by design), and ours
+CORRECT = [p for p in sorted(CASES.glob("correct_*.py")) if p.stem != "correct_own_generator"]
+CORRECT.append(ROOT / "ddpm" / "verify" / "reference.py")
+
+
+@pytest.mark.parametrize("path", CORRECT, ids=lambda p: p.stem)
+def test_correct_files_still_pass_in_the_sandbox(path: Path) -> None:
+    r = verify_file(path, "02460", timeout=300)
+    assert r.exit_status == 0, r.to_table()
+
+
+def test_cli_over_a_directory_writes_the_table_gradescope_and_junit(tmp_path: Path) -> None:
+    folder = tmp_path / "class"
+    folder.mkdir()
+    shutil.copy(CASES / "correct_template.py", folder / "alice.py")
+    shutil.copy(CASES / "mutant_last_step_noise.py", folder / "bob.py")
+    shutil.copy(HOSTILE / "h_result_file.py", folder / "carol.py")
+    done = cli(folder, "--gradescope", tmp_path / "results.json", "--junit", tmp_path / "junit.xml", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "3 files: 1 pass, 1 fail, 1 could not be verified (exit 2)", done.stdout
+    assert any("bob.py" in line and "FAIL: sample_last_step" in line for line in lines)
+    g = json.loads((tmp_path / "results.json").read_text())
+    alice = [t for t in g["tests"] if t["name"].startswith("alice.py: ")]
+    assert len(alice) == 16 and all(t["status"] == "passed" for t in alice)
+    bob = {t["name"].split()[1]: t for t in g["tests"] if t["name"].startswith("bob.py: ")}
+    assert bob["sample_last_step"]["status"] == "failed" and "z = 0 at t = 1" in bob["sample_last_step"]["output"]
+    assert not any(t["status"] == "passed" for t in g["tests"] if t["name"].startswith("carol.py"))
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    assert len(root.findall("testsuite")) == 3 and len(root.findall(".//testcase")) == 48
+
+
+def test_the_command_kills_what_escaped_a_reaper() -> None:
+    code = ("import os, subprocess, sys; from ddpm.verify import sandbox; assert sandbox.adopt_orphans();"
+            "p = subprocess.Popen([sys.executable, '-c', \"import os, subprocess; subprocess.Popen(['sleep', "
+            f"'{ORPHAN_MARK}'], start_new_session=True); os._exit(0)\"]); p.wait();"
+            "print(sandbox.kill_adopted())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert int(done.stdout) >= 1 and no_sleeps_left(), done.stdout
+
+
+def test_the_parent_holds_a_decision_to_the_run() -> None:
+    from ddpm.verify.runner import _held_to_the_run
+
+    specs = {"a": ("claim a", "[x]"), "b": ("claim b", "[y]")}
+    # a spec the decision left out is undecided, never a pass; an unknown one is dropped with a note
+    d = _held_to_the_run(Decision([Outcome("a", PASS), Outcome("zzz", PASS)]), specs, None)
+    assert [(o.spec, o.status) for o in d.outcomes] == [("a", PASS), ("b", UNDECIDED)] and d.exit_status == 2
+    assert any("unknown spec 'zzz'" in n for n in d.notes)
+    # a spec decided twice is the verifier's bug: cannot verify
+    d = _held_to_the_run(Decision([Outcome("a", PASS), Outcome("a", FAIL), Outcome("b", PASS)]), specs, None)
+    assert d.exit_status == 2 and "decided twice" in d.cannot_verify
+    # a run that stopped early never passes: all pass becomes cannot verify; a failure seen is kept
+    d = _held_to_the_run(Decision([Outcome("a", PASS), Outcome("b", PASS)]), specs, "it hung")
+    assert d.exit_status == 2 and d.cannot_verify == "the run did not finish: it hung"
+    d = _held_to_the_run(Decision([Outcome("a", FAIL)]), specs, "it hung")
+    assert d.exit_status == 1 and "the run did not finish: it hung" in d.notes
+
+
+def test_a_decider_that_raises_is_could_not_verify(tmp_path: Path) -> None:
+    good = tmp_path / "good.py"
+    good.write_text("def answer():\n    return 42\n")
+
+    class Broken(type(PROBE)):
+        @staticmethod
+        def decide():
+            def decide(records, config):
+                raise KeyError("boom")
+            return decide
+
+    r = verify_file(good, Broken(), timeout=120)
+    assert r.exit_status == 2 and "internal error of the verifier while deciding: KeyError" in r.cannot_verify
+    assert all(o.status == UNDECIDED for o in r.outcomes)
+
+
+def test_the_process_limit_holds_as_root_too() -> None:
+    r = probe(HOSTILE / "h_fork_many.py")
+    started = int(next(n for n in r.notes if "STARTED" in n).split("STARTED ")[1].split("'")[0])
+    assert started < sandbox.Limits().processes, r.notes  # the file's own threads count too
+    assert r.exit_status == 1 and no_sleeps_left()
+
+
+def test_files_verified_in_parallel_cannot_reach_each_other(tmp_path: Path) -> None:
+    sleeper = tmp_path / "a_sleeper.py"
+    sleeper.write_text("import time\n\ndef answer():\n    time.sleep(25)\n    return 0\n")
+    reports = verify_many([sleeper, HOSTILE / "h_probe_siblings.py"], PROBE, None, 120, jobs=2)
+    seen = next(n for n in reports[1].notes if "PROBE" in n)
+    assert ":mem:" in seen and ":OPEN" not in seen, seen  # it found the sibling and could not open it
