@@ -24,7 +24,7 @@ VARIANCE_TYPE = {"beta": "fixed_large", "beta_tilde": "fixed_small"}
 
 
 class ShiftedTimesteps(nn.Module):
-    """The network called as diffusers calls it, ``model(x, timestep)`` with timestep in 0..T-1: t = timestep + 1."""
+    """The network called as diffusers does, ``model(x, timestep)``, timestep 0..T-1: t = timestep + 1."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -35,18 +35,27 @@ class ShiftedTimesteps(nn.Module):
 
 
 def peer_scheduler(schedule: Schedule, sigma2: str = "beta"):
-    """diffusers' ``DDPMScheduler`` set up as Algorithm 2 with ``schedule`` and sigma_t^2 = ``sigma2`` [Ho20 alg. 2]."""
+    """diffusers' ``DDPMScheduler`` as Algorithm 2: ``schedule``, sigma_t^2 = ``sigma2`` [Ho20 alg. 2]."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(
-        num_train_timesteps=schedule.T, trained_betas=schedule.betas.numpy(), variance_type=VARIANCE_TYPE[sigma2],
-        clip_sample=False, prediction_type="epsilon",
+        num_train_timesteps=schedule.T,
+        trained_betas=schedule.betas.numpy(),
+        variance_type=VARIANCE_TYPE[sigma2],
+        clip_sample=False,
+        prediction_type="epsilon",
     )
 
 
 @torch.no_grad()
-def peer_sample(model: nn.Module, scheduler, shape: Sequence[int], *, generator: torch.Generator | None = None,
-                device: torch.device | str = "cpu") -> Tensor:
+def peer_sample(
+    model: nn.Module,
+    scheduler,
+    shape: Sequence[int],
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """The denoising loop of diffusers' documentation: ``set_timesteps``, then ``step`` at each timestep.
 
     ``model`` is called as ``model(x, timestep)`` (wrap ddpm's networks in :class:`ShiftedTimesteps`).
@@ -61,9 +70,10 @@ def peer_sample(model: nn.Module, scheduler, shape: Sequence[int], *, generator:
     return x
 
 
-def peer_train_step(model: nn.Module, scheduler, optimizer: torch.optim.Optimizer, x0: Tensor, timesteps: Tensor,
-                    noise: Tensor) -> Tensor:
-    """The training step a diffusers user writes: ``add_noise``, the network, MSE, backward, optimizer step.
+def peer_train_step(
+    model: nn.Module, scheduler, optimizer: torch.optim.Optimizer, x0: Tensor, timesteps: Tensor, noise: Tensor
+) -> Tensor:
+    """The training step a diffusers user writes: ``add_noise``, network, MSE, backward, optimizer step.
 
     ``timesteps`` are diffusers' 0..T-1 (ddpm's t - 1).
     """

@@ -1,4 +1,4 @@
-"""Run the benchmarks, ours beside the peer, and write DIR/summary.json, DIR/report.md and DIR/speedup.png.
+"""Run the benchmarks, ours beside the peer; write DIR/summary.json, report.md and speedup.png.
 
     python benchmarks/report.py [--quick] [--device cpu|cuda|all] [--only SUBSTRING] [--threads N] --out DIR
 
@@ -17,12 +17,16 @@ import sys
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
 
 from benchmarks.timing import compare  # noqa: E402
 from benchmarks.workloads import Workload, workloads  # noqa: E402
 from ddpm.hostmem import keep_freed_host_memory  # noqa: E402
+from ddpm.plot import save_figure  # noqa: E402
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -37,12 +41,23 @@ def run(workload: Workload, peer_name: str) -> dict:
     result = compare(pair.ours, pair.peer, workload.device, rounds=workload.rounds, warmup=workload.warmup)
     diff = relative_difference(result.first_ours, result.first_peer)
     if not diff <= pair.rtol:
-        raise AssertionError(f"{workload.name}: ours and the peer disagree: relative difference {diff:.3g} > {pair.rtol:g}")
+        raise AssertionError(
+            f"{workload.name}: ours and the peer disagree: relative difference {diff:.3g} > {pair.rtol:g}"
+        )
     row = {
-        "workload": workload.name, "device": device_name(workload.device), "ours_s": result.ours_s,
-        "peer": peer_name, "peer_s": result.peer_s, "speedup": result.speedup, "kind": workload.kind,
-        "target": workload.target, "rounds": workload.rounds, "ours_times": result.ours, "peer_times": result.peer,
-        "relative_difference": diff, **pair.details(),
+        "workload": workload.name,
+        "device": device_name(workload.device),
+        "ours_s": result.ours_s,
+        "peer": peer_name,
+        "peer_s": result.peer_s,
+        "speedup": result.speedup,
+        "kind": workload.kind,
+        "target": workload.target,
+        "rounds": workload.rounds,
+        "ours_times": result.ours,
+        "peer_times": result.peer,
+        "relative_difference": diff,
+        **pair.details(),
     }
     if row.get("flops"):
         row["ours_flops_per_s"] = row["flops"] / row["ours_s"]
@@ -66,11 +81,18 @@ def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = f"{names[0]} x {len(names)}" if names else cpu
-    return {"cpu": cpu, "python": platform.python_version(), "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return {
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
 
 
 def verdict(row: dict) -> str:
@@ -79,7 +101,10 @@ def verdict(row: dict) -> str:
         checks.append(f"speedup >= {row['target']:g}: {'yes' if row['speedup'] >= row['target'] else 'NO'}")
     if row.get("ours_over_launch_floor") is not None:
         ok = row["ours_over_launch_floor"] <= 2
-        checks.append(f"{row['ours_over_launch_floor']:.2f} x launch floor ({row['launch_floor_s']:.4g} s): {'yes' if ok else 'NO'}")
+        checks.append(
+            f"{row['ours_over_launch_floor']:.2f} x launch floor ({row['launch_floor_s']:.4g} s): "
+            f"{'yes' if ok else 'NO'}"
+        )
     if row.get("fraction_of_bf16_peak") is not None:
         ok = row["fraction_of_bf16_peak"] >= 0.10
         checks.append(f"{100 * row['fraction_of_bf16_peak']:.1f}% of bf16 peak: {'yes' if ok else 'NO'}")
@@ -92,58 +117,92 @@ def verdict(row: dict) -> str:
 
 def write_report(rows: list[dict], info: dict, out: Path, quick: bool) -> None:
     lines = [
-        "# ddpm benchmarks: ours beside diffusers' DDPMScheduler loop", "",
+        "# ddpm benchmarks: ours beside diffusers' DDPMScheduler loop",
+        "",
         f"- machine: {info['cpu']}; GPU: {info['gpu'] or 'none'}",
-        f"- python {info['python']}, torch {info['torch']}, diffusers {info['diffusers']}, torch threads {info['threads']}",
+        f"- python {info['python']}, torch {info['torch']}, diffusers {info['diffusers']}, "
+        f"torch threads {info['threads']}",
         f"- mode: {'--quick' if quick else 'full'}; times are medians of interleaved rounds, in seconds",
-        f"- host memory: glibc's mmap and trim thresholds {'fixed for both sides (ddpm.hostmem)' if info['host_memory_kept'] else 'left as they were'}",
-        "", "| workload | device | ours (s) | peer (s) | speedup | rounds | checks |", "|---|---|---|---|---|---|---|",
+        "- host memory: glibc's mmap and trim thresholds "
+        + ("fixed for both sides (ddpm.hostmem)" if info["host_memory_kept"] else "left as they were"),
+        "",
+        "| workload | device | ours (s) | peer (s) | speedup | rounds | checks |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['workload']} | {r['device']} | {r['ours_s']:.4g} | {r['peer_s']:.4g} | "
-                     f"{r['speedup']:.2f}x | {r['rounds']} | {verdict(r)} |")
-    lines += ["", "speedup = peer_s / ours_s; the peer is the same network and weights driven by diffusers' "
-              "`DDPMScheduler` (documented loop for sampling; add_noise, MSE, backward, Adam for training); for the "
-              "`sigma_mlp` rows, the 6.S183 MLP through the VE-VP bridge in diffusers' `DDIMScheduler` loop "
-              "(add_noise, MSE, backward, AdamW for its training step).", "",
-              "![speedup](speedup.png)", ""]
+        lines.append(
+            f"| {r['workload']} | {r['device']} | {r['ours_s']:.4g} | {r['peer_s']:.4g} | "
+            f"{r['speedup']:.2f}x | {r['rounds']} | {verdict(r)} |"
+        )
+    lines += [
+        "",
+        "speedup = peer_s / ours_s; the peer is the same network and weights driven by diffusers' "
+        "`DDPMScheduler` (documented loop for sampling; add_noise, MSE, backward, Adam for training); for the "
+        "`sigma_mlp` rows, the 6.S183 MLP through the VE-VP bridge in diffusers' `DDIMScheduler` loop "
+        "(add_noise, MSE, backward, AdamW for its training step).",
+        "",
+        "![speedup](speedup.png)",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(lines))
     plot(rows, out / "speedup.png")
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def speedup_figure(rows: list[dict]) -> Figure:
+    """One bar a row: its speedup (peer_s / ours_s) on a log scale, a black tick at its target."""
     labels = [f"{r['workload']} [{r['device'].split()[0]}]" for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
-    ax.barh(labels, [r["speedup"] for r in rows], color=["tab:blue" if r["kind"] == "sample" else "tab:orange" for r in rows])
+    fig = Figure(figsize=(8, 0.45 * len(rows) + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    colours = ["tab:blue" if r["kind"] == "sample" else "tab:orange" for r in rows]
+    speedups = [r["speedup"] for r in rows]
+    lo, hi = min(speedups + [1.0]), max(speedups + [r["target"] or 1.0 for r in rows])
+    ax.barh(labels, speedups, color=colours)
     for i, r in enumerate(rows):
         if r.get("target") is not None:
             ax.plot([r["target"]] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
     ax.axvline(1.0, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
+    ticks = [v for v in (0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 50) if 0.8 * lo <= v <= 1.25 * hi]
+    ax.set_xticks(ticks, [f"{v:g}x" for v in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("speedup over diffusers' loop (peer_s / ours_s); black ticks: targets")
+    ax.legend(
+        handles=[Patch(color="tab:blue", label="sampling"), Patch(color="tab:orange", label="training step")],
+        loc="lower right",
+    )
+    ax.set_title("ddpm beside diffusers' DDPMScheduler loop")
     ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Write :func:`speedup_figure` of ``rows`` to ``path``, atomically."""
+    save_figure(speedup_figure(rows), path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and a shorter U-Net chain on CPU")
     parser.add_argument("--out", type=Path, required=True, help="folder for summary.json, report.md, speedup.png")
-    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
-                        help="cpu, cuda, or all (CPU always, and CUDA where one is present)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "all"),
+        default="all",
+        help="cpu, cuda, or all (CPU always, and CUDA where one is present)",
+    )
     parser.add_argument("--only", default=None, help="run only the workloads whose name contains this")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch's CPU threads for both sides (default: torch's own choice, one a core)")
-    parser.add_argument("--glibc-default-malloc", action="store_true",
-                        help="leave glibc's mmap and trim thresholds as they are (CPU times then depend on the "
-                             "process's history; see ddpm/hostmem.py)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch's CPU threads for both sides (default: torch's own choice, one a core)",
+    )
+    parser.add_argument(
+        "--glibc-default-malloc",
+        action="store_true",
+        help="leave glibc's mmap and trim thresholds as they are (CPU times then depend on the "
+        "process's history; see ddpm/hostmem.py)",
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -162,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rows.append(run(workload, f"diffusers {info['diffusers']} {workload.peer}" if workload.peer else peer_name))
             r = rows[-1]
-            print(f"{r['workload']:<28} {r['device']:<22} ours {r['ours_s']:.4g} s  peer {r['peer_s']:.4g} s  "
-                  f"speedup {r['speedup']:.2f}x  {verdict(r)}", flush=True)
+            print(
+                f"{r['workload']:<28} {r['device']:<22} ours {r['ours_s']:.4g} s  peer {r['peer_s']:.4g} s  "
+                f"speedup {r['speedup']:.2f}x  {verdict(r)}",
+                flush=True,
+            )
             (args.out / "summary.json").write_text(json.dumps(rows, indent=2))
     write_report(rows, info, args.out, args.quick)
     return 0

@@ -1,4 +1,4 @@
-"""The peer is apples to apples: with the same network, weights and noise, diffusers' loop draws our samples.
+"""The peer is apples to apples: same network, weights and noise; diffusers' loop draws our samples.
 
 diffusers keeps its coefficients in float32 (ours are float64, cast once), so the two agree to
 round-off, not bit for bit: 1000 steps stay within 1e-4 of the samples' size (observed ~1e-5).

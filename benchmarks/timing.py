@@ -1,4 +1,4 @@
-"""Timing done right: warm-up, interleaved A/B rounds, medians, and the device synchronised at the end.
+"""Timing done right: warm-up, interleaved A/B rounds, medians, the device synchronised at the end.
 
 On CUDA each timed region starts after ``torch.cuda.synchronize()`` and ends with another, so it
 holds exactly the work of one call; graph capture and compilation happen in the warm-up calls and
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -54,8 +54,9 @@ class Comparison:
         return self.peer_s / self.ours_s
 
 
-def compare(ours: Callable[[], object], peer: Callable[[], object], device: torch.device, *,
-            rounds: int, warmup: int = 1) -> Comparison:
+def compare(
+    ours: Callable[[], object], peer: Callable[[], object], device: torch.device, *, rounds: int, warmup: int = 1
+) -> Comparison:
     """Time ``ours`` and ``peer`` in ``rounds`` interleaved rounds after ``warmup`` calls of each.
 
     The order within a round alternates (ours first in even rounds, the peer first in odd ones), so
@@ -86,7 +87,7 @@ def kernels_launched(fn: Callable[[], object]) -> int:
 
 
 def graph_kernel_cost(device: torch.device, kernels: int = 2000, replays: int = 20) -> float:
-    """Seconds per kernel of a CUDA graph of ``kernels`` tiny kernels: the launch cost a replay cannot avoid."""
+    """Seconds per kernel of a CUDA graph of ``kernels`` tiny kernels: the launch cost a replay must pay."""
     x = torch.zeros(256, device=device)
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
@@ -103,8 +104,14 @@ def graph_kernel_cost(device: torch.device, kernels: int = 2000, replays: int = 
 
 
 # Dense (no sparsity) bfloat16 tensor-core peaks from the vendor's data sheets, in FLOP/s.
-PEAK_BF16 = {"H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 NVL": 835e12, "H100 PCIe": 756e12,
-             "H200": 989e12, "A100": 312e12}
+PEAK_BF16 = {
+    "H100 SXM": 989e12,
+    "H100 80GB HBM3": 989e12,
+    "H100 NVL": 835e12,
+    "H100 PCIe": 756e12,
+    "H200": 989e12,
+    "A100": 312e12,
+}
 
 
 def peak_bf16_flops(device: torch.device) -> float | None:

@@ -216,8 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(check=check_elbo, run=cmd_elbo)
 
-    p = sub.add_parser("derive", help="print a derivation of the specs (no NAME: list them)")
-    p.add_argument("name", nargs="?")
+    p = sub.add_parser("derive", help="print a derivation of the specs (no NAME: list them)",
+                       description="Print a derivation of the specs, step by step: unicode math for a terminal, "
+                                   "LaTeX for a handout, Markdown for a notebook cell.",
+                       epilog=_claims_listing(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", nargs="?", metavar="NAME", help="the claim (no NAME: list the claims; with --latex or "
+                                                           "--markdown, write every derivation)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--latex", action="store_true", help="a LaTeX article (amsmath) that pdflatex compiles")
+    fmt.add_argument("--markdown", action="store_true", help="Markdown with $$ math, e.g. for a Jupyter cell")
     p.set_defaults(run=cmd_derive)
 
     p = sub.add_parser("verify", help="run the specs against a DDPM written to the 02460 template")
@@ -561,16 +568,33 @@ def held_out(config: TrainConfig, n: int, mnist_root: str | None, *, seed: int) 
 # -- derive ------------------------------------------------------------------------------------------
 
 
-def cmd_derive(args: argparse.Namespace) -> int:
-    import specs
+def _claims_listing() -> str:
+    """The claims ``ddpm derive`` knows, one a line, for its --help."""
+    from specs import CLAIMS
 
-    if args.name is None:
+    return "claims:\n" + "\n".join(f"  {name:6s} {title}" for name, (_, title) in CLAIMS.items())
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    import importlib
+
+    import specs
+    from specs._sym import latex_document
+
+    if args.name is None and not (args.latex or args.markdown):
         for name, (module, title) in specs.CLAIMS.items():
             print(f"{name:8s} {title}  (specs/{module}.py)")
         return 0
-    if args.name not in specs.CLAIMS:
+    if args.name is not None and args.name not in specs.CLAIMS:
         raise ValueError(f"no claim named {args.name!r}; choose one of {', '.join(specs.CLAIMS)}")
-    print(specs.show(args.name))
+    derivations = [importlib.import_module(f"specs.{specs.CLAIMS[name][0]}").derivation()
+                   for name in ([args.name] if args.name else specs.CLAIMS)]
+    if args.latex:
+        print(latex_document([d.latex(standalone=False) for d in derivations]), end="")
+    elif args.markdown:
+        print("\n".join(d.markdown() for d in derivations), end="")
+    else:
+        print(derivations[0].render())
     return 0
 
 

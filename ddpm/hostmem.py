@@ -1,4 +1,4 @@
-"""Host memory for CPU tensors: keep freed buffers in the process rather than handing them back to the OS.
+"""Host memory for CPU tensors: keep freed buffers in the process rather than return them to the OS.
 
 torch allocates CPU tensors with the C library's ``malloc``. glibc serves a buffer above its mmap
 threshold (128 KiB at start, then moved by what the process has freed) with a fresh ``mmap``, and
@@ -28,7 +28,7 @@ def has_glibc() -> bool:
 
 
 def keep_freed_host_memory() -> bool:
-    """Fix glibc's mmap and trim thresholds for this process; returns False, changing nothing, without glibc.
+    """Fix glibc's mmap and trim thresholds for this process; without glibc, change nothing: False.
 
     A setting of the whole process, for programs that own theirs: the ``ddpm`` command and the
     benchmarks (which apply it to both sides alike) call it; the library never does.

@@ -1,11 +1,10 @@
-"""Pictures without a plotting library: a small PNG writer and three plots.
+"""Figures with matplotlib: samples over the true density, the loss, the trajectory, image grids.
 
-``scatter_over_density`` shows a toy model's samples over the true density, ``image_grid`` tiles
-image samples (MNIST), ``line_plot`` draws curves such as the training loss. A picture is built as
-an (H, W, 3) float array with values in [0, 1] and written as an 8-bit RGB PNG (W3C PNG
-specification, 2nd ed.): the signature, an IHDR chunk, one zlib-compressed IDAT chunk whose rows
-carry filter type 0, and IEND; every chunk ends with the CRC-32 of its type and data. Files are
-written atomically: to a temporary file in the same folder, then renamed over the target.
+Each ``*_figure`` function returns a ``matplotlib.figure.Figure`` built without pyplot, so no display
+and no global backend are involved (works headless, in scripts and in Jupyter, where a Figure shows
+itself); ``save_figure`` writes one atomically: to a temporary file in the same folder, then renamed
+over the target, so that an interrupted run never leaves half a PNG. The path-taking functions
+(``scatter_over_density``, ``loss_plot``, ``trajectory_plot``, ``image_grid``) build and save in one call.
 """
 
 from __future__ import annotations
@@ -13,174 +12,85 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import struct
 import tempfile
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch import Tensor
 
-__all__ = ["write_png", "colormap", "scatter_over_density", "image_grid", "line_plot"]
+__all__ = [
+    "samples_figure",
+    "loss_figure",
+    "trajectory_figure",
+    "image_grid_figure",
+    "save_figure",
+    "scatter_over_density",
+    "loss_plot",
+    "line_plot",
+    "trajectory_plot",
+    "image_grid",
+    "moving_average",
+    "tile_images",
+    "quality_title",
+]
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-# Anchor colours of a viridis-like map (dark purple, blue, teal, green, yellow): perceptually
-# ordered, readable in grey scale and by colour-blind readers; interpolated linearly in between.
-VIRIDIS_ANCHORS = np.array([
-    [0.267, 0.005, 0.329], [0.254, 0.265, 0.530], [0.164, 0.471, 0.558],
-    [0.135, 0.659, 0.518], [0.478, 0.821, 0.318], [0.993, 0.906, 0.144],
-])
-CURVE_COLOURS = np.array([  # one colour a curve, cycled
-    [0.12, 0.47, 0.71], [1.00, 0.50, 0.05], [0.17, 0.63, 0.17], [0.84, 0.15, 0.16], [0.58, 0.40, 0.74],
-])
-DOT_COLOUR = np.array([0.95, 0.1, 0.1])  # a red that stands out on every viridis colour
-BACKGROUND, FRAME, GRID = np.ones(3), np.zeros(3), np.full(3, 0.88)
-
-# A 3 x 5 bitmap font for numbers: each glyph is five rows of three pixels, "#" on.
-FONT = {
-    "0": ("###", "#.#", "#.#", "#.#", "###"), "1": (".#.", "##.", ".#.", ".#.", "###"),
-    "2": ("###", "..#", "###", "#..", "###"), "3": ("###", "..#", "###", "..#", "###"),
-    "4": ("#.#", "#.#", "###", "..#", "..#"), "5": ("###", "#..", "###", "..#", "###"),
-    "6": ("###", "#..", "###", "#.#", "###"), "7": ("###", "..#", "..#", "..#", "..#"),
-    "8": ("###", "#.#", "###", "#.#", "###"), "9": ("###", "#.#", "###", "..#", "###"),
-    "-": ("...", "...", "###", "...", "..."), "+": ("...", ".#.", "###", ".#.", "..."),
-    ".": ("...", "...", "...", "...", ".#."), "e": ("###", "#..", "###", "#..", "###"),
-}
-FONT_SCALE = 2  # each font pixel drawn as a 2 x 2 block: glyphs are 6 x 10 pixels
-MARGIN = 30  # pixels around the plot area, room for the numbers on the axes
+DOT_COLOUR = "tab:red"  # stands out on every colour of viridis
+DENSITY_MAP = "viridis"  # perceptually ordered, readable in grey scale and by colour-blind readers
 
 
-# -- PNG -------------------------------------------------------------------------------------------
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    """One PNG chunk: length, type, data and the CRC-32 of type and data."""
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write ``rgb`` (H, W, 3), floats in [0, 1] or uint8, as an 8-bit RGB PNG, atomically."""
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
-        raise ValueError(f"an RGB picture must have shape (H, W, 3) with H, W >= 1, got {rgb.shape}")
-    if rgb.dtype != np.uint8:
-        if not np.isfinite(rgb).all():
-            raise ValueError("an RGB picture must be finite")
-        rgb = np.round(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
-    height, width = rgb.shape[:2]
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgb.reshape(height, 3 * width)], axis=1)  # filter 0
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # bit depth 8, colour type 2 (RGB)
-    data = PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) \
-        + _chunk(b"IEND", b"")
-    _write_atomically(Path(path), data)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` (format from its suffix: .png, .pdf, .svg) atomically; return the path."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").lower() or "png"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fig.savefig(f, format=fmt, dpi=dpi)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return path
 
 
-# -- drawing ---------------------------------------------------------------------------------------
+def _numpy(v: Any) -> np.ndarray:
+    """``v`` (a sequence, array or tensor on any device) as a float64 numpy array."""
+    return torch.as_tensor(v, dtype=torch.float64).detach().cpu().numpy()
 
 
-def colormap(v: np.ndarray) -> np.ndarray:
-    """The viridis-like colour of each value in [0, 1] (clipped): shape (..., 3)."""
-    pos = np.clip(v, 0.0, 1.0) * (len(VIRIDIS_ANCHORS) - 1)
-    lo = np.minimum(pos.astype(int), len(VIRIDIS_ANCHORS) - 2)
-    frac = (pos - lo)[..., None]
-    return (1 - frac) * VIRIDIS_ANCHORS[lo] + frac * VIRIDIS_ANCHORS[lo + 1]
+# -- samples over the true density ----------------------------------------------------------------
 
 
-def _format_number(v: float) -> str:
-    """A short label in the font's characters: whole numbers in full, others to 3 significant digits."""
-    if v == int(v) and abs(v) < 1e7:
-        return str(int(v))
-    return f"{v:.3g}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
-
-
-def _text(canvas: np.ndarray, s: str, x: int, y: int, colour: np.ndarray, align: str = "left") -> None:
-    """Draw ``s`` with its top at row ``y`` and its left (``align="left"``) or right edge at column ``x``."""
-    if align == "right":
-        x -= (4 * len(s) - 1) * FONT_SCALE
-    for i, ch in enumerate(s):
-        for r, row in enumerate(FONT[ch]):
-            for c, on in enumerate(row):
-                if on == "#":
-                    top, left = y + r * FONT_SCALE, x + (4 * i + c) * FONT_SCALE
-                    if 0 <= top and 0 <= left:  # numpy would wrap negative indices around
-                        canvas[top:top + FONT_SCALE, left:left + FONT_SCALE] = colour
-
-
-def _frame(canvas: np.ndarray, top: int, left: int, height: int, width: int) -> None:
-    """A one-pixel box just outside the plot area canvas[top:top+height, left:left+width]."""
-    canvas[top - 1, left - 1:left + width + 1] = FRAME
-    canvas[top + height, left - 1:left + width + 1] = FRAME
-    canvas[top - 1:top + height + 1, left - 1] = FRAME
-    canvas[top - 1:top + height + 1, left + width] = FRAME
-
-
-def _axis_numbers(canvas: np.ndarray, top: int, left: int, height: int, width: int,
-                  xlim: tuple[float, float], ylim: tuple[float, float]) -> None:
-    """The min and max of each axis beside the plot area's corners."""
-    below, glyph_h = top + height + 5, 5 * FONT_SCALE
-    _text(canvas, _format_number(xlim[0]), left, below, FRAME, "left")
-    _text(canvas, _format_number(xlim[1]), left + width, below, FRAME, "right")
-    _text(canvas, _format_number(ylim[0]), left - 5, top + height - glyph_h, FRAME, "right")
-    _text(canvas, _format_number(ylim[1]), left - 5, top, FRAME, "right")
-
-
-def _canvas_with_axes(width: int, height: int, margin_left: int,
-                      aspect: float | None = None) -> tuple[np.ndarray, int, int, int, int]:
-    """A white canvas and its plot area (top, left, height, width) inside the margins.
-
-    With ``aspect`` (the plot area's width / height) the area is the largest of that shape that fits,
-    centred, so that a unit on the x axis is as long as one on the y axis.
-    """
-    h, w = height - 2 * MARGIN, width - margin_left - MARGIN
-    if aspect is not None:
-        h, w = min(h, round(w / aspect)), min(w, round(h * aspect))
-    if h < 8 or w < 8:
-        raise ValueError(f"a plot of {width} x {height} pixels leaves no room inside its margins; "
-                         f"use at least {margin_left + MARGIN + 8} x {2 * MARGIN + 8}")
-    top = MARGIN + (height - 2 * MARGIN - h) // 2
-    left = margin_left + (width - margin_left - MARGIN - w) // 2
-    return np.ones((height, width, 3)) * BACKGROUND, top, left, h, w
-
-
-def _label_width(*values: float) -> int:
-    """Pixels taken by the widest number label, plus a gap."""
-    return max(4 * len(_format_number(v)) - 1 for v in values) * FONT_SCALE + 10
-
-
-# -- plots -----------------------------------------------------------------------------------------
+def quality_title(report: Mapping[str, float]) -> str:
+    """The headline numbers of a ``ddpm.metrics.quality_report``, in one line for a figure's title."""
+    return (
+        f"energy distance {report['energy_distance']:.2e} (true vs true {report['baseline_energy_distance']:.2e}), "
+        f"p = {report['p_value']:.2f}; {100 * report['support']:.1f}% in the support"
+    )
 
 
 @torch.no_grad()
-def scatter_over_density(
-    path: str | os.PathLike,
+def samples_figure(
     samples: Tensor,
     log_prob: Callable[[Tensor], Tensor],
     extent: tuple[float, float, float, float] = (-1.5, 1.5, -1.5, 1.5),
-    size: int = 512,
-) -> None:
-    """2D ``samples`` as red dots over the density exp(log_prob), in a size x size PNG.
+    *,
+    report: Mapping[str, float] | None = None,
+    title: str = "model samples over the true density",
+    grid: int = 300,
+) -> Figure:
+    """2D ``samples`` as red dots over the density exp(log_prob) on a ``grid`` x ``grid`` mesh.
 
-    ``extent`` is (x_min, x_max, y_min, y_max); y points up. ``log_prob`` maps an (n, 2) float64
-    tensor to (n,) log-densities (-inf where the density is 0); the colour scale runs from 0 to the
-    largest density on the grid. Dots are alpha-blended when there are many, so that dense regions
-    show as solid and sparse ones as faint.
+    ``extent`` is (x_min, x_max, y_min, y_max). ``log_prob`` maps an (n, 2) float64 tensor to (n,)
+    log-densities (-inf where the density is 0). With a ``ddpm.metrics.quality_report`` the title
+    carries its numbers. Dots are translucent when there are many, so that dense regions show solid.
     """
     samples = torch.as_tensor(samples).detach().cpu().double()
     if samples.ndim != 2 or samples.shape[1] != 2:
@@ -188,48 +98,124 @@ def scatter_over_density(
     x_min, x_max, y_min, y_max = map(float, extent)
     if not (math.isfinite(x_max - x_min + y_max - y_min) and x_min < x_max and y_min < y_max):
         raise ValueError(f"extent must be finite (x_min, x_max, y_min, y_max) with min < max, got {extent}")
-    canvas, top, left, h, w = _canvas_with_axes(size, size, MARGIN + _label_width(y_min, y_max),
-                                                aspect=(x_max - x_min) / (y_max - y_min))
-
-    # The density at pixel centres: row 0 is y_max, column 0 is x_min.
-    xs = x_min + (np.arange(w) + 0.5) * (x_max - x_min) / w
-    ys = y_max - (np.arange(h) + 0.5) * (y_max - y_min) / h
-    grid = torch.from_numpy(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))
-    logp = torch.as_tensor(log_prob(grid)).detach().cpu().double().numpy().reshape(h, w)
+    xs = np.linspace(x_min, x_max, grid)
+    ys = np.linspace(y_min, y_max, grid)
+    mesh = torch.from_numpy(np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2))
+    logp = _numpy(log_prob(mesh)).reshape(grid, grid)
     if np.isnan(logp).any() or np.isposinf(logp).any():
         raise ValueError("log_prob returned NaN or +inf on the grid; expected finite values or -inf")
-    density = np.exp(logp - logp.max()) if np.isfinite(logp.max()) else np.zeros((h, w))
-    canvas[top:top + h, left:left + w] = colormap(density)
+    density = np.exp(logp)
 
-    # Dots: count the dots covering each pixel, then blend k dots of opacity a as 1 - (1 - a)^k.
+    fig = Figure(figsize=(6.4, 5.6), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(
+        density,
+        origin="lower",
+        extent=(x_min, x_max, y_min, y_max),
+        cmap=DENSITY_MAP,
+        aspect="equal",
+        interpolation="nearest",
+    )
+    fig.colorbar(image, ax=ax, label="true density p(x)", shrink=0.85)
     pts = samples.numpy()
-    pts = pts[np.isfinite(pts).all(axis=1)]
-    cols = np.floor((pts[:, 0] - x_min) / (x_max - x_min) * w).astype(int)
-    rows = np.floor((y_max - pts[:, 1]) / (y_max - y_min) * h).astype(int)
-    radius = max(1, size // 300)
-    counts = np.zeros((h, w))
-    for dr in range(-radius, radius + 1):
-        for dc in range(-radius, radius + 1):
-            if dr * dr + dc * dc <= radius * radius + radius:  # a small disc
-                r, c = rows + dr, cols + dc
-                inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-                np.add.at(counts, (r[inside], c[inside]), 1)
-    alpha = min(1.0, 1000 / max(len(pts), 1))
-    cover = (1 - (1 - alpha) ** counts)[..., None]
-    area = canvas[top:top + h, left:left + w]
-    canvas[top:top + h, left:left + w] = (1 - cover) * area + cover * DOT_COLOUR
-
-    _frame(canvas, top, left, h, w)
-    _axis_numbers(canvas, top, left, h, w, (x_min, x_max), (y_min, y_max))
-    write_png(path, canvas)
+    ax.scatter(
+        pts[:, 0],
+        pts[:, 1],
+        s=5,
+        color=DOT_COLOUR,
+        alpha=min(1.0, 1000 / max(len(pts), 1)) ** 0.5,
+        linewidths=0,
+        label=f"{len(pts)} model samples",
+    )
+    ax.set_xlim(x_min, x_max)
+    ax.set_ylim(y_min, y_max)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.legend(loc="upper right", markerscale=3, framealpha=0.9)
+    ax.set_title(title if report is None else f"{title}\n{quality_title(report)}", fontsize=10)
+    return fig
 
 
-def image_grid(path: str | os.PathLike, images: Tensor, nrow: int = 8, pad: int = 2) -> None:
-    """Tile ``images`` (N, 1 or 3, H, W), values in [0, 1] (clamped), ``nrow`` a row, into one PNG.
+def scatter_over_density(
+    path: str | os.PathLike,
+    samples: Tensor,
+    log_prob: Callable[[Tensor], Tensor],
+    extent: tuple[float, float, float, float] = (-1.5, 1.5, -1.5, 1.5),
+    report: Mapping[str, float] | None = None,
+) -> Path:
+    """Write :func:`samples_figure` of ``samples`` over exp(``log_prob``) to ``path``, atomically."""
+    return save_figure(samples_figure(samples, log_prob, extent, report=report), path)
 
-    Images are separated and framed by ``pad`` white pixels. A small grid is enlarged by the largest
-    integer factor that keeps its longer side within 512 pixels (nearest neighbour, so pixels stay
-    sharp). Map model outputs in [-1, 1] to [0, 1] by (x + 1) / 2 first.
+
+# -- the loss --------------------------------------------------------------------------------------
+
+
+def moving_average(values: Any, window: int) -> np.ndarray:
+    """The mean of each value and the up to ``window - 1`` before it (a trailing window)."""
+    v = _numpy(values)
+    if v.ndim != 1:
+        raise ValueError(f"values must be one-dimensional, got shape {v.shape}")
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    sums = np.concatenate([[0.0], np.cumsum(v)])
+    counts = np.minimum(np.arange(1, len(v) + 1), window)
+    return (sums[1:] - sums[np.arange(1, len(v) + 1) - counts]) / counts
+
+
+def loss_figure(losses: Any, steps: Any = None, *, window: int | None = None, title: str = "training loss") -> Figure:
+    """The loss against the training step on a log scale, with its trailing moving average.
+
+    ``steps`` defaults to 1, 2, ...; ``window`` (points in the average) to a tenth of the curve,
+    at least 1. The loss must be positive (L_simple is); non-finite points are left out.
+    """
+    y = _numpy(losses)
+    if y.ndim != 1 or len(y) < 1:
+        raise ValueError(f"losses must be a non-empty sequence of numbers, got shape {y.shape}")
+    x = np.arange(1, len(y) + 1, dtype=float) if steps is None else _numpy(steps)
+    if x.shape != y.shape:
+        raise ValueError(f"steps must have one value per loss ({len(y)}), got shape {x.shape}")
+    keep = np.isfinite(x) & np.isfinite(y)
+    if (y[keep] <= 0).any():
+        raise ValueError(f"a log-scale loss plot needs positive losses, got min {y[keep].min():.3g}")
+    if not keep.any():
+        raise ValueError("no finite loss to plot")
+    x, y = x[keep], y[keep]
+    window = window or max(1, len(y) // 10)
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(x, y, color="tab:blue", alpha=0.35, lw=1, label="loss")
+    ax.plot(x, moving_average(y, window), color="tab:blue", lw=2, label=f"moving average of {window} points")
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:.3g}")  # 0.2, 0.3 rather than 2 x 10^-1
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain if y.max() < 10 * y.min() else NullFormatter())  # label 2..9 within a decade
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (log scale)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def loss_plot(path: str | os.PathLike, losses: Any, steps: Any = None) -> Path:
+    """Write :func:`loss_figure` of ``losses`` (at ``steps``) to ``path``, atomically."""
+    return save_figure(loss_figure(losses, steps), path)
+
+
+def line_plot(path: str | os.PathLike, ys: Any, xs: Any = None) -> Path:
+    """:func:`loss_plot` under the name ``ddpm train`` calls: ``ys`` is the loss curve, or ``[curve]``."""
+    if isinstance(ys, (list, tuple)) and len(ys) == 1 and np.ndim(ys[0]) == 1:
+        ys = ys[0]
+    return loss_plot(path, ys, xs)
+
+
+# -- image grids -----------------------------------------------------------------------------------
+
+
+def tile_images(images: Tensor, nrow: int = 8, pad: int = 2) -> np.ndarray:
+    """Tile ``images`` (N, 1 or 3, H, W), values clamped to [0, 1], ``nrow`` a row: an (H', W', 3) array.
+
+    Images are separated and framed by ``pad`` white pixels; unused places are white.
     """
     images = torch.as_tensor(images).detach().cpu().double()
     if images.ndim != 4 or images.shape[1] not in (1, 3) or images.shape[0] < 1:
@@ -238,98 +224,91 @@ def image_grid(path: str | os.PathLike, images: Tensor, nrow: int = 8, pad: int 
         raise ValueError(f"nrow must be >= 1 and pad >= 0, got nrow={nrow}, pad={pad}")
     if torch.isnan(images).any():
         raise ValueError("images contain NaN")
-    n, c, h, w = images.shape
+    n, _, h, w = images.shape
     cols, rows = min(nrow, n), math.ceil(n / nrow)
     tiles = images.clamp(0, 1).expand(n, 3, h, w).permute(0, 2, 3, 1).numpy()
     grid = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, 3))
     for i, tile in enumerate(tiles):
         top, left = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
-        grid[top:top + h, left:left + w] = tile
-    scale = max(1, 512 // max(grid.shape[:2]))
-    write_png(path, grid.repeat(scale, axis=0).repeat(scale, axis=1))
+        grid[top : top + h, left : left + w] = tile
+    return grid
 
 
-def line_plot(
-    path: str | os.PathLike,
-    ys: Sequence[float] | Sequence[Sequence[float]] | Tensor | np.ndarray,
-    xs: Sequence[float] | Tensor | np.ndarray | None = None,
-    size: tuple[int, int] = (640, 360),
-) -> None:
-    """One curve, or several sharing ``xs`` (default 0, 1, ...), over a light grid; size = (width, height).
+def image_grid_figure(images: Tensor, nrow: int = 8, pad: int = 2, title: str | None = None) -> Figure:
+    """Images (N, 1 or 3, H, W) with values in [0, 1] tiled ``nrow`` a row, pixels kept sharp.
 
-    ``ys`` is one sequence of values or a sequence of them (a 2-D array is one curve a row), e.g.
-    ``[losses, moving_average]``. Non-finite values are skipped. The axes are labelled with their
-    minimum and maximum.
+    Map model outputs in [-1, 1] to [0, 1] by (x + 1) / 2 first.
     """
-    curves = [_numpy(y) for y in _as_curves(ys)]
-    length = len(curves[0])
-    if length < 1 or any(len(y) != length for y in curves):
-        raise ValueError(f"curves must be non-empty and of one length, got lengths {[len(y) for y in curves]}")
-    xs = np.arange(length, dtype=float) if xs is None else _numpy(xs)
-    if xs.shape != (length,):
-        raise ValueError(f"xs must have one value per point ({length}), got shape {xs.shape}")
-    finite = [np.isfinite(y) & np.isfinite(xs) for y in curves]
-    if not any(f.any() for f in finite):
-        raise ValueError("no finite point to plot")
-    x_lim = _limits(np.concatenate([xs[f] for f in finite]))
-    y_lim = _limits(np.concatenate([y[f] for y, f in zip(curves, finite)]))
-    width, height = size
-    canvas, top, left, h, w = _canvas_with_axes(width, height, MARGIN + _label_width(*y_lim))
-
-    for k in range(1, 5):  # a 4 x 4 grid of light lines
-        canvas[top + k * h // 4, left:left + w] = GRID
-        canvas[top:top + h, left + k * w // 4] = GRID
-    for i, (y, f) in enumerate(zip(curves, finite)):
-        px = (xs[f] - x_lim[0]) / (x_lim[1] - x_lim[0]) * (w - 1)
-        py = (y_lim[1] - y[f]) / (y_lim[1] - y_lim[0]) * (h - 1)
-        _polyline(canvas[top:top + h, left:left + w], px, py, CURVE_COLOURS[i % len(CURVE_COLOURS)])
-    _frame(canvas, top, left, h, w)
-    _axis_numbers(canvas, top, left, h, w, x_lim, y_lim)
-    write_png(path, canvas)
+    grid = tile_images(images, nrow, pad)
+    height, width = grid.shape[:2]
+    scale = 6.0 / max(height, width)
+    fig = Figure(
+        figsize=(max(width * scale, 1.0), max(height * scale, 1.0) + (0.4 if title else 0)), layout="constrained"
+    )
+    ax = fig.add_subplot()
+    ax.imshow(grid, interpolation="nearest", vmin=0, vmax=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return fig
 
 
-def _as_curves(ys) -> list:
-    """A list of curves from one sequence of numbers or a sequence of sequences."""
-    if isinstance(ys, (Tensor, np.ndarray)):
-        return [ys] if ys.ndim == 1 else list(ys)
-    ys = list(ys)
-    return ys if ys and not np.isscalar(ys[0]) and np.ndim(ys[0]) == 1 else [ys]
+def image_grid(path: str | os.PathLike, images: Tensor, nrow: int = 8, pad: int = 2, title: str | None = None) -> Path:
+    """Write :func:`image_grid_figure` of ``images`` (values in [0, 1]) to ``path``, atomically."""
+    return save_figure(image_grid_figure(images, nrow, pad, title), path)
 
 
-def _numpy(v) -> np.ndarray:
-    """``v`` (a sequence, array or tensor on any device) as a float64 numpy array."""
-    return torch.as_tensor(v, dtype=torch.float64).detach().cpu().numpy()
+# -- the sampling trajectory -----------------------------------------------------------------------
 
 
-def _limits(v: np.ndarray) -> tuple[float, float]:
-    """(min, max) of ``v``, widened around a single value so that the axis has a length."""
-    lo, hi = float(v.min()), float(v.max())
-    if lo == hi:
-        pad = abs(lo) * 0.05 or 1.0
-        lo, hi = lo - pad, hi + pad
-    return lo, hi
+def trajectory_figure(
+    trajectory: Tensor,
+    ts: Sequence[int] | None = None,
+    *,
+    extent: tuple[float, float, float, float] = (-3.0, 3.0, -3.0, 3.0),
+    n_images: int = 8,
+) -> Figure:
+    """x_t at a few t of one run of Algorithm 2: ``trajectory[t]`` is x_t, t = 0..T.
 
-
-def _polyline(area: np.ndarray, px: np.ndarray, py: np.ndarray, colour: np.ndarray) -> None:
-    """Join the points (px, py), in pixels, by two-pixel-wide straight segments.
-
-    A curve with more points than there are columns is first reduced to each column's minimum and
-    maximum, which draws the same envelope with a bounded number of segments.
+    That is the ``xs`` of ``ddpm.sampler.sample(..., return_trajectory=True)``. ``ts`` defaults to
+    T, 3T/4, T/2, T/4, T/10 and 0. 2D samples are drawn as one scatter a t within ``extent``; images
+    (batch, C, H, W) as one row a t of the first ``n_images``, mapped from [-1, 1] to [0, 1].
     """
-    h, w = area.shape[:2]
-    if len(px) > 2 * w:
-        col = np.round(px).astype(int)
-        lo, hi = np.full(w, np.inf), np.full(w, -np.inf)
-        np.minimum.at(lo, col, py)
-        np.maximum.at(hi, col, py)
-        used = np.flatnonzero(np.isfinite(lo))
-        px, py = np.repeat(used, 2).astype(float), np.stack([lo[used], hi[used]], axis=1).reshape(-1)
-    if len(px) == 1:
-        px, py = np.repeat(px, 2), np.repeat(py, 2)
-    steps = np.ceil(np.maximum(np.abs(np.diff(px)), np.abs(np.diff(py)))).astype(int) + 1  # per segment
-    seg = np.repeat(np.arange(len(steps)), steps)
-    frac = (np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps)) / np.maximum(steps[seg] - 1, 1)
-    x = np.round(px[seg] + frac * (px[seg + 1] - px[seg])).astype(int)
-    y = np.round(py[seg] + frac * (py[seg + 1] - py[seg])).astype(int)
-    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        area[np.clip(y + dy, 0, h - 1), np.clip(x + dx, 0, w - 1)] = colour
+    trajectory = torch.as_tensor(trajectory).detach().cpu()
+    if trajectory.ndim not in (3, 5) or (trajectory.ndim == 3 and trajectory.shape[2] != 2):
+        raise ValueError(
+            f"trajectory must have shape (T + 1, n, 2) or (T + 1, n, C, H, W), got {tuple(trajectory.shape)}"
+        )
+    T = trajectory.shape[0] - 1
+    if ts is None:
+        ts = sorted({T, round(0.75 * T), T // 2, T // 4, T // 10, 0}, reverse=True)
+    bad = [t for t in ts if not 0 <= t <= T]
+    if bad or not ts:
+        raise ValueError(f"ts must be steps in 0..{T}, got {list(ts)}")
+    if trajectory.ndim == 3:
+        fig = Figure(figsize=(2.4 * len(ts), 2.8), layout="constrained")
+        axes = fig.subplots(1, len(ts), sharex=True, sharey=True, squeeze=False)[0]
+        for ax, t in zip(axes, ts):
+            pts = trajectory[t].double().numpy()
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, color=DOT_COLOUR, alpha=min(1.0, 300 / len(pts)) ** 0.5, linewidths=0)
+            ax.set_title(f"$x_{{{t}}}$", fontsize=11)
+            ax.set_xlim(extent[0], extent[1])
+            ax.set_ylim(extent[2], extent[3])
+            ax.set_aspect("equal")
+            ax.set_xlabel("$x_1$")
+        axes[0].set_ylabel("$x_2$")
+    else:
+        fig = Figure(figsize=(1.0 * min(n_images, trajectory.shape[1]) + 0.8, 1.0 * len(ts)), layout="constrained")
+        axes = fig.subplots(len(ts), 1, squeeze=False)[:, 0]
+        for ax, t in zip(axes, ts):
+            ax.imshow(tile_images((trajectory[t, :n_images].double() + 1) / 2, nrow=n_images), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_ylabel(f"$x_{{{t}}}$", rotation=0, labelpad=18, va="center")
+    fig.suptitle("sampling trajectory (Algorithm 2): $x_t$ from $t = T$ to $0$")
+    return fig
+
+
+def trajectory_plot(path: str | os.PathLike, trajectory: Tensor, ts: Sequence[int] | None = None, **kwargs) -> Path:
+    """Write :func:`trajectory_figure` of ``trajectory`` to ``path``, atomically."""
+    return save_figure(trajectory_figure(trajectory, ts, **kwargs), path)

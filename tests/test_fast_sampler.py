@@ -1,4 +1,4 @@
-"""The fast sampler is Algorithm 2: equal to the plain ``sample`` for the same noise, and it passes its specs [Ho20 alg. 2].
+"""The fast sampler is Algorithm 2: ``sample``'s draw for the same noise, and its specs [Ho20 alg. 2].
 
 Equality is checked in float64, where the only differences are the order of rounding (a fused
 multiply-add, a scalar coefficient rounded once): 50 to 1000 steps of a network keep them below 1e-10 of
@@ -98,11 +98,13 @@ def test_fast_linear_eps_matches_recursion(sigma2, gen):
 
 
 def planted(corrupt):
-    """The fast sampler with one of its precomputed coefficient lists replaced by ``corrupt(sampler, schedule)``."""
+    """The fast sampler with one precomputed coefficient list replaced by ``corrupt(sampler, schedule)``."""
+
     def sampler(eps_model, schedule, shape, *, sigma2, generator, dtype):
         fast = FastSampler(eps_model, schedule, shape, sigma2=sigma2, generator=generator, dtype=dtype)
         corrupt(fast, schedule)
         return fast()
+
     return sampler
 
 

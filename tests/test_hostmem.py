@@ -36,8 +36,11 @@ def page_faults(mode: str) -> int:
     return int(done.stdout)
 
 
-@pytest.mark.skipif(not hostmem.has_glibc(), reason="mallopt's thresholds exist in glibc only; elsewhere "
-                    "keep_freed_host_memory changes nothing, as the next test checks")
+@pytest.mark.skipif(
+    not hostmem.has_glibc(),
+    reason="mallopt's thresholds exist in glibc only; elsewhere "
+    "keep_freed_host_memory changes nothing, as the next test checks",
+)
 def test_fixed_thresholds_stop_the_page_faults():
     pages = 2 * 80 * (5000 * 64 * 4 // 4096)  # two fresh buffers a step, every page touched once
     assert page_faults("default") > pages // 2  # the measurement sees the faults where they happen

@@ -22,19 +22,22 @@ def steps(n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def randomise_output(net: UNet, gen: torch.Generator) -> UNet:
-    """Give the zero-initialised output convolution random weights, so that the output depends on the input."""
+    """Give the zero-initialised output convolution random weights: the output then depends on the input."""
     with torch.no_grad():
         for p in net.conv_out.parameters():
             p.copy_(0.1 * torch.randn(p.shape, generator=gen))
     return net
 
 
-@pytest.mark.parametrize("name, config, shape", [
-    ("fc", dict(input_dim=2), (5, 2)),
-    ("fc", dict(input_dim=784, num_hidden=16, num_layers=3, activation="silu"), (5, 1, 28, 28)),
-    ("unet", SMALL_UNET, (5, 1, 28, 28)),
-    ("unet", dict(SMALL_UNET, attention=False), (5, 1, 28, 28)),
-])
+@pytest.mark.parametrize(
+    "name, config, shape",
+    [
+        ("fc", dict(input_dim=2), (5, 2)),
+        ("fc", dict(input_dim=784, num_hidden=16, num_layers=3, activation="silu"), (5, 1, 28, 28)),
+        ("unet", SMALL_UNET, (5, 1, 28, 28)),
+        ("unet", dict(SMALL_UNET, attention=False), (5, 1, 28, 28)),
+    ],
+)
 def test_output_shape_equals_input_shape(name, config, shape, gen):
     net = build_network(name, T=T, **config)
     x = torch.randn(shape, generator=gen)
@@ -48,8 +51,12 @@ def test_fc_default_is_the_02460_template():
     assert sum(p.numel() for p in net.parameters()) == expected == 4546
     # The template's layout: network = Sequential(Linear, ReLU, Linear, ReLU, Linear).
     assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == {
-        "network.0.weight": (h, D + 1), "network.0.bias": (h,), "network.2.weight": (h, h), "network.2.bias": (h,),
-        "network.4.weight": (D, h), "network.4.bias": (D,),
+        "network.0.weight": (h, D + 1),
+        "network.0.bias": (h,),
+        "network.2.weight": (h, h),
+        "network.2.bias": (h,),
+        "network.4.weight": (D, h),
+        "network.4.bias": (D,),
     }
     assert [type(m) for m in net.network] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
 
@@ -71,10 +78,13 @@ def test_fc_silu_and_depth():
     assert sum(isinstance(m, nn.SiLU) for m in net.network) == 4
 
 
-@pytest.mark.parametrize("name, config", [
-    ("fc", dict(input_dim=2, num_hidden=32, num_layers=3, T=50, activation="silu")),
-    ("unet", dict(T=50, attention=False, **SMALL_UNET)),
-])
+@pytest.mark.parametrize(
+    "name, config",
+    [
+        ("fc", dict(input_dim=2, num_hidden=32, num_layers=3, T=50, activation="silu")),
+        ("unet", dict(T=50, attention=False, **SMALL_UNET)),
+    ],
+)
 def test_rebuild_from_config(name, config, gen):
     net = build_network(name, **config)
     assert net.name == name
@@ -115,10 +125,13 @@ def test_timestep_embedding_is_the_sinusoid():
         torch.testing.assert_close(row, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=2e-4)
 
 
-@pytest.mark.parametrize("name, config, shape", [
-    ("fc", dict(input_dim=2, num_layers=3, activation="silu"), (16, 2)),
-    ("unet", dict(attention=True, **SMALL_UNET), (4, 1, 28, 28)),
-])
+@pytest.mark.parametrize(
+    "name, config, shape",
+    [
+        ("fc", dict(input_dim=2, num_layers=3, activation="silu"), (16, 2)),
+        ("unet", dict(attention=True, **SMALL_UNET), (4, 1, 28, 28)),
+    ],
+)
 def test_gradients_reach_every_parameter(name, config, shape, gen):
     net = build_network(name, T=T, **config)
     if name == "unet":
@@ -129,16 +142,19 @@ def test_gradients_reach_every_parameter(name, config, shape, gen):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().max() > 0, key
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: build_network("resnet"), "unknown network 'resnet'"),
-    (lambda: build_network("fc", input_dim=2, width=3), "bad configuration for network 'fc'"),
-    (lambda: FcNetwork(2, activation="tanh"), "activation must be one of"),
-    (lambda: FcNetwork(2, num_layers=0), "num_layers must be an integer >= 1"),
-    (lambda: UNet(channels=12), "divisible by groups = 8"),
-    (lambda: FcNetwork(2)(torch.zeros(4, 3), torch.ones(4, dtype=torch.long)), "3 entries per sample"),
-    (lambda: FcNetwork(2)(torch.zeros(4, 2), torch.ones(4, 1, dtype=torch.long)), r"t must have shape \(4,\)"),
-    (lambda: UNet(**SMALL_UNET)(torch.zeros(2, 1, 30, 30), torch.ones(2, dtype=torch.long)), "divisible by 4"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: build_network("resnet"), "unknown network 'resnet'"),
+        (lambda: build_network("fc", input_dim=2, width=3), "bad configuration for network 'fc'"),
+        (lambda: FcNetwork(2, activation="tanh"), "activation must be one of"),
+        (lambda: FcNetwork(2, num_layers=0), "num_layers must be an integer >= 1"),
+        (lambda: UNet(channels=12), "divisible by groups = 8"),
+        (lambda: FcNetwork(2)(torch.zeros(4, 3), torch.ones(4, dtype=torch.long)), "3 entries per sample"),
+        (lambda: FcNetwork(2)(torch.zeros(4, 2), torch.ones(4, 1, dtype=torch.long)), r"t must have shape \(4,\)"),
+        (lambda: UNet(**SMALL_UNET)(torch.zeros(2, 1, 30, 30), torch.ones(2, dtype=torch.long)), "divisible by 4"),
+    ],
+)
 def test_bad_configuration_or_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()

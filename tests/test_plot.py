@@ -1,168 +1,35 @@
-"""The PNG writer and the three plots, read back through a small PNG decoder of the test's own.
+"""The figures' content, read back from matplotlib's artists: what each figure shows, not its pixels.
 
-The decoder below follows the PNG specification independently of ``ddpm.plot``: it checks the
-signature, every chunk's CRC-32 and the IHDR fields, inflates the IDAT stream and undoes the
-per-row filters. Pixel values are compared exactly: 8-bit colours leave nothing to tolerate.
+Each test builds a figure from data it knows and reads back the scatter offsets, the lines' data, the
+image arrays, the scales, labels, legends and titles. The files are checked only for being whole PNGs
+written atomically.
 """
 
 from __future__ import annotations
 
 import math
-import struct
-import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
+from matplotlib.collections import PathCollection
+from matplotlib.image import AxesImage
 
 import ddpm.plot as plot
-from ddpm.plot import FONT, colormap, image_grid, line_plot, scatter_over_density, write_png
-
-
-def decode_png(path: Path) -> np.ndarray:
-    """The (H, W, 3) uint8 pixels of an 8-bit RGB PNG; AssertionError on a bad signature or CRC."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG signature"
-    pos, chunks = 8, []
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        assert crc == zlib.crc32(kind + body), f"bad CRC in chunk {kind!r}"
-        chunks.append((kind, body))
-        pos += 12 + length
-    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
-    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
-    assert (depth, colour, compression, filtering, interlace) == (8, 2, 0, 0, 0), "not 8-bit RGB"
-    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
-    stride = 3 * width
-    assert len(raw) == height * (stride + 1)
-    out = np.zeros((height, stride), dtype=np.int64)
-    for r in range(height):
-        f, line = raw[r * (stride + 1)], np.frombuffer(raw, np.uint8, stride, r * (stride + 1) + 1).astype(np.int64)
-        prev = out[r - 1] if r else np.zeros(stride, np.int64)
-        if f == 0:
-            out[r] = line
-        elif f == 2:  # Up; the writer uses 0, but a decoder that knew only 0 would prove less
-            out[r] = (line + prev) % 256
-        else:
-            raise AssertionError(f"filter type {f} not supported by this test decoder")
-    return out.astype(np.uint8).reshape(height, width, 3)
-
-
-def u8(rgb) -> np.ndarray:
-    """Colours in [0, 1] as the writer stores them."""
-    return np.round(np.clip(np.asarray(rgb, dtype=float), 0, 1) * 255).astype(np.uint8)
-
-
-def plot_area(pixels: np.ndarray) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right), inclusive, of the pixels neither white nor black: the plot area of a scatter."""
-    coloured = ~((pixels == 255).all(-1) | (pixels == 0).all(-1))
-    rows, cols = np.flatnonzero(coloured.any(1)), np.flatnonzero(coloured.any(0))
-    return rows[0], cols[0], rows[-1], cols[-1]
-
-
-# -- PNG --------------------------------------------------------------------------------------------
-
-
-def test_png_round_trip_is_exact(tmp_path, gen):
-    rgb = torch.randint(0, 256, (7, 13, 3), generator=gen, dtype=torch.uint8).numpy()
-    write_png(tmp_path / "a.png", rgb)
-    np.testing.assert_array_equal(decode_png(tmp_path / "a.png"), rgb)
-
-
-def test_png_from_floats_rounds_and_clips(tmp_path):
-    rgb = np.array([[[0.0, 0.5, 1.0], [-0.3, 1.7, 0.2]]])
-    write_png(tmp_path / "f.png", rgb)
-    np.testing.assert_array_equal(decode_png(tmp_path / "f.png"), [[[0, 128, 255], [0, 255, 51]]])
-
-
-def test_png_decoder_catches_a_corrupt_crc(tmp_path):
-    """The CRC check of the test decoder can fail: flip one byte of the IDAT data."""
-    write_png(tmp_path / "c.png", np.zeros((4, 4, 3)))
-    data = bytearray((tmp_path / "c.png").read_bytes())
-    idat = data.index(b"IDAT") + 4
-    data[idat] ^= 0xFF
-    (tmp_path / "c.png").write_bytes(bytes(data))
-    with pytest.raises(AssertionError, match="bad CRC"):
-        decode_png(tmp_path / "c.png")
-
-
-# A 9 x 5 PNG written by Pillow 13 (``Image.fromarray(STRIPES).save(...)``), an encoder independent
-# of ddpm.plot: the test decoder is checked against it, so that it cannot merely mirror our writer.
-PILLOW_PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d49484452000000090000000508020000001831513c0000002b49444154789c636050f5ca"
-    "9fb2f31eb3866fd1f43d0fd9b4034a67ed7fc2a9175c31f710d373dc801672000efd6d389e12b16c0000000049454e44"
-    "ae426082"
+from ddpm.plot import (
+    image_grid,
+    image_grid_figure,
+    loss_figure,
+    loss_plot,
+    moving_average,
+    samples_figure,
+    save_figure,
+    scatter_over_density,
+    tile_images,
+    trajectory_figure,
 )
-STRIPES = (np.arange(5 * 9 * 3).reshape(5, 9, 3) * 37 % 256).astype(np.uint8)
 
-
-def test_decoder_reads_a_png_written_by_pillow(tmp_path):
-    (tmp_path / "pillow.png").write_bytes(PILLOW_PNG)
-    np.testing.assert_array_equal(decode_png(tmp_path / "pillow.png"), STRIPES)
-    write_png(tmp_path / "ours.png", STRIPES)
-    np.testing.assert_array_equal(decode_png(tmp_path / "ours.png"), STRIPES)
-
-
-@pytest.mark.parametrize("bad", [
-    np.zeros((4, 4)), np.zeros((4, 4, 4)), np.zeros((0, 4, 3)), np.full((2, 2, 3), np.nan),
-])
-def test_png_rejects_bad_pictures(tmp_path, bad):
-    with pytest.raises(ValueError, match="RGB picture"):
-        write_png(tmp_path / "bad.png", bad)
-
-
-def test_write_is_atomic(tmp_path, monkeypatch):
-    """A failed write leaves the old file whole and no temporary file behind."""
-    target = tmp_path / "x.png"
-    write_png(target, np.zeros((2, 2, 3)))
-    before = target.read_bytes()
-
-    def fail(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(plot.os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
-        write_png(target, np.ones((3, 3, 3)))
-    assert target.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
-
-
-# -- colours and numbers ------------------------------------------------------------------------------
-
-
-def test_colormap_is_ordered_in_lightness():
-    """Perceptual order: relative luminance (Rec. 709 weights) rises strictly from 0 to 1."""
-    rgb = colormap(np.linspace(0, 1, 256))
-    luminance = rgb @ np.array([0.2126, 0.7152, 0.0722])
-    assert (np.diff(luminance) > 0).all()
-    np.testing.assert_array_equal(colormap(np.array([-1.0, 0.0, 1.0, 2.0])),
-                                  plot.VIRIDIS_ANCHORS[[0, 0, -1, -1]])
-
-
-@given(st.floats(min_value=-1e300, max_value=1e300))  # beyond, rounding to 3 digits may overflow
-def test_axis_numbers_use_the_font_and_read_back(v):
-    label = plot._format_number(v)
-    assert set(label) <= set(FONT), label
-    assert float(label) == pytest.approx(v, rel=5e-3, abs=0)  # 3 significant digits
-
-
-def test_text_draws_the_glyph_bitmap():
-    canvas = np.ones((20, 20, 3))
-    plot._text(canvas, "7", 2, 3, np.zeros(3))
-    bitmap = np.array([[ch == "#" for ch in row] for row in FONT["7"]])
-    expected = np.kron(bitmap, np.ones((plot.FONT_SCALE, plot.FONT_SCALE), bool))
-    drawn = (canvas == 0).all(-1)
-    h, w = expected.shape
-    np.testing.assert_array_equal(drawn[3:3 + h, 2:2 + w], expected)
-    assert drawn.sum() == expected.sum()
-
-
-# -- scatter_over_density -----------------------------------------------------------------------------
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def unit_square_log_prob(x: torch.Tensor) -> torch.Tensor:
@@ -171,141 +38,252 @@ def unit_square_log_prob(x: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, 0.0, -math.inf).to(x.dtype)
 
 
-def test_scatter_shows_density_and_dots_where_they_are(tmp_path):
-    extent = (-2.0, 2.0, -1.0, 3.0)
-    scatter_over_density(tmp_path / "s.png", torch.tensor([[-1.0, 2.0]]), unit_square_log_prob, extent, size=300)
-    px = decode_png(tmp_path / "s.png")
-    assert px.shape == (300, 300, 3)
-    top, left, bottom, right = plot_area(px)
-    height, width = bottom - top + 1, right - left + 1
-    assert height == width  # a square extent gives a square plot area
-
-    def pixel(x, y):
-        return px[top + int((extent[3] - y) / 4 * height), left + int((x - extent[0]) / 4 * width)]
-
-    np.testing.assert_array_equal(pixel(0.5, 0.5), u8(colormap(np.array(1.0))))  # inside the support
-    np.testing.assert_array_equal(pixel(1.5, -0.5), u8(colormap(np.array(0.0))))  # density 0
-    np.testing.assert_array_equal(pixel(-1.0, 2.0), u8(plot.DOT_COLOUR))  # the one sample, opaque
-    assert (px[top - 1, left:right + 1] == 0).all()  # the axes box
-    assert ((px[bottom + 2:, :] == 0).all(-1)).any()  # numbers under the x axis
+def scatters(ax) -> list[PathCollection]:
+    return [c for c in ax.collections if isinstance(c, PathCollection)]
 
 
-def test_scatter_blends_many_dots(tmp_path):
-    """With many samples each dot is translucent; where they pile up the colour tends to the dot's."""
-    pile = torch.full((5000, 2), 0.5)
-    scatter_over_density(tmp_path / "m.png", pile, unit_square_log_prob, size=200)
-    px = decode_png(tmp_path / "m.png").astype(int)
-    reds = (np.abs(px - u8(plot.DOT_COLOUR).astype(int)).sum(-1) <= 3)
-    assert 1 <= reds.sum() <= 25  # the pile is one opaque dot
-    one = torch.cat([pile, torch.tensor([[-1.0, -1.0]])])
-    scatter_over_density(tmp_path / "one.png", one, unit_square_log_prob, size=200)
-    lone = decode_png(tmp_path / "one.png").astype(int)
-    changed = np.abs(lone - px).sum(-1) > 0
-    assert changed.any() and not (np.abs(lone[changed] - u8(plot.DOT_COLOUR)).sum(-1) <= 3).any()  # faint
+def images(ax) -> list[AxesImage]:
+    return [a for a in ax.get_images()]
 
 
-def test_scatter_aspect_follows_the_extent(tmp_path):
-    scatter_over_density(tmp_path / "w.png", torch.zeros(1, 2), unit_square_log_prob, (-2, 2, -1, 1), size=300)
-    top, left, bottom, right = plot_area(decode_png(tmp_path / "w.png"))
-    assert abs((right - left + 1) - 2 * (bottom - top + 1)) <= 1
+REPORT = {
+    "n": 2000.0,
+    "n_permutations": 200.0,
+    "energy_distance": 1.612e-3,
+    "p_value": 0.219,
+    "baseline_energy_distance": 3.305e-4,
+    "baseline_p_value": 0.985,
+    "log_prob": -0.7985,
+    "support": 0.912,
+    "baseline_log_prob": -0.7985,
+    "baseline_support": 1.0,
+}
 
 
-def test_scatter_rejects_bad_input(tmp_path):
+# -- samples over the density -----------------------------------------------------------------------
+
+
+def test_samples_figure_shows_the_samples_the_density_and_the_numbers():
+    pts = torch.tensor([[-1.0, 2.0], [0.5, 0.5], [0.25, 0.75]])
+    fig = samples_figure(pts, unit_square_log_prob, (-2.0, 2.0, -1.0, 3.0), report=REPORT, grid=81)
+    ax = fig.axes[0]
+    (dots,) = scatters(ax)
+    np.testing.assert_array_equal(dots.get_offsets(), pts.numpy())
+    (density,) = images(ax)
+    assert density.get_extent() == [-2.0, 2.0, -1.0, 3.0]
+    grid = np.asarray(density.get_array())
+    assert grid.shape == (81, 81)
+    # origin="lower": row i is y = -1 + 4 i / 80, column j is x = -2 + 4 j / 80; the square is [0, 1]^2.
+    xs, ys = np.linspace(-2, 2, 81), np.linspace(-1, 3, 81)
+    inside = ((xs[None, :] >= 0) & (xs[None, :] <= 1)) & ((ys[:, None] >= 0) & (ys[:, None] <= 1))
+    np.testing.assert_array_equal(grid, inside.astype(float))
+    assert (ax.get_xlim(), ax.get_ylim()) == ((-2.0, 2.0), (-1.0, 3.0))
+    assert ax.get_xlabel() == "$x_1$" and ax.get_ylabel() == "$x_2$"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["3 model samples"]
+    title = ax.get_title()
+    assert "energy distance 1.61e-03" in title and "3.31e-04" in title and "p = 0.22" in title and "91.2%" in title
+    assert fig.axes[1].get_ylabel() == "true density p(x)"  # the colour bar
+
+
+def test_samples_figure_without_report_has_a_plain_title():
+    fig = samples_figure(torch.zeros(5, 2), unit_square_log_prob, grid=10)
+    assert fig.axes[0].get_title() == "model samples over the true density"
+
+
+def test_samples_figure_rejects_bad_input():
     with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
-        scatter_over_density(tmp_path / "b.png", torch.zeros(3, 3), unit_square_log_prob)
+        samples_figure(torch.zeros(3, 3), unit_square_log_prob)
     with pytest.raises(ValueError, match="NaN"):
-        scatter_over_density(tmp_path / "b.png", torch.zeros(3, 2), lambda x: torch.full((len(x),), math.nan))
+        samples_figure(torch.zeros(3, 2), lambda x: torch.full((len(x),), math.nan), grid=5)
     with pytest.raises(ValueError, match="extent"):
-        scatter_over_density(tmp_path / "b.png", torch.zeros(3, 2), unit_square_log_prob, (1, -1, 0, 1))
-    with pytest.raises(ValueError, match="no room"):
-        scatter_over_density(tmp_path / "b.png", torch.zeros(3, 2), unit_square_log_prob, size=40)
-    assert not list(tmp_path.iterdir())
+        samples_figure(torch.zeros(3, 2), unit_square_log_prob, (1, -1, 0, 1))
 
 
-# -- image_grid ---------------------------------------------------------------------------------------
+def test_scatter_over_density_writes_a_png(tmp_path):
+    path = scatter_over_density(tmp_path / "sub" / "s.png", torch.zeros(4, 2), unit_square_log_prob, report=REPORT)
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert [p.name for p in path.parent.iterdir()] == ["s.png"]  # no temporary file left
 
 
-def test_image_grid_tiles_pads_and_upscales(tmp_path):
-    images = torch.stack([torch.full((1, 4, 4), v) for v in (0.0, 0.5, 2.0)])  # 2.0 is clamped to 1
-    images[0, 0, 1, 2] = -3.0  # clamped to 0
-    image_grid(tmp_path / "g.png", images, nrow=2, pad=1)
-    px = decode_png(tmp_path / "g.png")
-    side = 2 * (4 + 1) + 1  # two tiles a row, padding around and between
-    scale = 512 // side
-    assert px.shape == (side * scale, side * scale, 3)
-    small = px[::scale, ::scale]  # undo the nearest-neighbour enlargement
-    assert (px == small.repeat(scale, 0).repeat(scale, 1)).all()
-    np.testing.assert_array_equal(small[1:5, 1:5, 0], 0)
-    np.testing.assert_array_equal(small[1:5, 6:10], 128)
-    np.testing.assert_array_equal(small[6:10, 1:5], 255)
-    np.testing.assert_array_equal(small[6:10, 6:10], 255)  # the empty fourth place is background
-    assert (small[0] == 255).all() and (small[:, 5] == 255).all()  # padding
+# -- the loss ---------------------------------------------------------------------------------------
 
 
-def test_image_grid_keeps_colour_channels(tmp_path):
-    images = torch.zeros(2, 3, 300, 300)
-    images[0, 0] = 1.0  # red
-    images[1, 2] = 1.0  # blue
-    image_grid(tmp_path / "c.png", images, pad=0)
-    px = decode_png(tmp_path / "c.png")
-    assert px.shape == (300, 600, 3)  # large enough: not enlarged
-    np.testing.assert_array_equal(px[0, 0], [255, 0, 0])
-    np.testing.assert_array_equal(px[0, 300], [0, 0, 255])
+def test_moving_average_against_a_loop():
+    v = np.array([4.0, 2.0, 6.0, 1.0, 3.0, 5.0])
+    for window in (1, 2, 3, 10):
+        expected = [np.mean(v[max(0, i - window + 1) : i + 1]) for i in range(len(v))]
+        np.testing.assert_allclose(moving_average(v, window), expected, rtol=1e-15)
+    with pytest.raises(ValueError, match="window"):
+        moving_average(v, 0)
 
 
-@pytest.mark.parametrize("images", [torch.zeros(2, 4, 4), torch.zeros(2, 2, 4, 4), torch.full((1, 1, 2, 2), math.nan)])
-def test_image_grid_rejects_bad_images(tmp_path, images):
-    with pytest.raises(ValueError, match="images"):
-        image_grid(tmp_path / "b.png", images)
+def test_loss_figure_log_scale_raw_and_smoothed():
+    losses = np.array([1.0, 0.5, 0.25, 0.3, 0.2, 0.1])
+    steps = 50 * np.arange(1, 7)
+    fig = loss_figure(losses, steps, window=3)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
+    raw, smooth = ax.get_lines()
+    np.testing.assert_array_equal(raw.get_xdata(), steps)
+    np.testing.assert_array_equal(raw.get_ydata(), losses)
+    np.testing.assert_allclose(smooth.get_ydata(), [1.0, 0.75, 1.75 / 3, 1.05 / 3, 0.75 / 3, 0.6 / 3], rtol=1e-14)
+    assert ax.get_xlabel() == "training step" and "loss" in ax.get_ylabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loss", "moving average of 3 points"]
 
 
-# -- line_plot ----------------------------------------------------------------------------------------
+def test_loss_figure_default_window_and_non_finite_points():
+    losses = np.r_[np.linspace(1, 0.1, 99), np.nan]
+    fig = loss_figure(losses)
+    raw, smooth = fig.axes[0].get_lines()
+    assert len(raw.get_ydata()) == 99 and raw.get_xdata()[0] == 1
+    assert "of 9 points" in smooth.get_label()  # a tenth of 99 finite points
 
 
-def curve_pixels(px: np.ndarray, colour) -> np.ndarray:
-    return (px == u8(colour)).all(-1)
-
-
-def test_line_plot_draws_the_curve_across_the_axes(tmp_path):
-    line_plot(tmp_path / "l.png", [0.0, 1.0], xs=[10.0, 20.0], size=(400, 300))
-    px = decode_png(tmp_path / "l.png")
-    assert px.shape == (300, 400, 3)
-    on = curve_pixels(px, plot.CURVE_COLOURS[0])
-    rows, cols = np.nonzero(on)
-    # From the bottom-left to the top-right corner of the plot area: y falls as x rises, in a line.
-    assert np.corrcoef(rows, cols)[0, 1] < -0.99
-    assert (curve_pixels(px, plot.GRID)).sum() > 100  # the light grid
-    assert (px == 0).all(-1).sum() > 100  # the box and the numbers
-
-
-def test_line_plot_several_curves_and_non_finite_values(tmp_path):
-    ys = np.array([[3.0, 2.0, np.nan, 1.0], [1.0, 1.5, 2.0, np.inf]])
-    line_plot(tmp_path / "two.png", ys)
-    px = decode_png(tmp_path / "two.png")
-    assert curve_pixels(px, plot.CURVE_COLOURS[0]).any() and curve_pixels(px, plot.CURVE_COLOURS[1]).any()
-
-
-def test_line_plot_of_a_long_curve_draws_its_envelope(tmp_path):
-    """100000 points alternating 0 and 1: every column of the plot area spans the full height."""
-    ys = torch.arange(100_000) % 2
-    line_plot(tmp_path / "long.png", ys, size=(320, 200))
-    on = curve_pixels(decode_png(tmp_path / "long.png"), plot.CURVE_COLOURS[0])
-    rows, cols = np.nonzero(on)
-    filled = on[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    assert filled.mean() > 0.95
-
-
-def test_line_plot_of_a_constant_and_of_one_point(tmp_path):
-    line_plot(tmp_path / "flat.png", [0.5] * 10)
-    line_plot(tmp_path / "dot.png", [2.0])
-    for name in ("flat.png", "dot.png"):
-        assert curve_pixels(decode_png(tmp_path / name), plot.CURVE_COLOURS[0]).any()
-
-
-@pytest.mark.parametrize("ys, xs, match", [
-    ([], None, "non-empty"), ([[1.0, 2.0], [1.0]], None, "one length"), ([1.0, 2.0], [1.0], "xs"),
-    ([math.nan, math.inf], None, "finite"),
-])
-def test_line_plot_rejects_bad_input(tmp_path, ys, xs, match):
+@pytest.mark.parametrize(
+    "losses, steps, match",
+    [
+        ([], None, "non-empty"),
+        ([1.0, 2.0], [1.0], "one value per loss"),
+        ([1.0, -1.0], None, "positive"),
+        ([math.nan], None, "finite"),
+    ],
+)
+def test_loss_figure_rejects_bad_input(losses, steps, match):
     with pytest.raises(ValueError, match=match):
-        line_plot(tmp_path / "b.png", ys, xs)
+        loss_figure(losses, steps)
+
+
+def test_loss_plot_writes_a_png(tmp_path):
+    assert loss_plot(tmp_path / "loss.png", [1.0, 0.5], [50, 100]).read_bytes()[:8] == PNG_SIGNATURE
+
+
+# -- image grids -------------------------------------------------------------------------------------
+
+
+def test_tile_images_tiles_pads_and_clamps():
+    imgs = torch.stack([torch.full((1, 4, 4), v) for v in (0.0, 0.5, 2.0)])  # 2.0 is clamped to 1
+    imgs[0, 0, 1, 2] = -3.0  # clamped to 0
+    grid = tile_images(imgs, nrow=2, pad=1)
+    assert grid.shape == (11, 11, 3)
+    np.testing.assert_array_equal(grid[1:5, 1:5], 0.0)
+    np.testing.assert_array_equal(grid[1:5, 6:10], 0.5)
+    np.testing.assert_array_equal(grid[6:10, 1:5], 1.0)
+    np.testing.assert_array_equal(grid[6:10, 6:10], 1.0)  # the empty fourth place is background
+    assert (grid[0] == 1).all() and (grid[:, 5] == 1).all()  # padding
+
+
+def test_tile_images_keeps_colour_channels():
+    imgs = torch.zeros(2, 3, 5, 5)
+    imgs[0, 0] = 1.0  # red
+    imgs[1, 2] = 1.0  # blue
+    grid = tile_images(imgs, pad=0)
+    np.testing.assert_array_equal(grid[0, 0], [1, 0, 0])
+    np.testing.assert_array_equal(grid[0, 5], [0, 0, 1])
+
+
+def test_image_grid_figure_shows_the_tiled_images(tmp_path):
+    imgs = torch.rand(10, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    fig = image_grid_figure(imgs, nrow=5, title="MNIST-like")
+    ax = fig.axes[0]
+    (img,) = images(ax)
+    np.testing.assert_array_equal(img.get_array(), tile_images(imgs, nrow=5))
+    assert not ax.axison and ax.get_title() == "MNIST-like"
+    assert image_grid(tmp_path / "g.png", imgs).read_bytes()[:8] == PNG_SIGNATURE
+
+
+@pytest.mark.parametrize("imgs", [torch.zeros(2, 4, 4), torch.zeros(2, 2, 4, 4), torch.full((1, 1, 2, 2), math.nan)])
+def test_image_grid_rejects_bad_images(imgs):
+    with pytest.raises(ValueError, match="images"):
+        image_grid_figure(imgs)
+
+
+# -- the trajectory ----------------------------------------------------------------------------------
+
+
+def test_trajectory_figure_shows_x_t_at_the_chosen_steps():
+    traj = torch.arange(11 * 4 * 2, dtype=torch.float32).reshape(11, 4, 2)  # x_t for t = 0..10
+    fig = trajectory_figure(traj, ts=[10, 5, 0])
+    assert len(fig.axes) == 3
+    for ax, t in zip(fig.axes, (10, 5, 0)):
+        (dots,) = scatters(ax)
+        np.testing.assert_array_equal(dots.get_offsets(), traj[t].numpy())
+        assert ax.get_title() == f"$x_{{{t}}}$"
+    assert "trajectory" in fig.get_suptitle()
+
+
+def test_trajectory_figure_default_steps_and_images():
+    traj = torch.linspace(-1, 1, 21)[:, None, None, None, None].expand(21, 3, 1, 2, 2)  # T = 20, images
+    fig = trajectory_figure(traj)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == ["$x_{20}$", "$x_{15}$", "$x_{10}$", "$x_{5}$", "$x_{2}$", "$x_{0}$"]
+    (first,) = images(fig.axes[0])
+    np.testing.assert_array_equal(first.get_array(), tile_images((traj[20] + 1) / 2, nrow=8))  # all ones
+
+
+def test_trajectory_figure_rejects_bad_input():
+    with pytest.raises(ValueError, match="trajectory must have shape"):
+        trajectory_figure(torch.zeros(3, 4, 3))
+    with pytest.raises(ValueError, match=r"steps in 0\.\.2"):
+        trajectory_figure(torch.zeros(3, 4, 2), ts=[5])
+
+
+# -- saving -----------------------------------------------------------------------------------------
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    """A failed write leaves the old file whole and no temporary file behind."""
+    target = tmp_path / "x.png"
+    save_figure(loss_figure([1.0, 0.5]), target)
+    before = target.read_bytes()
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plot.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(loss_figure([2.0, 0.5]), target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_save_takes_the_format_from_the_suffix(tmp_path):
+    assert save_figure(loss_figure([1.0]), tmp_path / "l.pdf").read_bytes()[:5] == b"%PDF-"
+    assert save_figure(loss_figure([1.0]), tmp_path / "l.svg").read_text().lstrip().startswith("<?xml")
+
+
+# -- the benchmark's speedup chart ---------------------------------------------------------------------
+
+
+def test_speedup_chart_bars_targets_and_log_scale(tmp_path):
+    from benchmarks.report import plot as write_chart
+    from benchmarks.report import speedup_figure
+
+    rows = [
+        {"workload": "fc sample N=256", "device": "cpu (2 threads)", "speedup": 2.6, "kind": "sample", "target": 2.0},
+        {"workload": "unet train B=128", "device": "cuda (H200)", "speedup": 1.03, "kind": "train", "target": None},
+    ]
+    ax = speedup_figure(rows).axes[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1x", "1.5x", "2x", "3x"]
+    bars = ax.patches
+    assert [b.get_width() for b in bars] == [2.6, 1.03]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["fc sample N=256 [cpu]", "unet train B=128 [cuda]"]
+    targets = [line for line in ax.get_lines() if line.get_color() == "black"]
+    assert len(targets) == 1 and list(targets[0].get_xdata()) == [2.0, 2.0]  # only the first row has a target
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sampling", "training step"]
+    assert bars[0].get_facecolor() != bars[1].get_facecolor()
+    write_chart(rows, tmp_path / "speedup.png")
+    assert (tmp_path / "speedup.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_line_plot_is_the_loss_plot_under_the_name_ddpm_train_calls(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(plot, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    plot.line_plot(tmp_path / "a.png", [[1.0, 0.5, 0.25]], xs=[50, 100, 150])
+    plot.line_plot(tmp_path / "b.png", [1.0, 0.5, 0.25], [50, 100, 150])
+    for fig in drawn:
+        raw, _ = fig.axes[0].get_lines()
+        assert list(raw.get_xdata()) == [50, 100, 150] and list(raw.get_ydata()) == [1.0, 0.5, 0.25]
+        assert fig.axes[0].get_yscale() == "log"
+    with pytest.raises(ValueError, match="one-dimensional|losses must be"):
+        plot.line_plot(tmp_path / "c.png", [[1.0, 0.5], [2.0, 1.0]])

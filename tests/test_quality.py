@@ -19,8 +19,17 @@ from ddpm.sampler import sample
 from ddpm.schedule import linear_schedule
 from ddpm.train import TrainConfig, build_model, build_schedule, restore_model, train
 
-CONFIG = TrainConfig(data="tg", network="fc", net_config=dict(input_dim=2, num_hidden=64, num_layers=3, activation="silu"),
-                     T=100, beta_T=0.2, steps=800, batch_size=512, lr=3e-3, seed=0)
+CONFIG = TrainConfig(
+    data="tg",
+    network="fc",
+    net_config=dict(input_dim=2, num_hidden=64, num_layers=3, activation="silu"),
+    T=100,
+    beta_T=0.2,
+    steps=800,
+    batch_size=512,
+    lr=3e-3,
+    seed=0,
+)
 BOUND = 0.02
 N = 1000
 

@@ -1,4 +1,4 @@
-"""The 02460 toy sets TwoGaussians and Chequerboard, moved from [0, 1]^2 to [-1, 1]^2 by x = 2 u - 1 [02460 ex. 3.4].
+"""The 02460 toy sets TwoGaussians and Chequerboard, moved to [-1, 1]^2: x = 2 u - 1 [02460 ex. 3.4].
 
 The course's ``ToyData.py`` defines both on [0, 1]^2; DDPM trains on data in [-1, 1] [Ho20 §4], so
 here a draw u of the course's set becomes x = 2 u - 1, and the density picks up the Jacobian of the
@@ -18,7 +18,7 @@ __all__ = ["TwoGaussians", "Chequerboard"]
 
 
 class TwoGaussians:
-    """1/5 N((0.75, 0.75), 0.1^2 I) + 4/5 N((0.25, 0.25), 0.1^2 I) on [0, 1]^2, moved to [-1, 1]^2 [02460 ex. 3.4].
+    """1/5 N((.75, .75), .1^2 I) + 4/5 N((.25, .25), .1^2 I) on [0, 1]^2, in [-1, 1]^2 [02460 ex. 3.4].
 
     In [-1, 1]^2 that is 1/5 N((0.5, 0.5), 0.2^2 I) + 4/5 N((-0.5, -0.5), 0.2^2 I), held as the
     ``GaussianMixture`` ``mixture``, so that ``OptimalEps(dataset.mixture, schedule)`` is its exact eps*.
@@ -40,7 +40,7 @@ class TwoGaussians:
 
 
 class Chequerboard:
-    """Uniform on the squares (i, j), i + j even, of a 3 x 3 board on [0, 1]^2, moved to [-1, 1]^2 [02460 ex. 3.4].
+    """Uniform on the squares (i, j), i + j even, of a 3 x 3 board, moved to [-1, 1]^2 [02460 ex. 3.4].
 
     The 5 squares (0, 0), (0, 2), (1, 1), (2, 0), (2, 2) have side 2/3 in [-1, 1]^2, probability 1/5
     each, so the density on them is (1/5) / (2/3)^2 = 9/20 and 0 elsewhere. Square (i, j) is the

@@ -1,4 +1,4 @@
-"""The fully connected eps_theta(x_t, t) of the 02460 template, the step fed in as t / T [02460 ex. 3.4].
+"""The fully connected eps_theta(x_t, t) of the 02460 template, t fed in as t / T [02460 ex. 3.4].
 
 With the defaults it is the template's ``FcNetwork(input_dim, num_hidden)`` layer for layer:
 ``network = Sequential(Linear(D + 1, h), ReLU, Linear(h, h), ReLU, Linear(h, D))``, so its
@@ -6,6 +6,8 @@ With the defaults it is the template's ``FcNetwork(input_dim, num_hidden)`` laye
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,10 +31,13 @@ class FcNetwork(nn.Module):
 
     name = "fc"
 
-    def __init__(self, input_dim: int, num_hidden: int = 64, num_layers: int = 2, T: int = 1000,
-                 activation: str = "relu"):
+    def __init__(
+        self, input_dim: int, num_hidden: int = 64, num_layers: int = 2, T: int = 1000, activation: str = "relu"
+    ):
         super().__init__()
-        config = dict(input_dim=input_dim, num_hidden=num_hidden, num_layers=num_layers, T=T, activation=activation)
+        config: dict[str, Any] = dict(
+            input_dim=input_dim, num_hidden=num_hidden, num_layers=num_layers, T=T, activation=activation
+        )
         for key in ("input_dim", "num_hidden", "num_layers", "T"):
             if not isinstance(config[key], int) or config[key] < 1:
                 raise ValueError(f"{key} must be an integer >= 1, got {config[key]!r}")
@@ -51,8 +56,10 @@ class FcNetwork(nn.Module):
         """eps_theta(x_t, t) for x_t of shape (batch, ...) and t an int64 tensor (batch,) of steps in 1..T."""
         flat = x.reshape(x.shape[0], -1)
         if flat.shape[1] != self.input_dim:
-            raise ValueError(f"x has {flat.shape[1]} entries per sample (shape {tuple(x.shape)}); "
-                             f"this network takes input_dim = {self.input_dim}")
+            raise ValueError(
+                f"x has {flat.shape[1]} entries per sample (shape {tuple(x.shape)}); "
+                f"this network takes input_dim = {self.input_dim}"
+            )
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), one step per sample, got {tuple(t.shape)}")
         t_norm = (t.to(flat.dtype) / self.T)[:, None]
