@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ddpm.atomic import write_atomically
 from ddpm.data import DATASETS
 from ddpm.hostmem import keep_freed_host_memory
 from ddpm.s183 import SAMPLERS as SIGMA_SAMPLERS
@@ -259,19 +260,12 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if args.quiet else None
 
 
-def _readable(path: Path) -> None:
-    """Give a written file the permissions of any file the user creates (the umask's), not a temporary file's 0600."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-
-
 def _save_tensor(path: Path, x: torch.Tensor) -> None:
     """torch.save through memory, so that a full disk is an OSError naming the file, not torch's RuntimeError."""
     buffer = io.BytesIO()
     torch.save(x, buffer)
     try:
-        path.write_bytes(buffer.getbuffer())
+        write_atomically(path, buffer.getbuffer())
     except OSError as e:
         raise OSError(e.errno, e.strerror, str(path)) from None
 
@@ -378,7 +372,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     xs = [min(config.log_every * (i + 1), ckpt.step) for i in range(len(ckpt.losses))]
     line_plot(args.out / "loss.png", [ckpt.losses], xs=xs)
-    _readable(args.out / "loss.png")
     return _sample_and_report(args, ckpt, args.out / "samples.png", n=args.samples, sigma2="beta", seed=args.seed,
                               use_ema=True)
 
@@ -440,17 +433,15 @@ def _sample_and_report(args: argparse.Namespace, ckpt, png: Path, *, n: int, sig
     _save_tensor(png.with_suffix(".pt"), x0)
     if config.data == "mnist":
         image_grid(png, (x0[:64] + 1) / 2)
-        _readable(png)
         print(f"wrote {png} (the first 64 samples) and {png.with_suffix('.pt')} (all {n})")
         return 0
     from ddpm.data import toy_dataset
     from ddpm.metrics import format_report, quality_report
 
     dataset = toy_dataset(config.data)
-    scatter_over_density(png, x0, dataset.log_prob)
-    _readable(png)
     measured = min(n, QUALITY_N)
     report = quality_report(x0, dataset, n=measured, generator=torch.Generator().manual_seed(seed + 1))
+    scatter_over_density(png, x0, dataset.log_prob, report=report)
     report = {"samples_drawn": n, **report}
     quality = png.with_name(png.stem + "_quality.json")
     quality.write_text(json.dumps(report, indent=2) + "\n")
@@ -476,7 +467,6 @@ def _sample_sigma_world(args: argparse.Namespace, model, config: TrainConfig, pn
     png.parent.mkdir(parents=True, exist_ok=True)
     _save_tensor(png.with_suffix(".pt"), x0)
     plot_swissroll(png, x0)
-    _readable(png)
     report = swissroll_quality(x0, sampler=sampler, steps=steps, gamma=gamma, seed=seed, levels=levels)
     quality = png.with_name(png.stem + "_quality.json")
     quality.write_text(json.dumps(report, indent=2) + "\n")

@@ -9,10 +9,8 @@ over the target, so that an interrupted run never leaves half a PNG. The path-ta
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from torch import Tensor
+
+from ddpm.atomic import write_atomically
 
 __all__ = [
     "samples_figure",
@@ -46,18 +46,8 @@ DENSITY_MAP = "viridis"  # perceptually ordered, readable in grey scale and by c
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write ``fig`` to ``path`` (format from its suffix: .png, .pdf, .svg) atomically; return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomically(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
 
 
 def _numpy(v: Any) -> np.ndarray:

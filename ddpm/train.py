@@ -31,15 +31,16 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ddpm.atomic import write_atomically
 from ddpm.losses import l_simple
 from ddpm.schedule import Schedule, cosine_schedule, linear_schedule
 from ddpm.sigma_train import adamw, sigma_train_step
@@ -230,12 +231,6 @@ def _payload(ckpt: Checkpoint) -> dict[str, Any]:
     return payload
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     """Write ``ckpt`` atomically, with the SHA-256 of its state, readable as any file the user writes.
 
@@ -253,23 +248,8 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     data = buffer.getbuffer()
     previous = (f"the previous checkpoint {str(path)!r} is intact" if path.exists()
                 else "no checkpoint had been written there before")
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the group
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        with contextlib.suppress(OSError):  # make the rename itself durable where the platform allows
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        write_atomically(path, data)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
@@ -278,16 +258,12 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
                 f"{path.name} ({free} bytes free); {previous}") from None
         raise CheckpointWriteError(e.errno, f"could not write the checkpoint {str(path)!r} "
                                             f"({e.strerror or e}); {previous}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that writes of checkpoint ``path`` killed midway left beside it.
 
-    Only names :func:`save_checkpoint` creates (``.NAME.XXXXXXXX.tmp``) are touched; returns them.
+    Only names :func:`ddpm.atomic.write_atomically` creates (``.NAME.XXXXXXXX.tmp``) are touched; returns them.
     """
     path = Path(path)
     if not path.parent.is_dir():

@@ -68,6 +68,18 @@ def test_sample_from_checkpoint(toy_run, tmp_path, capsys):
     assert "energy" in capsys.readouterr().out.lower()
 
 
+def test_the_samples_figure_carries_the_quality_report_it_printed(toy_run, tmp_path, monkeypatch):
+    import ddpm.plot
+
+    seen = {}
+    real = ddpm.plot.scatter_over_density
+    monkeypatch.setattr(ddpm.plot, "scatter_over_density", lambda *a, **k: seen.update(k) or real(*a, **k))
+    png = tmp_path / "s.png"
+    assert main(["sample", str(toy_run / "checkpoint.pt"), "-n", "50", "--out", str(png), "--device", "cpu"]) == 0
+    written = json.loads(png.with_name("s_quality.json").read_text())
+    assert seen["report"]["energy_distance"] == written["energy_distance"]
+
+
 def test_sample_says_how_many_samples_the_quality_report_measured(toy_run, tmp_path, capsys, monkeypatch):
     """More samples than the report compares (2000 by default; 100 here, to stay quick): said, and in the JSON."""
     monkeypatch.setattr(ddpm.cli, "QUALITY_N", 100)
