@@ -28,7 +28,8 @@ from ddpm.oracles import GaussianMixture
 from ddpm.stats import MonteCarloCheck, binomial_z, check_mc
 
 __all__ = [
-    "component_covs", "mixture_moments", "moment_values", "sample_moments", "halfplane_probability", "separating_halfplanes",
+    "component_covs", "mixture_moments", "moment_values", "sample_moments", "halfplane_probability",
+    "separating_halfplanes",
     "check_matches_mixture",
 ]
 

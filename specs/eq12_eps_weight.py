@@ -90,7 +90,8 @@ def check_batched_float32(q_sample_=q_sample, posterior=posterior_mean_var, impl
                "x0_from_eps": impl_x0(schedule, xt_, t, eps_), "mu_from_eps": impl_mu(schedule, xt_, t, eps_)}
         for name, value in got.items():
             if value.dtype != dtype or value.shape != (batch, 2):
-                raise AssertionError(f"{name}: {value.dtype} of shape {tuple(value.shape)} for {dtype} inputs {(batch, 2)}")
+                raise AssertionError(f"{name}: {value.dtype} of shape {tuple(value.shape)} for {dtype} inputs "
+                                     f"{(batch, 2)}")
         forms = {"q_sample": sp.sqrt(alpha_bar) * x0 + sp.sqrt(1 - alpha_bar) * eps, "mu_tilde": MU_TILDE,
                  "x0_from_eps": X0_FROM_EPS.subs(xt, xt), "mu_from_eps": MU_FROM_EPS}
         for i in range(batch):

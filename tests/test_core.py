@@ -105,7 +105,8 @@ def test_decoder_variance_convention_costs_bits_with_a_perfect_mean():
     """
     s = linear_schedule(1000)
     x0 = torch.zeros(1, dtype=torch.float64)
-    bits = [-ddpm.discretized_gaussian_log_likelihood(x0, x0, var).item() / math.log(2) for var in (s.beta[1], s.beta_tilde[2])]
+    bits = [-ddpm.discretized_gaussian_log_likelihood(x0, x0, var).item() / math.log(2)
+            for var in (s.beta[1], s.beta_tilde[2])]
     assert bits[0] - bits[1] == pytest.approx(0.41, abs=0.005)
 
 
@@ -164,14 +165,15 @@ def test_normal_kl_matches_torch_distributions():
 
 def test_gaussian_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(4)
-    L1, L2 = (torch.randn(3, 3, generator=g, dtype=torch.float64) + 2 * torch.eye(3, dtype=torch.float64) for _ in range(2))
+    eye = torch.eye(3, dtype=torch.float64)
+    L1, L2 = (torch.randn(3, 3, generator=g, dtype=torch.float64) + 2 * eye for _ in range(2))
     m1, m2 = torch.randn(3, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
     cov1, cov2 = L1 @ L1.T, L2 @ L2.T
     MVN = torch.distributions.MultivariateNormal
     ref = torch.distributions.kl_divergence(MVN(m1, cov1), MVN(m2, cov2))
     torch.testing.assert_close(ddpm.losses.gaussian_kl(m1, cov1, m2, cov2), ref, rtol=1e-10, atol=1e-12)
     # diagonal covariances: the sum of normal_kl over coordinates
-    v1, v2 = torch.rand(3, generator=g, dtype=torch.float64) + 0.1, torch.rand(3, generator=g, dtype=torch.float64) + 0.1
+    v1, v2 = (torch.rand(3, generator=g, dtype=torch.float64) + 0.1 for _ in range(2))
     torch.testing.assert_close(ddpm.losses.gaussian_kl(m1, torch.diag(v1), m2, torch.diag(v2)),
                                ddpm.normal_kl(m1, v1, m2, v2).sum(), rtol=1e-12, atol=1e-14)
 

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from ddpm.stats import FALSE_ALARM, assert_power, binomial_z, check_mc, generator_for, mean_stderr, studentized_rate, z_threshold, z_threshold
+from ddpm.stats import (FALSE_ALARM, assert_power, binomial_z, check_mc, generator_for, mean_stderr, studentized_rate,
+                        z_threshold)
 
 
 def test_threshold_of_the_stated_rate():
