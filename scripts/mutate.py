@@ -42,7 +42,7 @@ TESTS = {
                "specs/ex32_elbo_decomposition.py", "specs/eq13_decoder.py", "specs/alg1_alg2_lines.py"],
     "sampler": ["tests/test_core.py", "tests/test_fast_sampler.py", "specs/alg1_alg2_lines.py",
                 "specs/alg2_sampler_mc.py"],
-    "oracles": ["specs/q1a_mmse.py", "specs/q1b_optimal_eps.py", "specs/q1c_transport.py", "specs/alg1_lsimple_mc.py"],
+    "oracles": ["tests/test_core.py", "specs/q1a_mmse.py", "specs/q1b_optimal_eps.py", "specs/q1c_transport.py", "specs/alg1_lsimple_mc.py"],
 }
 SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
          ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}

@@ -250,3 +250,15 @@ def test_sampler_shapes_and_trajectory(shape):
     assert torch.equal(xs[0], x)
     # with eps_theta = 0 and no noise at t = 1, x_0 = x_1 / sqrt(alpha_1) exactly [alg. 2, line 4]
     torch.testing.assert_close(xs[0], xs[1] / s.alpha[1].sqrt().float())
+
+
+def test_gaussian_mixture_rejects_bad_parameters():
+    from ddpm.oracles import GaussianMixture
+
+    with pytest.raises(ValueError, match="sum to 1"):
+        GaussianMixture.isotropic([0.5, 0.4], [[0.0], [1.0]], 1.0)
+    with pytest.raises(ValueError, match="sum to 1"):
+        GaussianMixture.isotropic([1.2, -0.2], [[0.0], [1.0]], 1.0)
+    with pytest.raises(ValueError, match="do not fit"):
+        GaussianMixture(torch.ones(2, dtype=torch.float64) / 2, torch.zeros(2, 3), torch.ones(3))
+    GaussianMixture.isotropic([0.5, 0.5 + 1e-9], [[0.0], [1.0]], 1.0)  # within the tolerance of the sum
