@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import os
 import random
 import shutil
@@ -42,7 +41,8 @@ TESTS = {
                "specs/ex32_elbo_decomposition.py", "specs/eq13_decoder.py", "specs/alg1_alg2_lines.py"],
     "sampler": ["tests/test_core.py", "tests/test_fast_sampler.py", "specs/alg1_alg2_lines.py",
                 "specs/alg2_sampler_mc.py"],
-    "oracles": ["tests/test_core.py", "specs/q1a_mmse.py", "specs/q1b_optimal_eps.py", "specs/q1c_transport.py", "specs/alg1_lsimple_mc.py"],
+    "oracles": ["tests/test_core.py", "specs/q1a_mmse.py", "specs/q1b_optimal_eps.py", "specs/q1c_transport.py",
+                "specs/alg1_lsimple_mc.py"],
 }
 SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
          ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
@@ -138,7 +138,7 @@ def mutants(module: str) -> list[Mutant]:
 def mutated_source(m: Mutant) -> str:
     tree = ast.parse((ROOT / "ddpm" / f"{m.module}.py").read_text())
     node = _sites(tree)[m.index][0]
-    tree = _Apply(node, m.variant).visit(copy.deepcopy(tree) if False else tree)
+    tree = _Apply(node, m.variant).visit(tree)
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
@@ -151,8 +151,9 @@ def run(m: Mutant, workdir: Path, timeout: float) -> tuple[str, float]:
         start = time.perf_counter()
         env = dict(os.environ, CI="1", PYTHONDONTWRITEBYTECODE="1")
         try:
-            done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider",
-                                   "-k", "not rejects", *TESTS[m.module]], cwd=workdir, env=env, capture_output=True, timeout=timeout)
+            command = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider",
+                       "-k", "not rejects", *TESTS[m.module]]
+            done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return "timeout", time.perf_counter() - start
         return ("killed" if done.returncode else "survived"), time.perf_counter() - start
@@ -169,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
     args = p.parse_args(argv)
     every = [m for mod in args.modules for m in mutants(mod)]
-    chosen = every if args.limit is None else sorted(random.Random(args.seed).sample(every, min(args.limit, len(every))),
-                                                     key=lambda m: (m.module, m.index, m.variant))
+    chosen = every
+    if args.limit is not None:
+        picked = random.Random(args.seed).sample(every, min(args.limit, len(every)))
+        chosen = sorted(picked, key=lambda m: (m.module, m.index, m.variant))
     if args.list:
         for m in chosen:
             print(f"ddpm/{m.module}.py:{m.line}  {m.description}")
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp) / "repo"
-        shutil.copytree(ROOT, workdir, ignore=shutil.ignore_patterns(".git", "__pycache__", "runs", ".venv", "*.egg-info"))
+        ignore = shutil.ignore_patterns(".git", "__pycache__", "runs", ".venv", "*.egg-info")
+        shutil.copytree(ROOT, workdir, ignore=ignore)
         survived, killed = [], 0
         for i, m in enumerate(chosen, 1):
             verdict, seconds = run(m, workdir, args.timeout)
