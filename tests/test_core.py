@@ -262,3 +262,45 @@ def test_gaussian_mixture_rejects_bad_parameters():
     with pytest.raises(ValueError, match="do not fit"):
         GaussianMixture(torch.ones(2, dtype=torch.float64) / 2, torch.zeros(2, 3), torch.ones(3))
     GaussianMixture.isotropic([0.5, 0.5 + 1e-9], [[0.0], [1.0]], 1.0)  # within the tolerance of the sum
+
+
+def test_linear_schedule_defaults_are_the_papers():
+    """T = 1000, beta_1 = 1e-4, beta_T = 0.02 [Ho20 §4]; cosine s = 0.008, capped at 0.999 [ND21 eq. 17]."""
+    s = linear_schedule()
+    assert s.T == 1000 and s.beta[1].item() == 1e-4 and s.beta[1000].item() == 0.02
+    assert torch.equal(cosine_schedule().betas, cosine_schedule(1000, 0.008, 0.999).betas)
+
+
+def test_mixture_log_prob_matches_torch_distributions():
+    """p of x = a x_0 + s eps for an isotropic and a full-covariance mixture, against MixtureSameFamily."""
+    from ddpm.oracles import GaussianMixture
+
+    w = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    m = torch.tensor([[-1.0, 0.5], [1.5, -0.5]], dtype=torch.float64)
+    covs = torch.tensor([[[0.3, 0.1], [0.1, 0.2]], [[0.5, -0.2], [-0.2, 0.4]]], dtype=torch.float64)
+    x = torch.randn(7, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    a, s, eye = 0.8, 0.6, torch.eye(2, dtype=torch.float64)
+    iso = torch.tensor([0.3, 0.5], dtype=torch.float64)
+    D = torch.distributions
+    for mixture, c in [(GaussianMixture(w, m, covs), covs), (GaussianMixture(w, m, iso), iso[:, None, None] * eye)]:
+        ref = D.MixtureSameFamily(D.Categorical(w), D.MultivariateNormal(a * m, a**2 * c + s**2 * eye)).log_prob(x)
+        torch.testing.assert_close(mixture.log_prob(x, a, s), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_oracles_keep_the_batch_shape():
+    """A scalar (a, s) and the same values per sample give the same (batch, D) result, for batch != D."""
+    from ddpm.oracles import GaussianMixture, OptimalEps
+
+    mixture = GaussianMixture.isotropic([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], 0.4)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    for f in (mixture.posterior_mean, mixture.eps_star, mixture.score):
+        a, sd = (torch.full((5,), v, dtype=torch.float64) for v in (0.8, 0.6))
+        scalar, per_sample = f(x, 0.8, 0.6), f(x, a, sd)
+        assert scalar.shape == (5, 2)
+        torch.testing.assert_close(scalar, per_sample, rtol=1e-14, atol=1e-14)
+    s = linear_schedule(10)
+    t = torch.tensor([1, 4, 4, 9, 10])
+    eps = OptimalEps(mixture, s)(x, t)
+    a, sd = s.alpha_bar[t].sqrt(), s.one_minus_alpha_bar[t].sqrt()
+    rows = [mixture.eps_star(x[i:i + 1], float(a[i]), float(sd[i]))[0] for i in range(5)]
+    torch.testing.assert_close(eps, torch.stack(rows))
