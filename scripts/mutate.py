@@ -3,6 +3,7 @@
     nice -n 10 python scripts/mutate.py                      # every mutant of the core modules
     nice -n 10 python scripts/mutate.py --limit 40 --seed 1  # a random sample of 40 of them
     python scripts/mutate.py --list                          # print the mutants only
+    nice -n 10 python scripts/mutate.py --only ddpm/oracles.py:91   # the mutants of one line
 
 Each mutant is one small change to one line of ddpm/{schedule,forward,posterior,losses,sampler,oracles}.py,
 made on the syntax tree: + <-> -, * <-> /, a numeric constant c -> c + 1 and c - 1, a square root removed
@@ -168,12 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the sample's seed")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (a hang counts as killed)")
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
+    p.add_argument("--only", nargs="+", default=None, metavar="FILE:LINE",
+                   help="only the mutants on these lines, e.g. ddpm/oracles.py:91 (to recheck survivors)")
     args = p.parse_args(argv)
     every = [m for mod in args.modules for m in mutants(mod)]
     chosen = every
     if args.limit is not None:
         picked = random.Random(args.seed).sample(every, min(args.limit, len(every)))
         chosen = sorted(picked, key=lambda m: (m.module, m.index, m.variant))
+    if args.only is not None:
+        chosen = [m for m in chosen if f"ddpm/{m.module}.py:{m.line}" in args.only]
     if args.list:
         for m in chosen:
             print(f"ddpm/{m.module}.py:{m.line}  {m.description}")
