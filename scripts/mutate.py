@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modules", nargs="+", default=MODULES, choices=MODULES)
     p.add_argument("--limit", type=int, default=None, help="a random sample of this many mutants")
     p.add_argument("--seed", type=int, default=0, help="the sample's seed")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (a hang counts as killed)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (past it: undecided, not killed)")
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
     p.add_argument("--only", nargs="+", default=None, metavar="FILE:LINE",
                    help="only the mutants on these lines, e.g. ddpm/oracles.py:91 (to recheck survivors)")
@@ -188,18 +188,19 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp) / "repo"
         ignore = shutil.ignore_patterns(".git", "__pycache__", "runs", ".venv", "*.egg-info")
         shutil.copytree(ROOT, workdir, ignore=ignore)
-        survived, killed = [], 0
+        verdicts = {"killed": [], "survived": [], "timeout": []}
         for i, m in enumerate(chosen, 1):
             verdict, seconds = run(m, workdir, args.timeout)
-            killed += verdict != "survived"
-            if verdict == "survived":
-                survived.append(m)
+            verdicts[verdict].append(m)
             print(f"[{i}/{len(chosen)}] {verdict:<8} {seconds:6.1f} s  ddpm/{m.module}.py:{m.line}  {m.description}",
                   flush=True)
-    print(f"\nmutation score: {killed} of {len(chosen)} killed ({100 * killed / max(len(chosen), 1):.0f}%)")
-    for m in survived:
-        print(f"  survived: ddpm/{m.module}.py:{m.line}  {m.description}")
-    return 1 if survived else 0
+    killed = len(verdicts["killed"])
+    print(f"\nmutation score: {killed} of {len(chosen)} killed ({100 * killed / max(len(chosen), 1):.0f}%); "
+          f"{len(verdicts['timeout'])} undecided (past --timeout: rerun them with --only and a longer --timeout)")
+    for verdict in ("survived", "timeout"):
+        for m in verdicts[verdict]:
+            print(f"  {verdict}: ddpm/{m.module}.py:{m.line}  {m.description}")
+    return 1 if verdicts["survived"] or verdicts["timeout"] else 0
 
 
 if __name__ == "__main__":
