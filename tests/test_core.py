@@ -304,3 +304,16 @@ def test_oracles_keep_the_batch_shape():
     a, sd = s.alpha_bar[t].sqrt(), s.one_minus_alpha_bar[t].sqrt()
     rows = [mixture.eps_star(x[i:i + 1], float(a[i]), float(sd[i]))[0] for i in range(5)]
     torch.testing.assert_close(eps, torch.stack(rows))
+
+
+def test_full_covariance_posterior_mean_is_gaussian_conditioning():
+    """E[x_0 | a x_0 + s eps = x] for x_0 ~ N(m, C): m + a C (a^2 C + s^2 I)^-1 (x - a m), by numpy's solve."""
+    from ddpm.oracles import GaussianMixture
+
+    m = np.array([0.5, -1.0])
+    C = np.array([[0.4, 0.15], [0.15, 0.3]])
+    mixture = GaussianMixture(torch.ones(1, dtype=torch.float64), torch.tensor(m)[None], torch.tensor(C)[None])
+    x = np.array([[0.3, 0.2], [-1.0, 2.0], [2.5, -0.5]])
+    a, s = 0.7, 0.5
+    want = m + a * np.linalg.solve(a**2 * C + s**2 * np.eye(2), (x - a * m).T).T @ C.T
+    np.testing.assert_allclose(mixture.posterior_mean(torch.tensor(x), a, s).numpy(), want, rtol=1e-12, atol=1e-14)
