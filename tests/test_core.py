@@ -172,6 +172,11 @@ def test_gaussian_kl_matches_torch_distributions():
     MVN = torch.distributions.MultivariateNormal
     ref = torch.distributions.kl_divergence(MVN(m1, cov1), MVN(m2, cov2))
     torch.testing.assert_close(ddpm.losses.gaussian_kl(m1, cov1, m2, cov2), ref, rtol=1e-10, atol=1e-12)
+    # a batch of two pairs (leading dimensions broadcast): each pair's KL
+    batched = ddpm.losses.gaussian_kl(torch.stack([m1, m2]), torch.stack([cov1, cov2]), torch.stack([m2, m1]),
+                                      torch.stack([cov2, cov1]))
+    other = torch.distributions.kl_divergence(MVN(m2, cov2), MVN(m1, cov1))
+    torch.testing.assert_close(batched, torch.stack([ref, other]), rtol=1e-10, atol=1e-12)
     # diagonal covariances: the sum of normal_kl over coordinates
     v1, v2 = (torch.rand(3, generator=g, dtype=torch.float64) + 0.1 for _ in range(2))
     torch.testing.assert_close(ddpm.losses.gaussian_kl(m1, torch.diag(v1), m2, torch.diag(v2)),
