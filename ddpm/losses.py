@@ -18,7 +18,8 @@ from ddpm.posterior import mu_from_eps, posterior_mean_var
 from ddpm.schedule import Schedule, at, per_sample, reverse_variance
 
 __all__ = [
-    "EpsModel", "sum_per_sample", "normal_kl", "gaussian_kl", "discretized_gaussian_log_likelihood", "l_simple", "prior_kl",
+    "EpsModel", "sum_per_sample", "normal_kl", "gaussian_kl", "discretized_gaussian_log_likelihood", "l_simple",
+    "prior_kl",
     "vlb_terms", "Bound", "negative_elbo",
 ]
 

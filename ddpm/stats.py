@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["FALSE_ALARM", "POWER", "z_threshold", "mean_stderr", "MonteCarloCheck", "check_mc", "assert_power",
-           "generator_for"]
+__all__ = ["FALSE_ALARM", "POWER", "z_threshold", "mean_stderr", "MonteCarloCheck", "check_mc", "assert_power", "binomial_tail",
+           "binomial_z", "studentized_rate", "generator_for"]
 
 FALSE_ALARM = 1e-6
 POWER = 3.0  # a planted deviation must sit at z > POWER * k: the check rejects it with room to spare
@@ -92,6 +92,52 @@ def assert_power(result: MonteCarloCheck, multiple: float = POWER) -> MonteCarlo
         raise AssertionError(f"{result.name}: the planted deviation sits at z = {result.z:.2f}, not beyond "
                              f"{multiple:g} k = {multiple * result.k:.2f} (n = {result.n}): too little power")
     return result
+
+
+def binomial_tail(count: Tensor | int, n: int, p: float) -> Tensor:
+    """min(P(K <= count), P(K >= count)) for K ~ Binomial(n, p), exactly, for each count (float64).
+
+    The regularised incomplete beta function (scipy.special.bdtr), no normal approximation; half the
+    exact two-sided tail. One source for the specs' half-plane counts and the verifier's counts.
+    """
+    from scipy.special import bdtr, bdtrc  # here, as in z_threshold: verify imports this module
+
+    k = torch.as_tensor(count, dtype=torch.float64)
+    counts = k.reshape(-1).numpy()
+    lower = torch.as_tensor(bdtr(counts, n, p))  # P(K <= k)
+    upper = torch.as_tensor(bdtrc(counts - 1, n, p)).where(k.reshape(-1) > 0, 1.0)  # P(K >= k) = P(K > k - 1)
+    return lower.minimum(upper).reshape(k.shape)
+
+
+def binomial_z(count: int, n: int, p: float) -> float:
+    """The |z| whose two-sided normal tail equals the exact two-sided binomial tail of ``count`` in Binomial(n, p).
+
+    Fed to ``check_mc`` as (z, 1, 0), a count is held to its exact tail: no normal approximation.
+    The two-sided tail is 2 min(P(X <= count), P(X >= count)), capped at 1: :func:`binomial_tail`,
+    summed here in log space so that a planted deviation's z ~ 100 (a tail far below float64's
+    range) stays finite.
+    """
+    import numpy as np
+    from scipy.special import logsumexp, ndtri_exp
+    from scipy.stats import binom
+
+    log_pmf = binom.logpmf(np.arange(n + 1), n, p)
+    log_half_tail = min(float(logsumexp(log_pmf[: count + 1])), float(logsumexp(log_pmf[count:])))  # log(tail / 2)
+    return max(0.0, -float(ndtri_exp(log_half_tail))) if log_half_tail < math.log(0.5) else 0.0
+
+
+def studentized_rate(k: float, n: int, skew: float, excess_kurtosis: float) -> float:
+    """P(|T| > k) for the studentized mean T of n i.i.d. draws, to O(1/n) by its Edgeworth expansion.
+
+    2 Phi(-k) - 2 phi(k) q_2(k) / n with q_2(x) = x (kappa (x^2 - 3) / 12 - gamma^2 (x^4 + 2 x^2 - 3) / 18
+    - (x^2 + 3) / 4) (Hall, The Bootstrap and Edgeworth Expansion, 1992, §2.6); the O(n^-1/2) terms,
+    odd in x, cancel between the two tails. How the suite extrapolates a simulated statistic's
+    skewness gamma and excess kurtosis kappa to its false-alarm rate at k = 4.89.
+    """
+    from scipy.stats import norm
+
+    q2 = k * (excess_kurtosis * (k**2 - 3) / 12 - skew**2 * (k**4 + 2 * k**2 - 3) / 18 - (k**2 + 3) / 4)
+    return float(2 * norm.sf(k) - 2 * norm.pdf(k) * q2 / n)
 
 
 def generator_for(name: str, seed: int = 0, device: torch.device | str = "cpu") -> torch.Generator:

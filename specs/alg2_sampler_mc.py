@@ -107,7 +107,7 @@ ORDER_BAND = (1.75, 2.25)  # KL ~ T^-2 (a bias O(1/T) in the law, squared); fitt
 
 
 def check_error_shrinks(sigma2: str, optimal=LinearEps.optimal_for_gaussian) -> float:
-    """The exact KL of the samples to the data falls as T^-p with p, fitted in log-log over ``ORDER_TS``, in ``ORDER_BAND``.
+    """The exact KL of the samples to the data falls as T^-p, p fitted in log-log over ``ORDER_TS``, in ``ORDER_BAND``.
 
     Deterministic; as diffrax's ODE tests do, the order is fitted by least squares, so that a bug that
     halves the order (KL ~ 1/T) or stalls it fails, not only one that stops the error falling.

@@ -14,7 +14,8 @@ p_theta(x_0 | x_1) the continuous Gaussian N(mu_theta(x_1, 1), beta_1 I), and p(
   squared mean difference, E[L_{t-1}] = ``normal_kl``(0, beta_tilde_t, sqrt(E[(mu_tilde - mu_theta)^2]), beta_t).
   Likewise E[L_T] = ``prior_kl`` at x_0 = sqrt(E[x_0^2]), and L_0 = E[-log N(x_0; mu_theta(x_1, 1), beta_1)]
   from the same second moments. (``ddpm.losses.vlb_terms`` uses the discretised image decoder at
-  t = 1, which does not apply to continuous data; its t >= 2 terms are the ``normal_kl`` used here.)
+  t = 1, which does not apply to continuous data; its t >= 2 terms are the ``normal_kl`` used here,
+  and its decoder and ``negative_elbo`` as a whole are bound to eq. 3 on grid data in claim eq13.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The decoder term L_0 = -log p_theta(x_0 | x_1), discretised on the 256-level grid, and the whole bound [Ho20 eqs. 3, 5, 13].
+"""The decoder term L_0 = -log p_theta(x_0 | x_1) on the 256-level grid, and the whole bound [Ho20 eqs. 3, 5, 13].
 
 Data on the grid {-1, -1 + 2/255, ..., 1}; p_theta(x_0 | x_1) gives each coordinate the mass of
 N(mu_theta(x_1, 1), sigma_1^2) on its bin [x - 1/255, x + 1/255], the outer edge moved to -inf at
@@ -45,6 +45,7 @@ from specs.eq12_eps_weight import MU_FROM_EPS, eps, eps_theta
 
 y, mu = sp.symbols("y mu", real=True)
 sigma = sp.Symbol("sigma", positive=True)
+BETA_1 = sp.Symbol("beta_1", positive=True)
 HALF = sp.Rational(1, 255)  # half a bin: the grid's step is 2/255
 
 # The decoder's mean at t = 1, eq. 11 with alpha_bar_0 = 1 [Ho20 eqs. 11, 13].
@@ -58,7 +59,7 @@ def bin_mass(lo: sp.Expr, hi: sp.Expr) -> sp.Expr:
 
 def derivation() -> Derivation:
     """The bin masses in closed form, the open edges, the telescoping to 1, and the decoder's mean."""
-    d = Derivation("L_0 = -log of N(mu_theta(x_1, 1), sigma_1^2) integrated over x_0's bin of the 256-level grid [Ho20 eq. 13]")
+    d = Derivation("L_0 = -log of N(mu_theta(x_1, 1), sigma_1^2) integrated over x_0's bin of the grid [Ho20 eq. 13]")
     x = sp.Symbol("x", real=True)
     inner = sp.simplify(bin_mass(x - HALF, x + HALF))
     erf_form = (sp.erf((x + HALF - mu) / (sp.sqrt(2) * sigma)) - sp.erf((x - HALF - mu) / (sp.sqrt(2) * sigma))) / 2
@@ -78,8 +79,7 @@ def derivation() -> Derivation:
            equal(DECODER_MEAN, (xt - sp.sqrt(beta) * eps_theta) / sp.sqrt(1 - beta), "decoder mean"))
     d.step("sigma_1^2 = beta_tilde_2 = beta_2 (1 - alpha_bar_1) / (1 - alpha_bar_2) for either choice of sigma_t^2 "
            "(the released code's convention; beta_1 when T = 1)",
-           equal(BETA_TILDE.subs(alpha_bar_prev, 1 - sp.Symbol("beta_1", positive=True)),
-                 beta * sp.Symbol("beta_1", positive=True) / (1 - (1 - sp.Symbol("beta_1", positive=True)) * (1 - beta)),
+           equal(BETA_TILDE.subs(alpha_bar_prev, 1 - BETA_1), beta * BETA_1 / (1 - (1 - BETA_1) * (1 - beta)),
                  "beta_tilde_2"))
     return d
 
@@ -87,15 +87,15 @@ def derivation() -> Derivation:
 def bin_log_mass(x: float, mean: mpmath.mpf, var: mpmath.mpf) -> mpmath.mpf:
     """log of N(mean, var)'s mass on the bin of the grid point x, the edge bins open, at 40 digits."""
     with mpmath.workdps(40):
-        x, s = mpmath.mpf(x), mpmath.sqrt(var)
+        x, s, root2 = mpmath.mpf(x), mpmath.sqrt(var), mpmath.sqrt(2)
         lo = -mpmath.inf if x < -1 + mpmath.mpf(1) / 255 else x - mpmath.mpf(1) / 255
         hi = mpmath.inf if x > 1 - mpmath.mpf(1) / 255 else x + mpmath.mpf(1) / 255
         # P(lo < Y < hi) = (erfc((lo - m) / s sqrt 2) - erfc((hi - m) / s sqrt 2)) / 2: erfc keeps its relative
         # precision in the upper tail; below the mean, the mirrored form does
         if lo - mean > 0 or (hi - mean > 0 and lo - mean > -(hi - mean)):
-            mass = (mpmath.erfc((lo - mean) / (s * mpmath.sqrt(2))) - mpmath.erfc((hi - mean) / (s * mpmath.sqrt(2)))) / 2
+            mass = (mpmath.erfc((lo - mean) / (s * root2)) - mpmath.erfc((hi - mean) / (s * root2))) / 2
         else:
-            mass = (mpmath.erfc((mean - hi) / (s * mpmath.sqrt(2))) - mpmath.erfc((mean - lo) / (s * mpmath.sqrt(2)))) / 2
+            mass = (mpmath.erfc((mean - hi) / (s * root2)) - mpmath.erfc((mean - lo) / (s * root2))) / 2
         return mpmath.log(mass)
 
 
@@ -103,24 +103,26 @@ def decoder_variance(schedule: Schedule) -> mpmath.mpf:
     """sigma_1^2 at 40 digits: beta_tilde_2 from the derivation, or beta_1 when T = 1."""
     if schedule.T == 1:
         return mpmath.mpf(float(schedule.betas[0]))
-    return mpmath.mpf(float(reference(BETA_TILDE, [beta, alpha_bar_prev], float(schedule.betas[1]), alpha_bar_at(schedule, 1))))
+    bt2 = reference(BETA_TILDE, [beta, alpha_bar_prev], float(schedule.betas[1]), alpha_bar_at(schedule, 1))
+    return mpmath.mpf(float(bt2))
 
 
 GRID = st.one_of(st.sampled_from([0, 255, 1, 254]), st.integers(0, 255))
 
 
 def check_decoder(impl=vlb_terms, dtype: torch.dtype = torch.float64) -> None:
-    """``impl`` (vlb_terms) at t = 1 is -sum_j log of the derived decoder's mass on x_0's bin, for both sigma_t^2 choices."""
+    """``impl`` (vlb_terms) at t = 1 is -sum_j log of the derived decoder's mass on x_0's bin (either sigma_t^2)."""
 
     @examples(30)
     @given(schedules(), st.lists(GRID, min_size=3, max_size=3), st.lists(st.floats(-3, 3), min_size=3, max_size=3),
            st.floats(-2, 2), st.floats(-1, 1), st.sampled_from(["beta", "beta_tilde"]))
-    @example(Schedule(torch.tensor([1e-4, 1.2e-4], dtype=torch.float64)), [0, 255, 128], [0.0, 0.0, 0.0], 0.0, 0.0, "beta")
+    @example(Schedule(torch.tensor([1e-4, 1.2e-4], dtype=torch.float64)), [0, 255, 128], [0.0] * 3, 0.0, 0.0, "beta")
     def run(schedule, ks, eps_, gain, shift, choice):
         x0_ = np.array([2 * k / 255 - 1 for k in ks])
         eps_ = np.array(eps_)
         eps_model = lambda x, t: gain * x + shift  # noqa: E731
-        got = impl(eps_model, schedule, torch.from_numpy(x0_)[None], torch.tensor([1]), torch.from_numpy(eps_)[None], choice)
+        x, e = torch.from_numpy(x0_)[None], torch.from_numpy(eps_)[None]
+        got = impl(eps_model, schedule, x, torch.tensor([1]), e, choice)
         b1 = float(schedule.betas[0])
         x1 = reference(sp.sqrt(1 - beta) * x0 + sp.sqrt(beta) * xt, [beta, x0, xt], b1, x0_, eps_)  # eq. 4 at t = 1
         mean = reference(DECODER_MEAN, [beta, xt, eps_theta], b1, x1, gain * x1 + shift)
@@ -161,7 +163,7 @@ def _log_bin_mass(x0_: Tensor, mean: Tensor, var: float) -> Tensor:
 
 
 def eq3_per_trajectory(schedule: Schedule, x0_: Tensor, generator: torch.Generator, gain: float = GAIN) -> Tensor:
-    """-log p(x_T) - sum_t log p_theta(x_{t-1} | x_t) / q(x_t | x_{t-1}) along one forward trajectory per row [Ho20 eq. 3]."""
+    """-log p(x_T) - sum_t log p_theta(x_{t-1} | x_t) / q(x_t | x_{t-1}) along a forward path per row [Ho20 eq. 3]."""
     b, ab = schedule.beta, schedule.alpha_bar
     sigma2 = [float(v) for v in b]  # sigma_t^2 = beta_t for t >= 2
     sigma2[1] = float(b[2] * (1 - ab[1]) / (1 - ab[2]))  # sigma_1^2 = beta_tilde_2

@@ -35,22 +35,32 @@ def posterior_mean(y: torch.Tensor) -> torch.Tensor:
     return MIXTURE.posterior_mean(y, 1.0, SIGMA)
 
 
+def orthogonality_values(n: int, generator: torch.Generator, estimator=posterior_mean) -> torch.Tensor:
+    """Per draw: (x - m(y)) g(y) for g = 1, y, tanh(y), sin(2y), shape (n, 4)."""
+    x, y = draw(n, generator)
+    residual = x - estimator(y)
+    return torch.cat([residual * g for g in (torch.ones_like(y), y, torch.tanh(y), torch.sin(2 * y))], 1)
+
+
+def risk_margin_values(n: int, generator: torch.Generator, estimator=posterior_mean) -> torch.Tensor:
+    """Per draw: the risk of m + delta h minus that of m, for h = 1 and h(y) = y, shape (n, 2)."""
+    x, y = draw(n, generator)
+    m = estimator(y)
+    risk = (m - x) ** 2
+    return torch.cat([(m + DELTA - x) ** 2 - risk, (m + DELTA * y - x) ** 2 - risk], 1)
+
+
 def check_orthogonality(n: int, generator: torch.Generator, *, estimator=posterior_mean,
                         raise_on_fail: bool = True) -> MonteCarloCheck:
     """E[(x - m(y)) g(y)] = 0 for g = 1, y, tanh(y), sin(2y)."""
-    x, y = draw(n, generator)
-    residual = x - estimator(y)
-    values = torch.cat([residual * g for g in (torch.ones_like(y), y, torch.tanh(y), torch.sin(2 * y))], 1)
+    values = orthogonality_values(n, generator, estimator)
     return check_mc("E[(x - E[x | y]) g(y)] = 0", *mean_stderr(values), 0.0, n, raise_on_fail=raise_on_fail)
 
 
 def check_risk_margin(n: int, generator: torch.Generator, *, estimator=posterior_mean,
                       raise_on_fail: bool = True) -> MonteCarloCheck:
     """Risk(m + delta h) - Risk(m) = delta^2 E[h^2] for h = 1 and h(y) = y."""
-    x, y = draw(n, generator)
-    m = estimator(y)
-    risk = (m - x) ** 2
-    values = torch.cat([(m + DELTA - x) ** 2 - risk, (m + DELTA * y - x) ** 2 - risk], 1)
+    values = risk_margin_values(n, generator, estimator)
     second_moment_x = float(MIXTURE.weights @ (MIXTURE.means[:, 0] ** 2 + MIXTURE.covs))
     expected = torch.tensor([DELTA**2, DELTA**2 * (second_moment_x + SIGMA**2)], dtype=torch.float64)
     return check_mc("risk margin of perturbed estimators", *mean_stderr(values), expected, n,

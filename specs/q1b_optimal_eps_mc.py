@@ -81,6 +81,19 @@ def expected_over_p_sigma(mixture: GaussianMixture, sigma: float, f, points: int
     return float((weight * f(grid)).sum())
 
 
+def loss_values(mixture: GaussianMixture, sigma: float, n: int, generator: torch.Generator, eps_star=None) -> Tensor:
+    """Per draw at one sigma: loss (1) at eps*, and its raise by delta u and by delta x, shape (n, 3)."""
+    eps_star = mixture.eps_star if eps_star is None else eps_star
+    x0 = mixture.sample(n, generator)
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    x = x0 + sigma * eps
+    best = eps_star(x, 1.0, sigma)
+    loss = ((best - eps) ** 2).sum(1)
+    raise_const = ((best + DELTA * U - eps) ** 2).sum(1) - loss
+    raise_linear = ((best + DELTA * x - eps) ** 2).sum(1) - loss
+    return torch.stack([loss, raise_const, raise_linear], 1)
+
+
 def check_loss_minimum(mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None,
                        raise_on_fail: bool = True) -> MonteCarloCheck:
     """Loss (1) at eps* and at eps* + delta h against the predicted minimum and margins, at each sigma."""
@@ -88,17 +101,12 @@ def check_loss_minimum(mixture: GaussianMixture, n: int, generator: torch.Genera
     second_moment_x0 = float(mixture.weights @ ((mixture.means**2).sum(1) + mixture.dim * mixture.covs))
     estimates, stderrs, expected = [], [], []
     for sigma in SIGMAS:
-        x0 = mixture.sample(n, generator)
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-        x = x0 + sigma * eps
-        best = eps_star(x, 1.0, sigma)
-        loss = ((best - eps) ** 2).sum(1)
-        raise_const = ((best + DELTA * U - eps) ** 2).sum(1) - loss
-        raise_linear = ((best + DELTA * x - eps) ** 2).sum(1) - loss
+        per_draw = loss_values(mixture, sigma, n, generator, eps_star)
         for values, value in [
-            (loss, expected_over_p_sigma(mixture, sigma, lambda y, s=sigma: trace_posterior_cov_eps(mixture, y, s))),
-            (raise_const, DELTA**2 * float(U @ U)),
-            (raise_linear, DELTA**2 * (second_moment_x0 + mixture.dim * sigma**2)),
+            (per_draw[:, 0], expected_over_p_sigma(mixture, sigma,
+                                                   lambda y, s=sigma: trace_posterior_cov_eps(mixture, y, s))),
+            (per_draw[:, 1], DELTA**2 * float(U @ U)),
+            (per_draw[:, 2], DELTA**2 * (second_moment_x0 + mixture.dim * sigma**2)),
         ]:
             est, se = mean_stderr(values)
             estimates.append(est), stderrs.append(se), expected.append(value)

@@ -54,11 +54,13 @@ def relative_residual(sigma, generator: torch.Generator, points: int = 64, veloc
     return ((dp_dt + div_terms.sum(1)).abs() / (dp_dt.abs() + div_terms.abs().sum(1))).detach()
 
 
-def check_transport_equation(sigma, generator: torch.Generator, velocity=transport_velocity, raise_on_fail: bool = True) -> float:
-    """The worst transport residual, relative to its terms, held below ``RESIDUAL_TOL`` (deterministic given the points)."""
+def check_transport_equation(sigma, generator: torch.Generator, velocity=transport_velocity,
+                             raise_on_fail: bool = True) -> float:
+    """The worst transport residual relative to its terms, held below ``RESIDUAL_TOL`` (deterministic given points)."""
     worst = float(relative_residual(sigma, generator, velocity=velocity).max())
     if raise_on_fail and not worst <= RESIDUAL_TOL:
-        raise AssertionError(f"transport residual {worst:.3g} of its terms > {RESIDUAL_TOL:g} for sigma = {sigma.__name__}")
+        raise AssertionError(f"transport residual {worst:.3g} of its terms > {RESIDUAL_TOL:g} "
+                             f"for sigma = {sigma.__name__}")
     return worst
 
 
@@ -152,7 +154,7 @@ def test_q1c_flow_is_fourth_order_and_accurate(gen):
 
 
 def _flow_evaluating_at_tiny_sigma(x1, velocity=transport_velocity, steps=100):
-    """Planted: the last stage evaluates v at t = 1 - steps * (1 / steps) in floating point, ~1e-17, not at its limit."""
+    """Planted: the last stage evaluates v at t = 1 - steps (1 / steps) in floating point, ~1e-17, not its limit."""
     v = lambda x, t: velocity(MIXTURE, x, t, 1.0)  # noqa: E731
     x, h = x1, -1.0 / steps
     for i in range(steps):

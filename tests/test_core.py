@@ -43,9 +43,15 @@ def test_one_minus_alpha_bar_keeps_precision_at_small_t():
 
 
 def test_paper_figures():
-    """alpha_bar_T of Ho et al.'s linear schedule, T = 1000 [Ho20 §4]; the 02460 default T = 100."""
-    assert linear_schedule(1000).alpha_bar[1000].item() == pytest.approx(4.0358e-5, rel=1e-4)
-    assert linear_schedule(100).alpha_bar[100].item() == pytest.approx(0.36356, rel=1e-4)  # "about 0.36"
+    """alpha_bar_T of Ho et al.'s linear schedule, T = 1000 [Ho20 §4], and of the 02460 default T = 100.
+
+    Neither source prints these values: 4.0358e-5 and 0.36356 are the 50-digit products of the exact
+    decimal schedules (``python -m specs.ex31_prior_limit`` prints them), recomputed here, not quoted.
+    """
+    for T, figure in [(1000, 4.0358e-5), (100, 0.36356)]:
+        exact = float(alpha_bars(linear_betas(T, "1e-4", "0.02"), dps=50)[T])
+        assert exact == pytest.approx(figure, rel=1e-4)  # the figure the docs quote
+        assert linear_schedule(T).alpha_bar[T].item() == pytest.approx(exact, rel=T * 4e-16)
 
 
 def test_cosine_schedule_matches_closed_form():
@@ -99,7 +105,8 @@ def test_decoder_variance_convention_costs_bits_with_a_perfect_mean():
     """
     s = linear_schedule(1000)
     x0 = torch.zeros(1, dtype=torch.float64)
-    bits = [-ddpm.discretized_gaussian_log_likelihood(x0, x0, var).item() / math.log(2) for var in (s.beta[1], s.beta_tilde[2])]
+    bits = [-ddpm.discretized_gaussian_log_likelihood(x0, x0, var).item() / math.log(2)
+            for var in (s.beta[1], s.beta_tilde[2])]
     assert bits[0] - bits[1] == pytest.approx(0.41, abs=0.005)
 
 
@@ -158,14 +165,20 @@ def test_normal_kl_matches_torch_distributions():
 
 def test_gaussian_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(4)
-    L1, L2 = (torch.randn(3, 3, generator=g, dtype=torch.float64) + 2 * torch.eye(3, dtype=torch.float64) for _ in range(2))
+    eye = torch.eye(3, dtype=torch.float64)
+    L1, L2 = (torch.randn(3, 3, generator=g, dtype=torch.float64) + 2 * eye for _ in range(2))
     m1, m2 = torch.randn(3, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
     cov1, cov2 = L1 @ L1.T, L2 @ L2.T
     MVN = torch.distributions.MultivariateNormal
     ref = torch.distributions.kl_divergence(MVN(m1, cov1), MVN(m2, cov2))
     torch.testing.assert_close(ddpm.losses.gaussian_kl(m1, cov1, m2, cov2), ref, rtol=1e-10, atol=1e-12)
+    # a batch of two pairs (leading dimensions broadcast): each pair's KL
+    batched = ddpm.losses.gaussian_kl(torch.stack([m1, m2]), torch.stack([cov1, cov2]), torch.stack([m2, m1]),
+                                      torch.stack([cov2, cov1]))
+    other = torch.distributions.kl_divergence(MVN(m2, cov2), MVN(m1, cov1))
+    torch.testing.assert_close(batched, torch.stack([ref, other]), rtol=1e-10, atol=1e-12)
     # diagonal covariances: the sum of normal_kl over coordinates
-    v1, v2 = torch.rand(3, generator=g, dtype=torch.float64) + 0.1, torch.rand(3, generator=g, dtype=torch.float64) + 0.1
+    v1, v2 = (torch.rand(3, generator=g, dtype=torch.float64) + 0.1 for _ in range(2))
     torch.testing.assert_close(ddpm.losses.gaussian_kl(m1, torch.diag(v1), m2, torch.diag(v2)),
                                ddpm.normal_kl(m1, v1, m2, v2).sum(), rtol=1e-12, atol=1e-14)
 
@@ -242,3 +255,70 @@ def test_sampler_shapes_and_trajectory(shape):
     assert torch.equal(xs[0], x)
     # with eps_theta = 0 and no noise at t = 1, x_0 = x_1 / sqrt(alpha_1) exactly [alg. 2, line 4]
     torch.testing.assert_close(xs[0], xs[1] / s.alpha[1].sqrt().float())
+
+
+def test_gaussian_mixture_rejects_bad_parameters():
+    from ddpm.oracles import GaussianMixture
+
+    with pytest.raises(ValueError, match="sum to 1"):
+        GaussianMixture.isotropic([0.5, 0.4], [[0.0], [1.0]], 1.0)
+    with pytest.raises(ValueError, match="sum to 1"):
+        GaussianMixture.isotropic([1.2, -0.2], [[0.0], [1.0]], 1.0)
+    with pytest.raises(ValueError, match="do not fit"):
+        GaussianMixture(torch.ones(2, dtype=torch.float64) / 2, torch.zeros(2, 3), torch.ones(3))
+    GaussianMixture.isotropic([0.5, 0.5 + 1e-9], [[0.0], [1.0]], 1.0)  # within the tolerance of the sum
+
+
+def test_linear_schedule_defaults_are_the_papers():
+    """T = 1000, beta_1 = 1e-4, beta_T = 0.02 [Ho20 §4]; cosine s = 0.008, capped at 0.999 [ND21 eq. 17]."""
+    s = linear_schedule()
+    assert s.T == 1000 and s.beta[1].item() == 1e-4 and s.beta[1000].item() == 0.02
+    assert torch.equal(cosine_schedule().betas, cosine_schedule(1000, 0.008, 0.999).betas)
+
+
+def test_mixture_log_prob_matches_torch_distributions():
+    """p of x = a x_0 + s eps for an isotropic and a full-covariance mixture, against MixtureSameFamily."""
+    from ddpm.oracles import GaussianMixture
+
+    w = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    m = torch.tensor([[-1.0, 0.5], [1.5, -0.5]], dtype=torch.float64)
+    covs = torch.tensor([[[0.3, 0.1], [0.1, 0.2]], [[0.5, -0.2], [-0.2, 0.4]]], dtype=torch.float64)
+    x = torch.randn(7, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    a, s, eye = 0.8, 0.6, torch.eye(2, dtype=torch.float64)
+    iso = torch.tensor([0.3, 0.5], dtype=torch.float64)
+    D = torch.distributions
+    for mixture, c in [(GaussianMixture(w, m, covs), covs), (GaussianMixture(w, m, iso), iso[:, None, None] * eye)]:
+        ref = D.MixtureSameFamily(D.Categorical(w), D.MultivariateNormal(a * m, a**2 * c + s**2 * eye)).log_prob(x)
+        torch.testing.assert_close(mixture.log_prob(x, a, s), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_oracles_keep_the_batch_shape():
+    """A scalar (a, s) and the same values per sample give the same (batch, D) result, for batch != D."""
+    from ddpm.oracles import GaussianMixture, OptimalEps
+
+    mixture = GaussianMixture.isotropic([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], 0.4)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    for f in (mixture.posterior_mean, mixture.eps_star, mixture.score):
+        a, sd = (torch.full((5,), v, dtype=torch.float64) for v in (0.8, 0.6))
+        scalar, per_sample = f(x, 0.8, 0.6), f(x, a, sd)
+        assert scalar.shape == (5, 2)
+        torch.testing.assert_close(scalar, per_sample, rtol=1e-14, atol=1e-14)
+    s = linear_schedule(10)
+    t = torch.tensor([1, 4, 4, 9, 10])
+    eps = OptimalEps(mixture, s)(x, t)
+    a, sd = s.alpha_bar[t].sqrt(), s.one_minus_alpha_bar[t].sqrt()
+    rows = [mixture.eps_star(x[i:i + 1], float(a[i]), float(sd[i]))[0] for i in range(5)]
+    torch.testing.assert_close(eps, torch.stack(rows))
+
+
+def test_full_covariance_posterior_mean_is_gaussian_conditioning():
+    """E[x_0 | a x_0 + s eps = x] for x_0 ~ N(m, C): m + a C (a^2 C + s^2 I)^-1 (x - a m), by numpy's solve."""
+    from ddpm.oracles import GaussianMixture
+
+    m = np.array([0.5, -1.0])
+    C = np.array([[0.4, 0.15], [0.15, 0.3]])
+    mixture = GaussianMixture(torch.ones(1, dtype=torch.float64), torch.tensor(m)[None], torch.tensor(C)[None])
+    x = np.array([[0.3, 0.2], [-1.0, 2.0], [2.5, -0.5]])
+    a, s = 0.7, 0.5
+    want = m + a * np.linalg.solve(a**2 * C + s**2 * np.eye(2), (x - a * m).T).T @ C.T
+    np.testing.assert_allclose(mixture.posterior_mean(torch.tensor(x), a, s).numpy(), want, rtol=1e-12, atol=1e-14)

@@ -176,3 +176,25 @@ def test_sampler_binding_rejects_planted_step(monkeypatch):
         alg.check_sampler(ddpm.sampler.sample)
     monkeypatch.setattr(ddpm.sampler, "mu_from_eps", mu_from_eps)
     alg.check_sampler(ddpm.sampler.sample)
+
+
+@pytest.mark.parametrize("planted", ["sigma1_beta1", "closed_edges", "half_bin_1_256"])
+def test_decoder_binding_rejects_planted(planted, monkeypatch):
+    """L_0 with sigma_1^2 = beta_1, with closed edge bins, or with bins of width 2/256, patched into ddpm.losses."""
+    import ddpm.losses
+    from specs import eq13_decoder
+
+    if planted == "sigma1_beta1":
+        monkeypatch.setattr(ddpm.losses, "reverse_variance", eq13_decoder._sigma1_beta1)
+    elif planted == "closed_edges":
+        monkeypatch.setattr(ddpm.losses, "discretized_gaussian_log_likelihood", eq13_decoder._closed_edges)
+    else:
+        def narrow(x0, mean, var):
+            normal = torch.distributions.Normal(mean, torch.as_tensor(var, dtype=mean.dtype).sqrt())
+            hi = torch.where(x0 > 1 - 1 / 256, torch.ones_like(x0), normal.cdf(x0 + 1 / 256))
+            lo = torch.where(x0 < -1 + 1 / 256, torch.zeros_like(x0), normal.cdf(x0 - 1 / 256))
+            return torch.log(hi - lo)
+
+        monkeypatch.setattr(ddpm.losses, "discretized_gaussian_log_likelihood", narrow)
+    with pytest.raises(AssertionError, match="L_0"):
+        eq13_decoder.check_decoder()
