@@ -13,7 +13,11 @@ from ddpm.stats import generator_for
 # Hypothesis, in one place: `ci` is derandomised with no deadline (the default under CI=true);
 # `dev` explores new examples on every run. Choose with HYPOTHESIS_PROFILE=dev.
 settings.register_profile(
-    "ci", derandomize=True, deadline=None, max_examples=60, print_blob=True,
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=60,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("dev", deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -24,11 +28,14 @@ torch.set_default_dtype(torch.float32)
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--seed", type=int, default=0,
+        "--seed",
+        type=int,
+        default=0,
         help="reseed every statistical check (default 0); rerun under many seeds to measure false alarms",
     )
     parser.addoption(
-        "--seeded-only", action="store_true",
+        "--seeded-only",
+        action="store_true",
         help="run only the tests that take the suite seed (the others give the same result under every seed)",
     )
 

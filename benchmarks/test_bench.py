@@ -28,6 +28,7 @@ def _synced(fn, device):
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # the timed region ends when the device is done
+
     return call
 
 

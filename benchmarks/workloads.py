@@ -11,8 +11,9 @@ noise in [-1, 1] shaped like MNIST: the cost of a step does not depend on the pi
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -102,7 +103,11 @@ def train_pair(make: Callable[[], nn.Module], x0: torch.Tensor, T: int, device: 
     peer_net = copy.deepcopy(net).to(device).train()
     ours_opt = adam(ours_net.parameters(), LR, device)
     peer_opt = torch.optim.Adam(peer_net.parameters(), lr=LR)  # what a user writes
-    schedule, scheduler, model = linear_schedule(T).to(device), peer_scheduler(linear_schedule(T)), ShiftedTimesteps(peer_net)
+    schedule, scheduler, model = (
+        linear_schedule(T).to(device),
+        peer_scheduler(linear_schedule(T)),
+        ShiftedTimesteps(peer_net),
+    )
     g = _seeded(device)
     x0 = x0.to(device)
     t = torch.randint(1, T + 1, (x0.shape[0],), generator=g, device=device)
@@ -123,8 +128,12 @@ def train_pair(make: Callable[[], nn.Module], x0: torch.Tensor, T: int, device: 
         return {"flops": counter.get_total_flops(), "peak_bf16_flops": peak_bf16_flops(device)}
 
     # float32 losses agree to ~1e-6; bf16 autocast (8 significant bits) to ~1e-2
-    return Pair(ours, lambda: peer_train_step(model, scheduler, peer_opt, x0, t - 1, eps), details,
-                rtol=2e-2 if fast_layout else 1e-4)
+    return Pair(
+        ours,
+        lambda: peer_train_step(model, scheduler, peer_opt, x0, t - 1, eps),
+        details,
+        rtol=2e-2 if fast_layout else 1e-4,
+    )
 
 
 def _toy_batch(n: int) -> torch.Tensor:
@@ -143,22 +152,54 @@ def workloads(device: torch.device, quick: bool = False) -> list[Workload]:
     fc = {64: lambda: FcNetwork(2, num_hidden=64, T=T), 128: lambda: FcNetwork(2, num_hidden=128, T=T)}
     unet = lambda: UNet(T=T)  # noqa: E731
     unet_T = (2 if quick else 10) if cpu else T
-    r = (lambda q, f: q if quick else f)  # noqa: E731
+    r = lambda q, f: q if quick else f  # noqa: E731
     out = []
     for width, make in fc.items():
         for n, rounds, target in ((256, r(5, 9), 2.0 if cpu else 10.0), (5000, r(3, 7), 1.2 if cpu else 10.0)):
             if quick and cpu and width == 128 and n == 5000:
                 continue  # the costliest toy workload: full mode only
-            out.append(Workload(f"fc{width} sample N={n} T={T}", "sample", device,
-                                lambda make=make, n=n: sampler_pair(make, T, (n, 2), device), rounds, target=target))
+            out.append(
+                Workload(
+                    f"fc{width} sample N={n} T={T}",
+                    "sample",
+                    device,
+                    lambda make=make, n=n: sampler_pair(make, T, (n, 2), device),
+                    rounds,
+                    target=target,
+                )
+            )
     for width, make in fc.items():
-        out.append(Workload(f"fc{width} train B=5000", "train", device,
-                            lambda make=make: train_pair(make, _toy_batch(5000), T, device), r(61, 101), warmup=3,
-                            target=1.0 if cpu else None))
-    out.append(Workload("unet train B=128", "train", device, lambda: train_pair(unet, _mnist_like(128), T, device),
-                        r(5, 9) if cpu else r(10, 30), warmup=1 if cpu else 3, target=1.0 if cpu else None))
-    out.append(Workload(f"unet sample N=256 T={unet_T}", "sample", device,
-                        lambda: sampler_pair(unet, unet_T, (256, 1, 28, 28), device), r(2, 3)))
+        out.append(
+            Workload(
+                f"fc{width} train B=5000",
+                "train",
+                device,
+                lambda make=make: train_pair(make, _toy_batch(5000), T, device),
+                r(61, 101),
+                warmup=3,
+                target=1.0 if cpu else None,
+            )
+        )
+    out.append(
+        Workload(
+            "unet train B=128",
+            "train",
+            device,
+            lambda: train_pair(unet, _mnist_like(128), T, device),
+            r(5, 9) if cpu else r(10, 30),
+            warmup=1 if cpu else 3,
+            target=1.0 if cpu else None,
+        )
+    )
+    out.append(
+        Workload(
+            f"unet sample N=256 T={unet_T}",
+            "sample",
+            device,
+            lambda: sampler_pair(unet, unet_T, (256, 1, 28, 28), device),
+            r(2, 3),
+        )
+    )
     from benchmarks.sigma_workloads import sigma_workloads
 
     return out + sigma_workloads(device, quick)

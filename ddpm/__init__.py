@@ -4,7 +4,15 @@ The public API uses the paper's time index t = 1..T throughout; see ``ddpm.sched
 """
 
 from ddpm.forward import q_mean_var, q_sample, q_step_mean_var, q_step_sample
-from ddpm.losses import Bound, discretized_gaussian_log_likelihood, l_simple, negative_elbo, normal_kl, prior_kl, vlb_terms
+from ddpm.losses import (
+    Bound,
+    discretized_gaussian_log_likelihood,
+    l_simple,
+    negative_elbo,
+    normal_kl,
+    prior_kl,
+    vlb_terms,
+)
 from ddpm.oracles import GaussianMixture, OptimalEps, transport_velocity
 from ddpm.posterior import mu_from_eps, posterior_mean_var, x0_from_eps
 from ddpm.sampler import sample
@@ -13,9 +21,27 @@ from ddpm.schedule import Schedule, at, cosine_schedule, linear_schedule, revers
 __version__ = "0.1.0"
 
 __all__ = [
-    "Schedule", "linear_schedule", "cosine_schedule", "reverse_variance", "at",
-    "q_mean_var", "q_sample", "q_step_mean_var", "q_step_sample",
-    "posterior_mean_var", "x0_from_eps", "mu_from_eps",
-    "normal_kl", "discretized_gaussian_log_likelihood", "l_simple", "prior_kl", "vlb_terms", "Bound", "negative_elbo",
-    "sample", "GaussianMixture", "OptimalEps", "transport_velocity",
+    "Schedule",
+    "linear_schedule",
+    "cosine_schedule",
+    "reverse_variance",
+    "at",
+    "q_mean_var",
+    "q_sample",
+    "q_step_mean_var",
+    "q_step_sample",
+    "posterior_mean_var",
+    "x0_from_eps",
+    "mu_from_eps",
+    "normal_kl",
+    "discretized_gaussian_log_likelihood",
+    "l_simple",
+    "prior_kl",
+    "vlb_terms",
+    "Bound",
+    "negative_elbo",
+    "sample",
+    "GaussianMixture",
+    "OptimalEps",
+    "transport_velocity",
 ]

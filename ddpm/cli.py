@@ -31,10 +31,20 @@ from ddpm.train import CheckpointWriteError, TrainConfig, TrainingDiverged, load
 
 # Per data set: the network and the run length that the bare `ddpm train --data NAME` uses.
 PRESETS = {
-    "tg": dict(network="fc", net_config=dict(num_hidden=128, num_layers=3, activation="silu"),
-               steps=3000, batch_size=1024, lr=2e-3),
-    "cb": dict(network="fc", net_config=dict(num_hidden=256, num_layers=4, activation="silu"),
-               steps=6000, batch_size=2048, lr=2e-3),
+    "tg": dict(
+        network="fc",
+        net_config=dict(num_hidden=128, num_layers=3, activation="silu"),
+        steps=3000,
+        batch_size=1024,
+        lr=2e-3,
+    ),
+    "cb": dict(
+        network="fc",
+        net_config=dict(num_hidden=256, num_layers=4, activation="silu"),
+        steps=6000,
+        batch_size=2048,
+        lr=2e-3,
+    ),
     "mnist": dict(network="unet", net_config={}, steps=60_000, batch_size=128, lr=2e-4, checkpoint_every=1000),
     # the 6.S183 notebook's setup in the sigma world: its MLP, 200 log-linear levels, AdamW at 1e-3 [6.S183 Q2]
     "swissroll": dict(network="sigma_mlp", net_config=dict(input_dim=2), steps=20_000, batch_size=200, lr=1e-3),
@@ -63,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix} {e}", file=sys.stderr)
         return 1
     except torch.OutOfMemoryError:
-        print(f"{prefix} out of memory on {getattr(args, 'device', 'the device')}; try a smaller "
-              f"{'--batch-size' if args.command != 'sample' else '-n'}", file=sys.stderr)
+        print(
+            f"{prefix} out of memory on {getattr(args, 'device', 'the device')}; try a smaller "
+            f"{'--batch-size' if args.command != 'sample' else '-n'}",
+            file=sys.stderr,
+        )
         return 1
     except OSError as e:  # a figure or a result that cannot be written: say which, no traceback
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -136,8 +149,9 @@ def device(text: str) -> str:
             why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
             raise argparse.ArgumentTypeError(f"@{text}: CUDA is not available here ({why}); use --device cpu")
         if d.index is not None and d.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(f"@{text}: this machine has {torch.cuda.device_count()} CUDA "
-                                             f"device(s), numbered from 0")
+            raise argparse.ArgumentTypeError(
+                f"@{text}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0"
+            )
     elif d.type == "mps":
         if not torch.backends.mps.is_available():
             raise argparse.ArgumentTypeError(f"@{text}: Apple's MPS is not available here; use --device cpu")
@@ -153,52 +167,87 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="ddpm", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a DDPM (Algorithm 1), then sample and plot it",
-                       description="Train a DDPM by Algorithm 1 [Ho20], then sample it and plot the samples and the "
-                                   "loss. Interrupt at any time (Ctrl-C, SIGTERM): the same command resumes it.")
+    p = sub.add_parser(
+        "train",
+        help="train a DDPM (Algorithm 1), then sample and plot it",
+        description="Train a DDPM by Algorithm 1 [Ho20], then sample it and plot the samples and the "
+        "loss. Interrupt at any time (Ctrl-C, SIGTERM): the same command resumes it.",
+    )
     p.add_argument("--data", choices=DATASETS, default="cb", help="data set (default: %(default)s)")
     p.add_argument("--mnist-root", help="folder with the MNIST IDX files (for --data mnist)")
     p.add_argument("--out", type=Path, help="run folder (default: runs/DATA)")
     p.add_argument("--steps", type=integer(1), help="training steps (default: the data set's preset)")
     p.add_argument("--batch-size", type=integer(1), help="samples per training step (default: the data set's preset)")
-    p.add_argument("--lr", type=number(0, math.inf), help="Adam's learning rate, linearly down to 0 over the last "
-                                                          "20%% of steps (default: the data set's preset)")
-    p.add_argument("--network", choices=("fc", "unet"),
-                   help="eps_theta: fc, fully connected (toy sets), or unet (images) (default: the data set's preset)")
+    p.add_argument(
+        "--lr",
+        type=number(0, math.inf),
+        help="Adam's learning rate, linearly down to 0 over the last 20%% of steps (default: the data set's preset)",
+    )
+    p.add_argument(
+        "--network",
+        choices=("fc", "unet"),
+        help="eps_theta: fc, fully connected (toy sets), or unet (images) (default: the data set's preset)",
+    )
     p.add_argument("--width", type=integer(1), help="hidden width of the fc network (default: the preset's)")
     p.add_argument("--depth", type=integer(1), help="hidden layers of the fc network (default: the preset's)")
-    p.add_argument("--T", type=integer(1), help="diffusion steps (default: 1000); for --data swissroll the number "
-                                                "of noise levels sigma (default: 200)")
+    p.add_argument(
+        "--T",
+        type=integer(1),
+        help="diffusion steps (default: 1000); for --data swissroll the number of noise levels sigma (default: 200)",
+    )
     p.add_argument("--sigma-min", type=number(0, math.inf), help="--data swissroll: the lowest level (default: 0.005)")
     p.add_argument("--sigma-max", type=number(0, math.inf), help="--data swissroll: the highest level (default: 10)")
-    p.add_argument("--schedule", choices=("linear", "cosine"), default="linear",
-                   help="noise schedule: linear from --beta-1 to --beta-T [Ho20 §4] or cosine [ND21] "
-                        "(default: %(default)s)")
+    p.add_argument(
+        "--schedule",
+        choices=("linear", "cosine"),
+        default="linear",
+        help="noise schedule: linear from --beta-1 to --beta-T [Ho20 §4] or cosine [ND21] (default: %(default)s)",
+    )
     p.add_argument("--beta-1", type=number(0, 1), help="beta_1 of the linear schedule (default: 1e-4)")
     p.add_argument("--beta-T", type=number(0, 1), help="beta_T of the linear schedule (default: 0.02)")
-    p.add_argument("--ema", type=number(0, 1, closed_low=True, note=" (0 for no EMA)"), default=0.999,
-                   help="decay of the EMA of the weights that sampling uses, 0 for none (default: %(default)s)")
+    p.add_argument(
+        "--ema",
+        type=number(0, 1, closed_low=True, note=" (0 for no EMA)"),
+        default=0.999,
+        help="decay of the EMA of the weights that sampling uses, 0 for none (default: %(default)s)",
+    )
     p.add_argument("--seed", type=SEED, default=0, help="seed of the weights and of every draw (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=integer(1), help="steps between checkpoints (default: 500; MNIST 1000)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if the run folder has a checkpoint")
-    p.add_argument("--samples", type=integer(1), default=2000,
-                   help="samples drawn after training (default: %(default)s)")
+    p.add_argument(
+        "--samples", type=integer(1), default=2000, help="samples drawn after training (default: %(default)s)"
+    )
     _add_common(p)
     p.set_defaults(check=check_train, run=cmd_train)
 
     p = sub.add_parser("sample", help="draw samples (Algorithm 2) from a checkpoint: a PNG and the raw tensor")
     p.add_argument("checkpoint", type=Path, help="a checkpoint.pt that ddpm train wrote")
     p.add_argument("-n", type=integer(1), default=2000, help="number of samples (default: %(default)s)")
-    p.add_argument("--out", type=Path, help="PNG path (default: samples.png beside the checkpoint); the raw samples "
-                                            "go to .pt beside it, a toy set's quality report to _quality.json")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="PNG path (default: samples.png beside the checkpoint); the raw samples "
+        "go to .pt beside it, a toy set's quality report to _quality.json",
+    )
     _add_sigma2(p)
-    p.add_argument("--sampler", choices=SIGMA_SAMPLERS, help="a sigma-world checkpoint's (--data swissroll) sampler: "
-                   "ddim, ddpm (mu = 1/2) or accel (gamma = 2) [PY23 App. A] (default: accel); a DDPM checkpoint "
-                   "is sampled by Algorithm 2")
-    p.add_argument("--steps", dest="sample_steps", type=integer(1), help="with --sampler: the number of levels walked, "
-                   "by trailing spacing (default: 10)")
-    p.add_argument("--gamma", type=number(-math.inf, math.inf), help="with --sampler: gamma of eps_bar = gamma eps + "
-                   "(1 - gamma) eps_prev (default: the sampler's, 1 or 2)")
+    p.add_argument(
+        "--sampler",
+        choices=SIGMA_SAMPLERS,
+        help="a sigma-world checkpoint's (--data swissroll) sampler: "
+        "ddim, ddpm (mu = 1/2) or accel (gamma = 2) [PY23 App. A] (default: accel); a DDPM checkpoint "
+        "is sampled by Algorithm 2",
+    )
+    p.add_argument(
+        "--steps",
+        dest="sample_steps",
+        type=integer(1),
+        help="with --sampler: the number of levels walked, by trailing spacing (default: 10)",
+    )
+    p.add_argument(
+        "--gamma",
+        type=number(-math.inf, math.inf),
+        help="with --sampler: gamma of eps_bar = gamma eps + (1 - gamma) eps_prev (default: the sampler's, 1 or 2)",
+    )
     p.add_argument("--seed", type=SEED, default=0, help="seed of the sampler's draws (default: %(default)s)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights, not their EMA")
     _add_common(p)
@@ -207,22 +256,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("elbo", help="the variational bound [Ho20 eq. 5] on held-out data, in bits/dim")
     p.add_argument("checkpoint", type=Path, help="a checkpoint.pt that ddpm train wrote")
     p.add_argument("-n", type=integer(1), default=1000, help="held-out points (default: %(default)s)")
-    p.add_argument("--batch-size", type=integer(1), default=500,
-                   help="points evaluated at once; lower it if memory runs out (default: %(default)s)")
+    p.add_argument(
+        "--batch-size",
+        type=integer(1),
+        default=500,
+        help="points evaluated at once; lower it if memory runs out (default: %(default)s)",
+    )
     _add_sigma2(p)
     p.add_argument("--mnist-root", help="folder with the MNIST IDX files (default: the training run's)")
-    p.add_argument("--seed", type=SEED, default=1, help="seed of the held-out draws and of the bound's noise "
-                                                        "(default: %(default)s)")
+    p.add_argument(
+        "--seed",
+        type=SEED,
+        default=1,
+        help="seed of the held-out draws and of the bound's noise (default: %(default)s)",
+    )
     p.add_argument("--no-ema", action="store_true", help="use the raw weights, not their EMA")
     _add_common(p)
     p.set_defaults(check=check_elbo, run=cmd_elbo)
 
-    p = sub.add_parser("derive", help="print a derivation of the specs (no NAME: list them)",
-                       description="Print a derivation of the specs, step by step: unicode math for a terminal, "
-                                   "LaTeX for a handout, Markdown for a notebook cell.",
-                       epilog=_claims_listing(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", nargs="?", metavar="NAME", help="the claim (no NAME: list the claims; with --latex or "
-                                                           "--markdown, write every derivation)")
+    p = sub.add_parser(
+        "derive",
+        help="print a derivation of the specs (no NAME: list them)",
+        description="Print a derivation of the specs, step by step: unicode math for a terminal, "
+        "LaTeX for a handout, Markdown for a notebook cell.",
+        epilog=_claims_listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help="the claim (no NAME: list the claims; with --latex or --markdown, write every derivation)",
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--latex", action="store_true", help="a LaTeX article (amsmath) that pdflatex compiles")
     fmt.add_argument("--markdown", action="store_true", help="Markdown with $$ math, e.g. for a Jupyter cell")
@@ -237,16 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_sigma2(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sigma2", choices=SIGMA2_CHOICES, default="beta",
-                   help="reverse-process variance sigma_t^2: beta_t or beta_tilde_t [Ho20 §3.2] "
-                        "(default: %(default)s)")
+    p.add_argument(
+        "--sigma2",
+        choices=SIGMA2_CHOICES,
+        default="beta",
+        help="reverse-process variance sigma_t^2: beta_t or beta_tilde_t [Ho20 §3.2] (default: %(default)s)",
+    )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=device, default=default_device(), help="torch device (default: %(default)s)")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no progress bar and no messages on stderr (results still go to stdout, errors to stderr); "
-                        "the bar shows only on a terminal anyway")
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no messages on stderr (results still go to stdout, errors to stderr); "
+        "the bar shows only on a terminal anyway",
+    )
 
 
 def _note(args: argparse.Namespace, message: str) -> None:
@@ -306,25 +378,41 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     preset = dict(PRESETS[args.data])
     sigma_world = is_sigma_world(args.data)
     if sigma_world:
-        given = [o for o, v in (("--network", args.network), ("--width", args.width), ("--depth", args.depth),
-                                ("--beta-1", args.beta_1), ("--beta-T", args.beta_T)) if v is not None]
+        given = [
+            o
+            for o, v in (
+                ("--network", args.network),
+                ("--width", args.width),
+                ("--depth", args.depth),
+                ("--beta-1", args.beta_1),
+                ("--beta-T", args.beta_T),
+            )
+            if v is not None
+        ]
         given += ["--schedule"] if args.schedule != "linear" else []
         if given:
-            raise ValueError(f"{', '.join(given)} do not apply to --data {args.data}, which trains the 6.S183 MLP on "
-                             "noise levels sigma (--T, --sigma-min and --sigma-max set them)")
+            raise ValueError(
+                f"{', '.join(given)} do not apply to --data {args.data}, which trains the 6.S183 MLP on "
+                "noise levels sigma (--T, --sigma-min and --sigma-max set them)"
+            )
     elif args.sigma_min is not None or args.sigma_max is not None:
-        raise ValueError(f"--sigma-min and --sigma-max apply to the sigma world (--data swissroll), "
-                         f"not --data {args.data}")
-    levels = dict(sigma_min=0.005 if args.sigma_min is None else args.sigma_min,
-                  sigma_max=10.0 if args.sigma_max is None else args.sigma_max)
+        raise ValueError(
+            f"--sigma-min and --sigma-max apply to the sigma world (--data swissroll), not --data {args.data}"
+        )
+    levels = dict(
+        sigma_min=0.005 if args.sigma_min is None else args.sigma_min,
+        sigma_max=10.0 if args.sigma_max is None else args.sigma_max,
+    )
     if not levels["sigma_min"] < levels["sigma_max"]:
-        raise ValueError(f"--sigma-min must be below --sigma-max, "
-                         f"got {levels['sigma_min']:g} and {levels['sigma_max']:g}")
+        raise ValueError(
+            f"--sigma-min must be below --sigma-max, got {levels['sigma_min']:g} and {levels['sigma_max']:g}"
+        )
     T = args.T if args.T is not None else (200 if sigma_world else 1000)
     network = args.network or preset["network"]
     if network == "unet" and args.data not in IMAGE_DATA:
-        raise ValueError(f"--network unet takes images: use it with --data {' or '.join(IMAGE_DATA)}, "
-                         f"not --data {args.data}")
+        raise ValueError(
+            f"--network unet takes images: use it with --data {' or '.join(IMAGE_DATA)}, not --data {args.data}"
+        )
     net_config = dict(preset["net_config"]) if network == preset["network"] else {}
     if network == "fc":
         net_config["input_dim"] = 28 * 28 if args.data == "mnist" else 2
@@ -344,12 +432,26 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if beta_1 > beta_T:
         raise ValueError(f"--beta-1 must not exceed --beta-T, got --beta-1 {beta_1:g} and --beta-T {beta_T:g}")
     preset.update(network=network, net_config=net_config)
-    preset.update({k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                         checkpoint_every=args.checkpoint_every).items() if v is not None})
+    preset.update(
+        {
+            k: v
+            for k, v in dict(
+                steps=args.steps, batch_size=args.batch_size, lr=args.lr, checkpoint_every=args.checkpoint_every
+            ).items()
+            if v is not None
+        }
+    )
     return TrainConfig(
-        data=args.data, schedule=args.schedule, T=T, beta_1=beta_1, beta_T=beta_T, **levels,
-        ema_decay=args.ema or None, seed=args.seed,
-        mnist_root=str(Path(args.mnist_root).resolve()) if args.mnist_root else None, **preset,
+        data=args.data,
+        schedule=args.schedule,
+        T=T,
+        beta_1=beta_1,
+        beta_T=beta_T,
+        **levels,
+        ema_decay=args.ema or None,
+        seed=args.seed,
+        mnist_root=str(Path(args.mnist_root).resolve()) if args.mnist_root else None,
+        **preset,
     )
 
 
@@ -359,8 +461,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config, ckpt_path = args.config, args.checkpoint
     rank = _join_torchrun(args)
     if rank == 0:
-        _note(args, f"training {config.network} on {config.data} for {config.steps} steps on {args.device}; "
-                    f"checkpoints in {ckpt_path}")
+        _note(
+            args,
+            f"training {config.network} on {config.data} for {config.steps} steps on {args.device}; "
+            f"checkpoints in {ckpt_path}",
+        )
     start = time.perf_counter()
     ckpt = train(config, ckpt_path, device=args.device, resume=not args.no_resume, show_progress=_progress(args))
     if torch.distributed.is_initialized():
@@ -372,8 +477,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     xs = [min(config.log_every * (i + 1), ckpt.step) for i in range(len(ckpt.losses))]
     line_plot(args.out / "loss.png", [ckpt.losses], xs=xs)
-    return _sample_and_report(args, ckpt, args.out / "samples.png", n=args.samples, sigma2="beta", seed=args.seed,
-                              use_ema=True)
+    return _sample_and_report(
+        args, ckpt, args.out / "samples.png", n=args.samples, sigma2="beta", seed=args.seed, use_ema=True
+    )
 
 
 def _join_torchrun(args: argparse.Namespace) -> int:
@@ -398,23 +504,30 @@ def check_sample(args: argparse.Namespace) -> None:
     args.ckpt = load_checkpoint(args.checkpoint)
     args.out = args.out or args.checkpoint.with_name("samples.png")
     _check_output_file("--out", args.out)
-    given = [o for o, v in (("--sampler", args.sampler), ("--steps", args.sample_steps), ("--gamma", args.gamma))
-             if v is not None]
+    given = [
+        o
+        for o, v in (("--sampler", args.sampler), ("--steps", args.sample_steps), ("--gamma", args.gamma))
+        if v is not None
+    ]
     config = args.ckpt.config
     if not is_sigma_world(config.data) and given:
-        raise ValueError(f"{', '.join(given)} apply to sigma-world checkpoints (--data swissroll); this one was "
-                         f"trained on {config.data} and is sampled by Algorithm 2 (--sigma2)")
+        raise ValueError(
+            f"{', '.join(given)} apply to sigma-world checkpoints (--data swissroll); this one was "
+            f"trained on {config.data} and is sampled by Algorithm 2 (--sigma2)"
+        )
     if is_sigma_world(config.data) and (args.sample_steps or 10) > config.T:
         raise ValueError(f"--steps must be at most the checkpoint's {config.T} noise levels, got {args.sample_steps}")
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    return _sample_and_report(args, args.ckpt, args.out, n=args.n, sigma2=args.sigma2, seed=args.seed,
-                              use_ema=not args.no_ema)
+    return _sample_and_report(
+        args, args.ckpt, args.out, n=args.n, sigma2=args.sigma2, seed=args.seed, use_ema=not args.no_ema
+    )
 
 
-def _sample_and_report(args: argparse.Namespace, ckpt, png: Path, *, n: int, sigma2: str, seed: int,
-                       use_ema: bool) -> int:
+def _sample_and_report(
+    args: argparse.Namespace, ckpt, png: Path, *, n: int, sigma2: str, seed: int, use_ema: bool
+) -> int:
     """Draw n samples, save them (.pt) and their picture (.png); for a toy set, print its quality report."""
     from ddpm.plot import image_grid, scatter_over_density
     from ddpm.sampler import sample
@@ -427,8 +540,9 @@ def _sample_and_report(args: argparse.Namespace, ckpt, png: Path, *, n: int, sig
     shape = (n, 2) if config.data != "mnist" else (n, 1, 28, 28)
     generator = torch.Generator(args.device).manual_seed(seed)
     with progress_bar(config.T, "sample", show=_progress(args)) as bar:
-        x0 = sample(model, build_schedule(config), shape, sigma2=sigma2, generator=generator,
-                    progress=lambda t: bar.update(1)).cpu()
+        x0 = sample(
+            model, build_schedule(config), shape, sigma2=sigma2, generator=generator, progress=lambda t: bar.update(1)
+        ).cpu()
     png.parent.mkdir(parents=True, exist_ok=True)
     _save_tensor(png.with_suffix(".pt"), x0)
     if config.data == "mnist":
@@ -447,8 +561,10 @@ def _sample_and_report(args: argparse.Namespace, ckpt, png: Path, *, n: int, sig
     quality.write_text(json.dumps(report, indent=2) + "\n")
     print(format_report(report))
     if measured < n:
-        print(f"(quality measured on the first {measured} of the {n} samples: the permutation test holds "
-              f"a (2n)^2 distance matrix; the plot and the .pt hold all {n})")
+        print(
+            f"(quality measured on the first {measured} of the {n} samples: the permutation test holds "
+            f"a (2n)^2 distance matrix; the plot and the .pt hold all {n})"
+        )
     print(f"wrote {png}, {png.with_suffix('.pt')} and {quality.name}")
     return 0
 
@@ -462,8 +578,9 @@ def _sample_sigma_world(args: argparse.Namespace, model, config: TrainConfig, pn
     gamma = getattr(args, "gamma", None)
     levels = log_linear_sigmas(config.T, config.sigma_min, config.sigma_max)
     generator = torch.Generator(args.device).manual_seed(seed)
-    x0 = sample_sigma_world(model, levels, n, sampler=sampler, steps=steps, gamma=gamma, generator=generator,
-                            device=args.device).cpu()
+    x0 = sample_sigma_world(
+        model, levels, n, sampler=sampler, steps=steps, gamma=gamma, generator=generator, device=args.device
+    ).cpu()
     png.parent.mkdir(parents=True, exist_ok=True)
     _save_tensor(png.with_suffix(".pt"), x0)
     plot_swissroll(png, x0)
@@ -483,16 +600,19 @@ def check_elbo(args: argparse.Namespace) -> None:
     args.ckpt = load_checkpoint(args.checkpoint)
     config = args.ckpt.config
     if is_sigma_world(config.data):
-        raise ValueError(f"the variational bound is Ho et al.'s, of a DDPM checkpoint; this one was trained on "
-                         f"{config.data} in the sigma world, which has no such bound")
+        raise ValueError(
+            f"the variational bound is Ho et al.'s, of a DDPM checkpoint; this one was trained on "
+            f"{config.data} in the sigma world, which has no such bound"
+        )
     if config.data == "mnist":
         args.mnist_root = args.mnist_root or config.mnist_root
         if args.mnist_root is None:
             raise ValueError("--mnist-root is needed: the folder holding the MNIST IDX files")
         _check_mnist_root("--mnist-root", args.mnist_root, "test")
     elif args.mnist_root is not None:
-        raise ValueError(f"--mnist-root applies to MNIST checkpoints only; {str(args.checkpoint)!r} is a "
-                         f"{config.data} model")
+        raise ValueError(
+            f"--mnist-root applies to MNIST checkpoints only; {str(args.checkpoint)!r} is a {config.data} model"
+        )
 
 
 def cmd_elbo(args: argparse.Namespace) -> int:
@@ -509,8 +629,14 @@ def cmd_elbo(args: argparse.Namespace) -> int:
     bounds = []
     with progress_bar(config.T * len(batches), "elbo", show=_progress(args)) as bar:
         for batch in batches:
-            bound = negative_elbo(model, schedule, batch.to(args.device), generator=generator, sigma2=args.sigma2,
-                                  progress=lambda t: bar.update(1))
+            bound = negative_elbo(
+                model,
+                schedule,
+                batch.to(args.device),
+                generator=generator,
+                sigma2=args.sigma2,
+                progress=lambda t: bar.update(1),
+            )
             bounds.append((bound.prior, bound.terms))
     prior = torch.cat([p for p, _ in bounds]).double()
     terms = torch.cat([t for _, t in bounds]).double()
@@ -518,12 +644,16 @@ def cmd_elbo(args: argparse.Namespace) -> int:
     per_dim = dims * math.log(2)
     total = (prior + terms.sum(1)) / per_dim
     mean, se = total.mean().item(), total.std().item() / math.sqrt(n)
-    print(f"negative ELBO on {n} held-out points of {config.data}: {mean:.4f} ± {se:.4f} bits/dim "
-          f"(sigma^2 = {args.sigma2})")
+    print(
+        f"negative ELBO on {n} held-out points of {config.data}: {mean:.4f} ± {se:.4f} bits/dim "
+        f"(sigma^2 = {args.sigma2})"
+    )
     print(f"  L_T     {prior.mean().item() / per_dim:.6f} bits/dim")
     print(f"  L_1..   {terms[:, 1:].sum(1).mean().item() / per_dim:.4f} bits/dim (sum of L_{{t-1}}, t = 2..{config.T})")
-    print(f"  L_0     {terms[:, 0].mean().item() / per_dim:.4f} bits/dim (discretised decoder, sigma_1^2 = "
-          "beta_tilde_2 as in Ho et al.'s released code)")
+    print(
+        f"  L_0     {terms[:, 0].mean().item() / per_dim:.4f} bits/dim (discretised decoder, sigma_1^2 = "
+        "beta_tilde_2 as in Ho et al.'s released code)"
+    )
     if reference is not None:
         print(f"  the true distribution's own -log likelihood of the same quantised data: {reference:.4f} bits/dim")
     return 0
@@ -577,8 +707,10 @@ def cmd_derive(args: argparse.Namespace) -> int:
         return 0
     if args.name is not None and args.name not in specs.CLAIMS:
         raise ValueError(f"no claim named {args.name!r}; choose one of {', '.join(specs.CLAIMS)}")
-    derivations = [importlib.import_module(f"specs.{specs.CLAIMS[name][0]}").derivation()
-                   for name in ([args.name] if args.name else specs.CLAIMS)]
+    derivations = [
+        importlib.import_module(f"specs.{specs.CLAIMS[name][0]}").derivation()
+        for name in ([args.name] if args.name else specs.CLAIMS)
+    ]
     if args.latex:
         print(latex_document([d.latex(standalone=False) for d in derivations]), end="")
     elif args.markdown:

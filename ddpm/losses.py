@@ -7,8 +7,8 @@ t in 1..T. Per-sample values are summed over every dimension but the first (the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -18,9 +18,16 @@ from ddpm.posterior import mu_from_eps, posterior_mean_var
 from ddpm.schedule import Schedule, at, per_sample, reverse_variance
 
 __all__ = [
-    "EpsModel", "sum_per_sample", "normal_kl", "gaussian_kl", "discretized_gaussian_log_likelihood", "l_simple",
+    "EpsModel",
+    "sum_per_sample",
+    "normal_kl",
+    "gaussian_kl",
+    "discretized_gaussian_log_likelihood",
+    "l_simple",
     "prior_kl",
-    "vlb_terms", "Bound", "negative_elbo",
+    "vlb_terms",
+    "Bound",
+    "negative_elbo",
 ]
 
 EpsModel = Callable[[Tensor, Tensor], Tensor]

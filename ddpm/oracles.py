@@ -44,8 +44,10 @@ class GaussianMixture:
     def __post_init__(self) -> None:
         K, D = self.means.shape
         if self.weights.shape != (K,) or self.covs.shape not in {(K,), (K, D, D)}:
-            raise ValueError(f"weights {tuple(self.weights.shape)} and covs {tuple(self.covs.shape)} "
-                             f"do not fit {K} components in {D} dimensions")
+            raise ValueError(
+                f"weights {tuple(self.weights.shape)} and covs {tuple(self.covs.shape)} "
+                f"do not fit {K} components in {D} dimensions"
+            )
         if (self.weights < 0).any() or not math.isclose(float(self.weights.sum()), 1.0, rel_tol=1e-6):
             raise ValueError(f"weights must be non-negative and sum to 1, got {self.weights.tolist()}")
 

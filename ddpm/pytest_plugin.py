@@ -18,12 +18,26 @@ __all__ = ["VerifyFile", "VerifySpec", "pytest_addoption", "pytest_collection_mo
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ddpm", "ddpm verify")
-    group.addoption("--ddpm-verify", action="append", default=[], metavar="PATH",
-                    help="verify a DDPM file, notebook or directory with ddpm verify: one test a spec (repeatable)")
-    group.addoption("--ddpm-verify-course", default=None, metavar="NAME",
-                    help="the course the files are written for (default: detected from each file)")
-    group.addoption("--ddpm-verify-timeout", type=float, default=60.0, metavar="SECONDS",
-                    help="seconds each file may run once loading it begins (default: %(default)s)")
+    group.addoption(
+        "--ddpm-verify",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="verify a DDPM file, notebook or directory with ddpm verify: one test a spec (repeatable)",
+    )
+    group.addoption(
+        "--ddpm-verify-course",
+        default=None,
+        metavar="NAME",
+        help="the course the files are written for (default: detected from each file)",
+    )
+    group.addoption(
+        "--ddpm-verify-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds each file may run once loading it begins (default: %(default)s)",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect, so that they apply to the specs too

@@ -9,7 +9,7 @@ whole loop once as a CUDA graph and replays it.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -21,8 +21,14 @@ from ddpm.schedule import Schedule, at, reverse_variance
 __all__ = ["sample", "sample_fast", "FastSampler", "gaussian_law", "noise_draws"]
 
 
-def noise_draws(shape: Sequence[int], T: int, *, generator: torch.Generator | None = None,
-                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Iterator[Tensor]:
+def noise_draws(
+    shape: Sequence[int],
+    T: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Iterator[Tensor]:
     """Algorithm 2's standard normal draws in their one documented order: x_T, then z at t = T, ..., 2 [Ho20 alg. 2].
 
     ``sample`` draws through it; a replay of Algorithm 2 with the same generator uses it too.
@@ -207,5 +213,6 @@ def sample_fast(
     The eager fast loop of :class:`FastSampler`; build a ``FastSampler`` instead to sample repeatedly,
     and on CUDA to replay a captured graph.
     """
-    return FastSampler(eps_model, schedule, shape, sigma2=sigma2, generator=generator, device=device,
-                       dtype=dtype, cuda_graph=False)()
+    return FastSampler(
+        eps_model, schedule, shape, sigma2=sigma2, generator=generator, device=device, dtype=dtype, cuda_graph=False
+    )()

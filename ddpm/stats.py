@@ -15,8 +15,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["FALSE_ALARM", "POWER", "z_threshold", "mean_stderr", "MonteCarloCheck", "check_mc", "assert_power", "binomial_tail",
-           "binomial_z", "studentized_rate", "generator_for"]
+__all__ = [
+    "FALSE_ALARM",
+    "POWER",
+    "z_threshold",
+    "mean_stderr",
+    "MonteCarloCheck",
+    "check_mc",
+    "assert_power",
+    "binomial_tail",
+    "binomial_z",
+    "studentized_rate",
+    "generator_for",
+]
 
 FALSE_ALARM = 1e-6
 POWER = 3.0  # a planted deviation must sit at z > POWER * k: the check rejects it with room to spare
@@ -89,8 +100,10 @@ def check_mc(
 def assert_power(result: MonteCarloCheck, multiple: float = POWER) -> MonteCarloCheck:
     """Assert that a check run on a planted deviation rejects it with margin: z > ``multiple`` * k."""
     if not result.z > multiple * result.k:
-        raise AssertionError(f"{result.name}: the planted deviation sits at z = {result.z:.2f}, not beyond "
-                             f"{multiple:g} k = {multiple * result.k:.2f} (n = {result.n}): too little power")
+        raise AssertionError(
+            f"{result.name}: the planted deviation sits at z = {result.z:.2f}, not beyond "
+            f"{multiple:g} k = {multiple * result.k:.2f} (n = {result.n}): too little power"
+        )
     return result
 
 

@@ -46,10 +46,30 @@ from ddpm.schedule import Schedule, cosine_schedule, linear_schedule
 from ddpm.sigma_train import adamw, sigma_train_step
 
 __all__ = [
-    "TrainConfig", "Checkpoint", "save_checkpoint", "load_checkpoint", "check_checkpoint", "resumable_checkpoint",
-    "remove_stale_temporaries", "state_checksum", "build_schedule", "build_model", "batch_source", "train",
-    "train_step", "adam", "ema_decay", "update_ema", "restore_model", "progress_bar", "CheckpointError",
-    "CorruptCheckpoint", "ForeignCheckpoint", "CheckpointWriteError", "NonFiniteState", "TrainingDiverged",
+    "TrainConfig",
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "check_checkpoint",
+    "resumable_checkpoint",
+    "remove_stale_temporaries",
+    "state_checksum",
+    "build_schedule",
+    "build_model",
+    "batch_source",
+    "train",
+    "train_step",
+    "adam",
+    "ema_decay",
+    "update_ema",
+    "restore_model",
+    "progress_bar",
+    "CheckpointError",
+    "CorruptCheckpoint",
+    "ForeignCheckpoint",
+    "CheckpointWriteError",
+    "NonFiniteState",
+    "TrainingDiverged",
 ]
 
 CHECKPOINT_FORMAT = "ddpm-checkpoint/2"  # 2: a SHA-256 of the state, and the losses of the open log interval
@@ -92,8 +112,9 @@ class TrainConfig:
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
         if not 0 < self.sigma_min < self.sigma_max < math.inf:
-            raise ValueError(f"the sigma levels need 0 < sigma_min < sigma_max, "
-                             f"got {self.sigma_min!r}, {self.sigma_max!r}")
+            raise ValueError(
+                f"the sigma levels need 0 < sigma_min < sigma_max, got {self.sigma_min!r}, {self.sigma_max!r}"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
@@ -223,9 +244,15 @@ def first_nonfinite(state: Any, name: str = "") -> str | None:
 
 def _payload(ckpt: Checkpoint) -> dict[str, Any]:
     payload = {
-        "format": CHECKPOINT_FORMAT, "config": asdict(ckpt.config), "step": ckpt.step, "model": ckpt.model,
-        "ema": ckpt.ema, "optimizer": ckpt.optimizer, "generator": ckpt.generator,
-        "losses": [float(v) for v in ckpt.losses], "pending": [float(v) for v in ckpt.pending],
+        "format": CHECKPOINT_FORMAT,
+        "config": asdict(ckpt.config),
+        "step": ckpt.step,
+        "model": ckpt.model,
+        "ema": ckpt.ema,
+        "optimizer": ckpt.optimizer,
+        "generator": ckpt.generator,
+        "losses": [float(v) for v in ckpt.losses],
+        "pending": [float(v) for v in ckpt.pending],
     }
     payload["checksum"] = state_checksum(payload)
     return payload
@@ -246,18 +273,24 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     buffer = io.BytesIO()
     torch.save(_payload(ckpt), buffer)
     data = buffer.getbuffer()
-    previous = (f"the previous checkpoint {str(path)!r} is intact" if path.exists()
-                else "no checkpoint had been written there before")
+    previous = (
+        f"the previous checkpoint {str(path)!r} is intact"
+        if path.exists()
+        else "no checkpoint had been written there before"
+    )
     try:
         write_atomically(path, data)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
             raise CheckpointWriteError(
-                e.errno, f"the disk is full: no room in {str(path.parent)!r} for the {len(data)}-byte checkpoint "
-                f"{path.name} ({free} bytes free); {previous}") from None
-        raise CheckpointWriteError(e.errno, f"could not write the checkpoint {str(path)!r} "
-                                            f"({e.strerror or e}); {previous}") from None
+                e.errno,
+                f"the disk is full: no room in {str(path.parent)!r} for the {len(data)}-byte checkpoint "
+                f"{path.name} ({free} bytes free); {previous}",
+            ) from None
+        raise CheckpointWriteError(
+            e.errno, f"could not write the checkpoint {str(path)!r} ({e.strerror or e}); {previous}"
+        ) from None
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
@@ -268,8 +301,11 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
-             if re.fullmatch(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp", p.name) and p.is_file()]
+    stale = [
+        p
+        for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
+        if re.fullmatch(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp", p.name) and p.is_file()
+    ]
     for p in stale:
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
@@ -284,8 +320,10 @@ def _classify_unreadable(path: Path, error: Exception) -> CheckpointError:
     if head.startswith(b"PK\x03\x04") and b"ddpm-checkpoint/" in head:
         return CorruptCheckpoint(f"{str(path)!r} is a corrupt ddpm checkpoint: torch cannot read it ({reason})")
     if head.startswith(b"PK\x03\x04") and b"data.pkl" in head:
-        return ForeignCheckpoint(f"{str(path)!r} is not a ddpm checkpoint (foreign): a torch file of "
-                                 f"something else, or one damaged beyond recognition ({reason})")
+        return ForeignCheckpoint(
+            f"{str(path)!r} is not a ddpm checkpoint (foreign): a torch file of "
+            f"something else, or one damaged beyond recognition ({reason})"
+        )
     return ForeignCheckpoint(f"{str(path)!r} is not a ddpm checkpoint (foreign): not a file torch.save writes")
 
 
@@ -312,26 +350,39 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if not isinstance(fmt, str) or not fmt.startswith("ddpm-checkpoint/"):
         found = f"format {fmt!r}" if isinstance(payload, dict) else f"a {type(payload).__name__}"
-        raise ForeignCheckpoint(f"{name!r} is not a ddpm checkpoint (foreign): expected format "
-                                f"{CHECKPOINT_FORMAT!r}, found {found}")
+        raise ForeignCheckpoint(
+            f"{name!r} is not a ddpm checkpoint (foreign): expected format {CHECKPOINT_FORMAT!r}, found {found}"
+        )
     if fmt not in READABLE_FORMATS:
-        raise ForeignCheckpoint(f"{name!r} has format {fmt!r}, from another version of ddpm; "
-                                f"this one reads {', '.join(READABLE_FORMATS)}")
+        raise ForeignCheckpoint(
+            f"{name!r} has format {fmt!r}, from another version of ddpm; this one reads {', '.join(READABLE_FORMATS)}"
+        )
     verified = fmt != "ddpm-checkpoint/1"
     missing = [k for k in _ENTRIES + (("pending", "checksum") if verified else ()) if k not in payload]
     if missing:
-        raise CorruptCheckpoint(f"{name!r} is a corrupt ddpm checkpoint: it lacks the entr"
-                                f"{'y' if len(missing) == 1 else 'ies'} {', '.join(map(repr, missing))}")
+        raise CorruptCheckpoint(
+            f"{name!r} is a corrupt ddpm checkpoint: it lacks the entr"
+            f"{'y' if len(missing) == 1 else 'ies'} {', '.join(map(repr, missing))}"
+        )
     if verified and payload["checksum"] != state_checksum(payload):
-        raise CorruptCheckpoint(f"{name!r} is a corrupt ddpm checkpoint: its contents changed after it was "
-                                "written (their SHA-256 differs from the one stored beside them)")
+        raise CorruptCheckpoint(
+            f"{name!r} is a corrupt ddpm checkpoint: its contents changed after it was "
+            "written (their SHA-256 differs from the one stored beside them)"
+        )
     try:
         config = TrainConfig.from_dict(payload["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{name!r} holds an invalid configuration: {e}") from None
-    ckpt = Checkpoint(config=config, step=payload["step"], model=payload["model"], ema=payload["ema"],
-                      optimizer=payload["optimizer"], generator=payload["generator"],
-                      losses=list(payload["losses"]), pending=list(payload.get("pending", [])))
+    ckpt = Checkpoint(
+        config=config,
+        step=payload["step"],
+        model=payload["model"],
+        ema=payload["ema"],
+        optimizer=payload["optimizer"],
+        generator=payload["generator"],
+        losses=list(payload["losses"]),
+        pending=list(payload.get("pending", [])),
+    )
     check_checkpoint(ckpt, name)
     if torch.device(map_location).type != "cpu":
         ckpt.model, ckpt.ema, ckpt.optimizer = (_to(v, map_location) for v in (ckpt.model, ckpt.ema, ckpt.optimizer))
@@ -359,8 +410,10 @@ def check_checkpoint(ckpt: Checkpoint, name: str = "the checkpoint") -> None:
     with torch.device("meta"):
         from ddpm.nets import build_network
 
-        expected = {k: tuple(v.shape) for k, v in build_network(config.network,
-                                                                **network_arguments(config)).state_dict().items()}
+        expected = {
+            k: tuple(v.shape)
+            for k, v in build_network(config.network, **network_arguments(config)).state_dict().items()
+        }
     described = f"{config.network} {config.net_config}"
     for entry, weights in (("model", ckpt.model), ("ema", ckpt.ema)):
         if weights is None:
@@ -369,13 +422,17 @@ def check_checkpoint(ckpt: Checkpoint, name: str = "the checkpoint") -> None:
             raise CheckpointError(f"{name!r}: its {entry!r} entry is not a dict of tensors")
         if weights.keys() != expected.keys():
             odd = sorted(weights.keys() ^ expected.keys())
-            raise CheckpointError(f"{name!r}: its {entry!r} weights do not fit its configuration ({described}): "
-                                  f"parameters {', '.join(odd[:4])}{' ...' if len(odd) > 4 else ''} "
-                                  "are in one but not the other")
+            raise CheckpointError(
+                f"{name!r}: its {entry!r} weights do not fit its configuration ({described}): "
+                f"parameters {', '.join(odd[:4])}{' ...' if len(odd) > 4 else ''} "
+                "are in one but not the other"
+            )
         for k, shape in expected.items():
             if tuple(weights[k].shape) != shape:
-                raise CheckpointError(f"{name!r}: its {entry!r} weights do not fit its configuration ({described}): "
-                                      f"{k} has shape {tuple(weights[k].shape)}, the configuration makes {shape}")
+                raise CheckpointError(
+                    f"{name!r}: its {entry!r} weights do not fit its configuration ({described}): "
+                    f"{k} has shape {tuple(weights[k].shape)}, the configuration makes {shape}"
+                )
     bad = first_nonfinite({"model": ckpt.model, "ema": ckpt.ema, "optimizer": ckpt.optimizer})
     if bad is not None:
         raise CheckpointError(f"{name!r} holds NaN or infinity in {bad}")
@@ -408,7 +465,7 @@ def batch_source(config: TrainConfig, device: torch.device) -> Callable[[int, to
     def draw(step: int, generator: torch.Generator) -> Tensor:
         epoch, i = divmod(step, per_epoch)
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
-        batch = images[order[i * config.batch_size:(i + 1) * config.batch_size]]
+        batch = images[order[i * config.batch_size : (i + 1) * config.batch_size]]
         return dequantise(batch, generator=generator).to(device)
 
     return draw
@@ -435,14 +492,19 @@ def resumable_checkpoint(config: TrainConfig, path: str | os.PathLike) -> Checkp
         return None
     ckpt = load_checkpoint(path)
     if ckpt.step > config.steps:
-        raise ValueError(f"{str(path)!r} holds a run already at step {ckpt.step}, past the {config.steps} steps "
-                         "asked for; ask for more steps, name another checkpoint, or pass resume=False (--no-resume)")
+        raise ValueError(
+            f"{str(path)!r} holds a run already at step {ckpt.step}, past the {config.steps} steps "
+            "asked for; ask for more steps, name another checkpoint, or pass resume=False (--no-resume)"
+        )
     if {**asdict(ckpt.config), "steps": 0} != {**asdict(config), "steps": 0}:
         theirs, ours = asdict(ckpt.config), asdict(config)
-        differ = ", ".join(f"{k} {theirs[k]!r} there, {ours[k]!r} here" for k in ours if k != "steps"
-                           and theirs[k] != ours[k])
-        raise ValueError(f"{str(path)!r} holds a run with another configuration ({differ}); "
-                         "remove it, name another checkpoint, or pass resume=False (--no-resume)")
+        differ = ", ".join(
+            f"{k} {theirs[k]!r} there, {ours[k]!r} here" for k in ours if k != "steps" and theirs[k] != ours[k]
+        )
+        raise ValueError(
+            f"{str(path)!r} holds a run with another configuration ({differ}); "
+            "remove it, name another checkpoint, or pass resume=False (--no-resume)"
+        )
     return ckpt
 
 
@@ -457,8 +519,17 @@ def progress_bar(total: int, desc: str, *, initial: int = 0, show: bool | None =
     width = {}
     if terminal and _columns(sys.stderr) == 0:
         width = {"ncols": 80, "nrows": 24}  # a terminal that reports no size (a bare pty): tqdm would draw nothing
-    return tqdm(total=total, initial=initial, desc=desc, disable=not show, file=sys.stderr, dynamic_ncols=not width,
-                unit="step", mininterval=0.2, **width)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        disable=not show,
+        file=sys.stderr,
+        dynamic_ncols=not width,
+        unit="step",
+        mininterval=0.2,
+        **width,
+    )
 
 
 def _columns(stream) -> int:
@@ -523,7 +594,7 @@ def train(
     # The losses of the open log interval, on the device (no host sync per step); window[:reduced]
     # already holds means over the processes (after a checkpoint within the interval).
     window = torch.zeros(config.log_every, device=device)
-    window[:len(pending)] = torch.tensor(pending, dtype=window.dtype)
+    window[: len(pending)] = torch.tensor(pending, dtype=window.dtype)
     count = reduced = len(pending)
 
     def reduce_window() -> None:
@@ -534,17 +605,22 @@ def train(
         reduced = count
 
     def kept() -> str:
-        return (f"the last good checkpoint {str(path)!r} (step {saved}) is intact" if saved is not None
-                else "no checkpoint was written")
+        return (
+            f"the last good checkpoint {str(path)!r} (step {saved}) is intact"
+            if saved is not None
+            else "no checkpoint was written"
+        )
 
     def check_losses() -> None:
         """Stop at the first non-finite loss of the open interval, naming its step (one host sync)."""
         finite = torch.isfinite(window[:count])
         if not bool(finite.all()):
             i = int((~finite).nonzero()[0])
-            raise TrainingDiverged(f"training diverged at step {step - count + i + 1}: the loss is "
-                                   f"{float(window[i])}; nothing since was written and {kept()}; "
-                                   "try a lower learning rate (--lr)")
+            raise TrainingDiverged(
+                f"training diverged at step {step - count + i + 1}: the loss is "
+                f"{float(window[i])}; nothing since was written and {kept()}; "
+                "try a lower learning rate (--lr)"
+            )
 
     def checkpoint() -> None:
         nonlocal saved
@@ -552,14 +628,24 @@ def train(
         check_losses()
         if rank != 0:
             return
-        state = Checkpoint(config, step, model.state_dict(), ema.state_dict() if ema is not None else None,
-                           optimizer.state_dict(), generator.get_state(), list(losses), window[:count].tolist())
+        state = Checkpoint(
+            config,
+            step,
+            model.state_dict(),
+            ema.state_dict() if ema is not None else None,
+            optimizer.state_dict(),
+            generator.get_state(),
+            list(losses),
+            window[:count].tolist(),
+        )
         try:
             save_checkpoint(path, state)
         except NonFiniteState as e:
-            raise TrainingDiverged(f"training diverged by step {step}: {e.where} holds NaN or infinity; "
-                                   f"nothing was written and {kept()}; "
-                                   "try a lower learning rate (--lr)") from None
+            raise TrainingDiverged(
+                f"training diverged by step {step}: {e.where} holds NaN or infinity; "
+                f"nothing was written and {kept()}; "
+                "try a lower learning rate (--lr)"
+            ) from None
         saved = step
 
     model.train()
@@ -595,8 +681,16 @@ def train(
                 checkpoint()
             if stop:
                 raise KeyboardInterrupt(f"stopped at step {step}; the checkpoint {str(path)!r} resumes it")
-    return Checkpoint(config, step, model.state_dict(), ema.state_dict() if ema is not None else None,
-                      optimizer.state_dict(), generator.get_state(), list(losses), window[:count].tolist())
+    return Checkpoint(
+        config,
+        step,
+        model.state_dict(),
+        ema.state_dict() if ema is not None else None,
+        optimizer.state_dict(),
+        generator.get_state(),
+        list(losses),
+        window[:count].tolist(),
+    )
 
 
 def _sigma_levels(config: TrainConfig, device: torch.device) -> Tensor | None:
@@ -609,8 +703,16 @@ def _sigma_levels(config: TrainConfig, device: torch.device) -> Tensor | None:
     return log_linear_sigmas(config.T, config.sigma_min, config.sigma_max).to(device)
 
 
-def train_step(net: nn.Module, schedule: Schedule, optimizer: torch.optim.Optimizer, x0: Tensor, t: Tensor,
-               eps: Tensor, *, autocast: bool = False) -> Tensor:
+def train_step(
+    net: nn.Module,
+    schedule: Schedule,
+    optimizer: torch.optim.Optimizer,
+    x0: Tensor,
+    t: Tensor,
+    eps: Tensor,
+    *,
+    autocast: bool = False,
+) -> Tensor:
     """One gradient step on L_simple per coordinate [Ho20 alg. 1 line 5, eq. 14]; returns the loss, detached.
 
     Forward, loss, backward and ``optimizer.step()``, with no host sync. ``autocast`` runs the

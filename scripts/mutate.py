@@ -32,21 +32,59 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["schedule", "forward", "posterior", "losses", "sampler", "oracles"]
 # The default tier's tests that exercise each module (the spec bindings, the reference tests, the properties).
 TESTS = {
-    "schedule": ["tests/test_core.py", "tests/test_schedule_properties.py", "specs/eq04_marginal.py",
-                 "specs/eq07_posterior.py", "specs/ex31_prior_limit.py", "specs/sec32_sigma_choices.py",
-                 "specs/eq12_eps_weight.py", "specs/eq13_decoder.py"],
+    "schedule": [
+        "tests/test_core.py",
+        "tests/test_schedule_properties.py",
+        "specs/eq04_marginal.py",
+        "specs/eq07_posterior.py",
+        "specs/ex31_prior_limit.py",
+        "specs/sec32_sigma_choices.py",
+        "specs/eq12_eps_weight.py",
+        "specs/eq13_decoder.py",
+    ],
     "forward": ["tests/test_core.py", "specs/eq04_marginal.py", "specs/eq12_eps_weight.py", "specs/eq13_decoder.py"],
-    "posterior": ["tests/test_core.py", "tests/test_posterior_properties.py", "specs/eq07_posterior.py",
-                  "specs/eq12_eps_weight.py", "specs/alg1_alg2_lines.py"],
-    "losses": ["tests/test_core.py", "specs/ex33_kl_to_mse.py", "specs/eq12_eps_weight.py", "specs/ex31_prior_limit.py",
-               "specs/ex32_elbo_decomposition.py", "specs/eq13_decoder.py", "specs/alg1_alg2_lines.py"],
-    "sampler": ["tests/test_core.py", "tests/test_fast_sampler.py", "specs/alg1_alg2_lines.py",
-                "specs/alg2_sampler_mc.py"],
-    "oracles": ["tests/test_core.py", "specs/q1a_mmse.py", "specs/q1b_optimal_eps.py", "specs/q1c_transport.py",
-                "specs/alg1_lsimple_mc.py"],
+    "posterior": [
+        "tests/test_core.py",
+        "tests/test_posterior_properties.py",
+        "specs/eq07_posterior.py",
+        "specs/eq12_eps_weight.py",
+        "specs/alg1_alg2_lines.py",
+    ],
+    "losses": [
+        "tests/test_core.py",
+        "specs/ex33_kl_to_mse.py",
+        "specs/eq12_eps_weight.py",
+        "specs/ex31_prior_limit.py",
+        "specs/ex32_elbo_decomposition.py",
+        "specs/eq13_decoder.py",
+        "specs/alg1_alg2_lines.py",
+    ],
+    "sampler": [
+        "tests/test_core.py",
+        "tests/test_fast_sampler.py",
+        "specs/alg1_alg2_lines.py",
+        "specs/alg2_sampler_mc.py",
+    ],
+    "oracles": [
+        "tests/test_core.py",
+        "specs/q1a_mmse.py",
+        "specs/q1b_optimal_eps.py",
+        "specs/q1c_transport.py",
+        "specs/alg1_lsimple_mc.py",
+    ],
 }
-SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
-         ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
+SWAPS = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+}
 
 
 @dataclass(frozen=True)
@@ -62,8 +100,12 @@ def _skipped(tree: ast.AST) -> set[int]:
     """Ids of nodes not to mutate: docstrings, f-strings, raise statements, annotations, __all__."""
     skip = set()
     for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module)) and node.body and isinstance(
-                node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+        if (
+            isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        ):
             skip.update(id(n) for n in ast.walk(node.body[0]))
         if isinstance(node, (ast.JoinedStr, ast.Raise)):
             skip.update(id(n) for n in ast.walk(node))
@@ -89,8 +131,9 @@ def _sites(tree: ast.AST) -> list[tuple[ast.AST, list[str]]]:
         elif isinstance(node, ast.Constant) and type(node.value) in (int, float) and not isinstance(node.value, bool):
             sites.append((node, [f"{node.value!r} -> {node.value!r} + 1", f"{node.value!r} -> {node.value!r} - 1"]))
         elif isinstance(node, ast.Call) and (
-                (isinstance(node.func, ast.Attribute) and node.func.attr == "sqrt" and not node.args)
-                or (isinstance(node.func, ast.Attribute) and node.func.attr == "sqrt" and len(node.args) == 1)):
+            (isinstance(node.func, ast.Attribute) and node.func.attr == "sqrt" and not node.args)
+            or (isinstance(node.func, ast.Attribute) and node.func.attr == "sqrt" and len(node.args) == 1)
+        ):
             sites.append((node, ["sqrt removed"]))
         elif isinstance(node, ast.Subscript) and isinstance(node.slice, (ast.Name, ast.Slice, ast.BinOp)):
             sites.append((node, ["index + 1"]))
@@ -152,8 +195,20 @@ def run(m: Mutant, workdir: Path, timeout: float) -> tuple[str, float]:
         start = time.perf_counter()
         env = dict(os.environ, CI="1", PYTHONDONTWRITEBYTECODE="1")
         try:
-            command = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider",
-                       "-k", "not rejects", *TESTS[m.module]]
+            command = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-x",
+                "-q",
+                "-m",
+                "not slow",
+                "-p",
+                "no:cacheprovider",
+                "-k",
+                "not rejects",
+                *TESTS[m.module],
+            ]
             done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return "timeout", time.perf_counter() - start
@@ -169,8 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the sample's seed")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (past it: undecided, not killed)")
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
-    p.add_argument("--only", nargs="+", default=None, metavar="FILE:LINE",
-                   help="only the mutants on these lines, e.g. ddpm/oracles.py:91 (to recheck survivors)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="FILE:LINE",
+        help="only the mutants on these lines, e.g. ddpm/oracles.py:91 (to recheck survivors)",
+    )
     args = p.parse_args(argv)
     every = [m for mod in args.modules for m in mutants(mod)]
     chosen = every
@@ -192,11 +252,15 @@ def main(argv: list[str] | None = None) -> int:
         for i, m in enumerate(chosen, 1):
             verdict, seconds = run(m, workdir, args.timeout)
             verdicts[verdict].append(m)
-            print(f"[{i}/{len(chosen)}] {verdict:<8} {seconds:6.1f} s  ddpm/{m.module}.py:{m.line}  {m.description}",
-                  flush=True)
+            print(
+                f"[{i}/{len(chosen)}] {verdict:<8} {seconds:6.1f} s  ddpm/{m.module}.py:{m.line}  {m.description}",
+                flush=True,
+            )
     killed = len(verdicts["killed"])
-    print(f"\nmutation score: {killed} of {len(chosen)} killed ({100 * killed / max(len(chosen), 1):.0f}%); "
-          f"{len(verdicts['timeout'])} undecided (past --timeout: rerun them with --only and a longer --timeout)")
+    print(
+        f"\nmutation score: {killed} of {len(chosen)} killed ({100 * killed / max(len(chosen), 1):.0f}%); "
+        f"{len(verdicts['timeout'])} undecided (past --timeout: rerun them with --only and a longer --timeout)"
+    )
     for verdict in ("survived", "timeout"):
         for m in verdicts[verdict]:
             print(f"  {verdict}: ddpm/{m.module}.py:{m.line}  {m.description}")

@@ -30,9 +30,21 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.first, args.first + args.seeds):
         t0 = time.perf_counter()
         run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-m", "not slow", *args.paths, "-p", "no:cacheprovider",
-             "--seeded-only", f"--seed={seed}"],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-m",
+                "not slow",
+                *args.paths,
+                "-p",
+                "no:cacheprovider",
+                "--seeded-only",
+                f"--seed={seed}",
+            ],
+            capture_output=True,
+            text=True,
         )
         lines = run.stdout.strip().splitlines()
         summary = lines[-1] if lines else run.stderr.strip()[-200:]
@@ -40,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         if run.returncode:
             failing.append(seed)
         print(f"{seed:>6}  {result:<8} {time.perf_counter() - t0:>8.1f}  {summary}", flush=True)
-    print(f"\n{len(failing)} of {args.seeds} runs failed{': seeds ' + ', '.join(map(str, failing)) if failing else ''}; "
-          f"{time.perf_counter() - start:.0f} s in all")
+    print(
+        f"\n{len(failing)} of {args.seeds} runs failed{': seeds ' + ', '.join(map(str, failing)) if failing else ''}; "
+        f"{time.perf_counter() - start:.0f} s in all"
+    )
     return 1 if failing else 0
 
 

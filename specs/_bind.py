@@ -15,8 +15,20 @@ from hypothesis import strategies as st
 
 from ddpm.schedule import Schedule
 
-__all__ = ["examples", "SHRINK", "reference", "alpha_bar", "alpha_bars", "linear_betas", "assert_close", "log_log_slope",
-           "schedules", "vectors", "RTOL", "FLOAT32_RTOL"]
+__all__ = [
+    "examples",
+    "SHRINK",
+    "reference",
+    "alpha_bar",
+    "alpha_bars",
+    "linear_betas",
+    "assert_close",
+    "log_log_slope",
+    "schedules",
+    "vectors",
+    "RTOL",
+    "FLOAT32_RTOL",
+]
 
 # Every binding compares ddpm's float64 result with the derived closed form evaluated at 30 digits
 # from the same float64 inputs, so the whole difference is ddpm's own rounding: a few dozen

@@ -28,7 +28,11 @@ from ddpm.oracles import GaussianMixture
 from ddpm.stats import MonteCarloCheck, binomial_z, check_mc
 
 __all__ = [
-    "component_covs", "mixture_moments", "moment_values", "sample_moments", "halfplane_probability",
+    "component_covs",
+    "mixture_moments",
+    "moment_values",
+    "sample_moments",
+    "halfplane_probability",
     "separating_halfplanes",
     "check_matches_mixture",
 ]
@@ -86,8 +90,13 @@ def separating_halfplanes(mixture: GaussianMixture) -> list[tuple[Tensor, float]
     return planes
 
 
-def check_matches_mixture(name: str, x: Tensor, mixture: GaussianMixture,
-                          planes: list[tuple[Tensor, float]] | None = None, raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_matches_mixture(
+    name: str,
+    x: Tensor,
+    mixture: GaussianMixture,
+    planes: list[tuple[Tensor, float]] | None = None,
+    raise_on_fail: bool = True,
+) -> MonteCarloCheck:
     """Hold draws ``x`` (n, D) to the mixture's moments and half-plane probabilities in one ``check_mc``."""
     n = x.shape[0]
     planes = separating_halfplanes(mixture) if planes is None else planes

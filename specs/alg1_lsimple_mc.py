@@ -31,8 +31,9 @@ def expected_l_simple(schedule: Schedule, std: torch.Tensor = STD) -> float:
     return float((ab * std**2 / (ab * std**2 + omab)).sum(1).mean())
 
 
-def check_expected_l_simple(n: int, generator: torch.Generator, *, eps_model=None, schedule: Schedule | None = None,
-                            raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_expected_l_simple(
+    n: int, generator: torch.Generator, *, eps_model=None, schedule: Schedule | None = None, raise_on_fail: bool = True
+) -> MonteCarloCheck:
     """Algorithm 1's loss of eps*, averaged over n draws of (x_0, t, eps), against ``expected_l_simple``."""
     schedule = linear_schedule(1000) if schedule is None else schedule
     eps_model = OptimalEps(DATA, schedule) if eps_model is None else eps_model
@@ -40,8 +41,13 @@ def check_expected_l_simple(n: int, generator: torch.Generator, *, eps_model=Non
     t = torch.randint(1, schedule.T + 1, (n,), generator=generator)  # line 3
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)  # line 4
     values = l_simple(eps_model, schedule, x0, t, eps)  # line 5
-    return check_mc("E[L_simple(eps*)] vs its closed form", *mean_stderr(values), expected_l_simple(schedule), n,
-                    raise_on_fail=raise_on_fail)
+    return check_mc(
+        "E[L_simple(eps*)] vs its closed form",
+        *mean_stderr(values),
+        expected_l_simple(schedule),
+        n,
+        raise_on_fail=raise_on_fail,
+    )
 
 
 def test_alg1_expected_l_simple_of_eps_star(gen):

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 import ddpm.sampler
-from ddpm.oracles import GaussianMixture, OptimalEps
 from ddpm.losses import gaussian_kl
+from ddpm.oracles import GaussianMixture, OptimalEps
 from ddpm.sampler import gaussian_law, sample
 from ddpm.schedule import Schedule, at, linear_schedule
 from ddpm.stats import MonteCarloCheck, assert_power
@@ -72,26 +72,28 @@ def gaussian(mean: Tensor, cov: Tensor) -> GaussianMixture:
     return GaussianMixture(torch.ones(1, dtype=torch.float64), mean[None], cov[None])
 
 
-
-
-def check_reproduces_mixture(sigma2: str, n: int, generator: torch.Generator, *, eps_model=None, sampler=sample,
-                             raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_reproduces_mixture(
+    sigma2: str, n: int, generator: torch.Generator, *, eps_model=None, sampler=sample, raise_on_fail: bool = True
+) -> MonteCarloCheck:
     """Algorithm 2 with eps* of ``MIXTURE`` (linear schedule, T = 1000) draws ``MIXTURE``."""
     schedule = linear_schedule(1000)
     eps_model = OptimalEps(MIXTURE, schedule) if eps_model is None else eps_model
     x = sampler(eps_model, schedule, (n, 2), sigma2=sigma2, generator=generator, dtype=torch.float64)
-    return check_matches_mixture(f"Algorithm 2 with eps* (sigma^2 = {sigma2}) vs the mixture", x, MIXTURE,
-                                 raise_on_fail=raise_on_fail)
+    return check_matches_mixture(
+        f"Algorithm 2 with eps* (sigma^2 = {sigma2}) vs the mixture", x, MIXTURE, raise_on_fail=raise_on_fail
+    )
 
 
-def check_linear_eps_recursion(sigma2: str, n: int, generator: torch.Generator, *, sampler=sample,
-                               raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_linear_eps_recursion(
+    sigma2: str, n: int, generator: torch.Generator, *, sampler=sample, raise_on_fail: bool = True
+) -> MonteCarloCheck:
     """Algorithm 2 with an arbitrary linear eps_theta draws N(mean, cov) of ``affine_recursion``."""
     eps_model = LinearEps.arbitrary(SHORT.T)
     x = sampler(eps_model, SHORT, (n, 2), sigma2=sigma2, generator=generator, dtype=torch.float64)
     law = gaussian(*affine_recursion(eps_model, SHORT, sigma2))
-    return check_matches_mixture(f"Algorithm 2 with a linear eps_theta (sigma^2 = {sigma2})", x, law, planes=[],
-                                 raise_on_fail=raise_on_fail)
+    return check_matches_mixture(
+        f"Algorithm 2 with a linear eps_theta (sigma^2 = {sigma2})", x, law, planes=[], raise_on_fail=raise_on_fail
+    )
 
 
 def sampling_kl(T: int, sigma2: str, optimal=LinearEps.optimal_for_gaussian) -> float:
@@ -115,13 +117,13 @@ def check_error_shrinks(sigma2: str, optimal=LinearEps.optimal_for_gaussian) -> 
     kls = [sampling_kl(T, sigma2, optimal) for T in ORDER_TS]
     order = -log_log_slope(ORDER_TS, kls)
     if not ORDER_BAND[0] <= order <= ORDER_BAND[1]:
-        raise AssertionError(f"KL(samples || data) for T = {ORDER_TS} ({sigma2}): {kls}, order {order:.2f} "
-                             f"outside {ORDER_BAND}")
+        raise AssertionError(
+            f"KL(samples || data) for T = {ORDER_TS} ({sigma2}): {kls}, order {order:.2f} outside {ORDER_BAND}"
+        )
     return order
 
 
 # --- the checks, under every --seed, and their power against planted deviations -----------------------
-
 
 
 @pytest.mark.parametrize("sigma2", ["beta", "beta_tilde"])
@@ -181,7 +183,9 @@ def test_alg2_error_shrinks_with_T(sigma2):
 
 def test_alg2_error_shrinks_rejects_planted_alpha_for_alpha_bar():
     def wrong(schedule, m, C):  # eps* of N(m, C) with alpha_t where alpha_bar_t belongs: the KL grows with T
-        return LinearEps.optimal_for_gaussian(SimpleNamespace(alpha_bar=schedule.alpha, one_minus_alpha_bar=schedule.beta), m, C)
+        return LinearEps.optimal_for_gaussian(
+            SimpleNamespace(alpha_bar=schedule.alpha, one_minus_alpha_bar=schedule.beta), m, C
+        )
 
     with pytest.raises(AssertionError, match="order"):
         check_error_shrinks("beta", wrong)

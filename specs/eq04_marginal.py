@@ -41,26 +41,38 @@ def derivation(mean: sp.Expr = MEAN, var: sp.Expr = VAR) -> Derivation:
     d = Derivation("q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) by induction [Ho20 eq. 4]")
     prev_mean, prev_var = mean.subs(a_bar, alpha_bar_prev), var.subs(a_bar, alpha_bar_prev)
     mean, var = mean.subs(a_bar, alpha_bar), var.subs(a_bar, alpha_bar)
-    d.step("Induction hypothesis: x_{t-1} | x_0 ~ N(m_{t-1}, v_{t-1}) with",
-           sp.Eq(sp.Symbol("m_t-1"), prev_mean), sp.Eq(sp.Symbol("v_t-1"), prev_var))
+    d.step(
+        "Induction hypothesis: x_{t-1} | x_0 ~ N(m_{t-1}, v_{t-1}) with",
+        sp.Eq(sp.Symbol("m_t-1"), prev_mean),
+        sp.Eq(sp.Symbol("v_t-1"), prev_var),
+    )
     step_char = log_char(prev_mean, prev_var).subs(k, sp.sqrt(alpha) * k) + log_char(0, beta)
-    d.step("x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) z, z independent: log-characteristic functions add",
-           sp.Eq(sp.Symbol("log E[exp(i k x_t)]"), step_char))
+    d.step(
+        "x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) z, z independent: log-characteristic functions add",
+        sp.Eq(sp.Symbol("log E[exp(i k x_t)]"), step_char),
+    )
     m_t, v_t = sp.sqrt(alpha) * prev_mean, alpha * prev_var + beta
-    d.step("which is Gaussian with m_t = sqrt(alpha_t) m_{t-1}, v_t = alpha_t v_{t-1} + beta_t",
-           equal(step_char, log_char(m_t, v_t), "characteristic function of x_t vs the recurrences"))
+    d.step(
+        "which is Gaussian with m_t = sqrt(alpha_t) m_{t-1}, v_t = alpha_t v_{t-1} + beta_t",
+        equal(step_char, log_char(m_t, v_t), "characteristic function of x_t vs the recurrences"),
+    )
     d.step("Mean: the induction step holds", equal(m_t, mean, "mean recurrence vs eq. 4"))
     d.step("Variance: the induction step holds", equal(v_t, var, "variance recurrence vs eq. 4"))
-    d.step("Base case t = 1 (alpha_bar_0 = 1): eq. 2, N(sqrt(alpha_1) x_0, beta_1)",
-           equal(mean.subs(alpha_bar_prev, 1), sp.sqrt(alpha) * x0, "eq. 4 at t = 1, mean"),
-           equal(var.subs(alpha_bar_prev, 1), beta, "eq. 4 at t = 1, variance"))
+    d.step(
+        "Base case t = 1 (alpha_bar_0 = 1): eq. 2, N(sqrt(alpha_1) x_0, beta_1)",
+        equal(mean.subs(alpha_bar_prev, 1), sp.sqrt(alpha) * x0, "eq. 4 at t = 1, mean"),
+        equal(var.subs(alpha_bar_prev, 1), beta, "eq. 4 at t = 1, variance"),
+    )
     betas = sp.symbols("beta_1:5", positive=True)
     m, v = x0, sp.Integer(0)
     for b in betas:
         m, v = sp.sqrt(1 - b) * m, (1 - b) * v + b
     product = sp.prod([1 - b for b in betas])
-    d.step("Unrolled for t = 4 with free beta_1..beta_4",
-           equal(m, sp.sqrt(product) * x0, "unrolled mean, t = 4"), equal(v, 1 - product, "unrolled variance, t = 4"))
+    d.step(
+        "Unrolled for t = 4 with free beta_1..beta_4",
+        equal(m, sp.sqrt(product) * x0, "unrolled mean, t = 4"),
+        equal(v, 1 - product, "unrolled variance, t = 4"),
+    )
     return d
 
 

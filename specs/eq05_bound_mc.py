@@ -84,6 +84,7 @@ def eq5_closed_form(schedule: Schedule, *, posterior_var: str = "beta_tilde", pr
 
     total = float(prior_kl(schedule, (MEAN**2 + STD**2).sqrt()[None])[0]) if prior else 0.0  # L_T
     for t in range(2, schedule.T + 1):  # L_{t-1}
+
         def gap(x0, xt, t=t):
             return posterior_mean_var(schedule, x0, xt, t)[0] - mu_theta(xt, t)
 
@@ -99,8 +100,13 @@ def check_bound(n: int, generator: torch.Generator, *, raise_on_fail: bool = Tru
     """The mean of eq. 3 over n forward trajectories against eq. 5 in closed form (``planted``: see ``eq5_closed_form``)."""
     x0 = DATA.sample(n, generator)
     values = eq3_per_trajectory(SCHEDULE, x0, generator)
-    return check_mc("eq. 3 by Monte Carlo vs eq. 5 in closed form", *mean_stderr(values),
-                    eq5_closed_form(SCHEDULE, **planted), n, raise_on_fail=raise_on_fail)
+    return check_mc(
+        "eq. 3 by Monte Carlo vs eq. 5 in closed form",
+        *mean_stderr(values),
+        eq5_closed_form(SCHEDULE, **planted),
+        n,
+        raise_on_fail=raise_on_fail,
+    )
 
 
 def test_eq5_closed_form_equals_eq3(gen):
@@ -113,6 +119,8 @@ def test_eq5_closed_form_equals_eq3_large_n(gen):
 
 
 # planted at n = 5e4: beta_t as the posterior variance (z ~ 160) and L_T left out (z ~ 30), > 3k = 14.7
-@pytest.mark.parametrize("planted", [{"posterior_var": "beta"}, {"prior": False}], ids=["beta_for_beta_tilde", "no_L_T"])
+@pytest.mark.parametrize(
+    "planted", [{"posterior_var": "beta"}, {"prior": False}], ids=["beta_for_beta_tilde", "no_L_T"]
+)
 def test_eq5_rejects_planted(planted, gen):
     assert_power(check_bound(N, gen, raise_on_fail=False, **planted))

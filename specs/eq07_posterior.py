@@ -24,18 +24,34 @@ from hypothesis import strategies as st
 from ddpm.posterior import posterior_mean_var
 from specs._bind import alpha_bar as alpha_bar_at
 from specs._bind import assert_close, examples, reference, schedules, vectors
-from specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, gaussian_integral, normal_logpdf, x0, x_prev, xt
+from specs._sym import (
+    Derivation,
+    alpha,
+    alpha_bar,
+    alpha_bar_prev,
+    beta,
+    equal,
+    gaussian_integral,
+    normal_logpdf,
+    x0,
+    x_prev,
+    xt,
+)
 
 # The paper's statement [Ho20 eq. 7].
-MU_TILDE = sp.sqrt(alpha_bar_prev) * beta / (1 - alpha_bar) * x0 + sp.sqrt(alpha) * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt
+MU_TILDE = (
+    sp.sqrt(alpha_bar_prev) * beta / (1 - alpha_bar) * x0 + sp.sqrt(alpha) * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt
+)
 BETA_TILDE = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta
 
 
 def log_bayes_ratio() -> sp.Expr:
     """log q(x_t | x_{t-1}) + log q(x_{t-1} | x_0) - log q(x_t | x_0), one coordinate [Ho20 eqs. 2, 4]."""
-    return (normal_logpdf(xt, sp.sqrt(alpha) * x_prev, beta)
-            + normal_logpdf(x_prev, sp.sqrt(alpha_bar_prev) * x0, 1 - alpha_bar_prev)
-            - normal_logpdf(xt, sp.sqrt(alpha_bar) * x0, 1 - alpha_bar))
+    return (
+        normal_logpdf(xt, sp.sqrt(alpha) * x_prev, beta)
+        + normal_logpdf(x_prev, sp.sqrt(alpha_bar_prev) * x0, 1 - alpha_bar_prev)
+        - normal_logpdf(xt, sp.sqrt(alpha_bar) * x0, 1 - alpha_bar)
+    )
 
 
 def derivation(mu_tilde: sp.Expr = MU_TILDE, beta_tilde: sp.Expr = BETA_TILDE) -> Derivation:
@@ -45,20 +61,31 @@ def derivation(mu_tilde: sp.Expr = MU_TILDE, beta_tilde: sp.Expr = BETA_TILDE) -
     d.step("Bayes' rule, one coordinate: log q(x_{t-1} | x_t, x_0) =", log_q)
     poly = sp.Poly(sp.expand(log_q), x_prev)
     A, B = -poly.coeff_monomial(x_prev**2), poly.coeff_monomial(x_prev)
-    d.step("It is quadratic in x_{t-1}: -A x_{t-1}^2 + B x_{t-1} + C with",
-           sp.Eq(sp.Symbol("A"), sp.factor(sp.together(A))), sp.Eq(sp.Symbol("B"), sp.together(B)))
+    d.step(
+        "It is quadratic in x_{t-1}: -A x_{t-1}^2 + B x_{t-1} + C with",
+        sp.Eq(sp.Symbol("A"), sp.factor(sp.together(A))),
+        sp.Eq(sp.Symbol("B"), sp.together(B)),
+    )
     var, mean = 1 / (2 * A), B / (2 * A)
-    d.step("Completing the square: variance 1 / 2A is eq. 7's beta_tilde",
-           equal(sp.factor(sp.cancel(var)), beta_tilde, "posterior variance 1/2A vs eq. 7's beta_tilde"))
-    d.step("and the mean B / 2A is eq. 7's mu_tilde",
-           equal(mean, mu_tilde, "posterior mean B/2A vs eq. 7's mu_tilde"))
+    d.step(
+        "Completing the square: variance 1 / 2A is eq. 7's beta_tilde",
+        equal(sp.factor(sp.cancel(var)), beta_tilde, "posterior variance 1/2A vs eq. 7's beta_tilde"),
+    )
+    d.step("and the mean B / 2A is eq. 7's mu_tilde", equal(mean, mu_tilde, "posterior mean B/2A vs eq. 7's mu_tilde"))
     log_norm, _ = gaussian_integral(log_q, x_prev)
     equal(log_norm, 0, "log of the integral of the Bayes ratio")
-    d.step("The ratio integrates to 1 over x_{t-1} (C + B^2/4A + log(pi/A)/2 = 0): the denominator is right",
-           sp.Eq(sp.Symbol("log ∫ q(x_{t-1} | x_t, x_0) dx_{t-1}"), 0))
+    d.step(
+        "The ratio integrates to 1 over x_{t-1} (C + B^2/4A + log(pi/A)/2 = 0): the denominator is right",
+        sp.Eq(sp.Symbol("log ∫ q(x_{t-1} | x_t, x_0) dx_{t-1}"), 0),
+    )
     equal(log_q, normal_logpdf(x_prev, mu_tilde, beta_tilde), "Bayes ratio vs log N(mu_tilde, beta_tilde)")
-    d.step("Hence the ratio is the density N(x_{t-1}; mu_tilde, beta_tilde) itself",
-           sp.Eq(sp.Symbol("log q(x_{t-1} | x_t, x_0)"), normal_logpdf(x_prev, sp.Symbol("mu_tilde"), sp.Symbol("beta_tilde"))))
+    d.step(
+        "Hence the ratio is the density N(x_{t-1}; mu_tilde, beta_tilde) itself",
+        sp.Eq(
+            sp.Symbol("log q(x_{t-1} | x_t, x_0)"),
+            normal_logpdf(x_prev, sp.Symbol("mu_tilde"), sp.Symbol("beta_tilde")),
+        ),
+    )
     return d
 
 
@@ -73,8 +100,15 @@ def check_posterior(impl=posterior_mean_var) -> None:
         args = (float(schedule.betas[t - 1]), alpha_bar_at(schedule, t - 1))
         mean, var = impl(schedule, torch.from_numpy(x0_)[None], torch.from_numpy(xt_)[None], t)
         # mean = c0 x0 + ct xt with 0 <= c0, ct <= 1: |x0| + |xt| bounds the magnitude of its terms.
-        assert_close(f"mu_tilde at t={t}", mean[0], reference(MU_TILDE, symbols, *args, x0_, xt_), np.abs(x0_) + np.abs(xt_))
-        assert_close(f"beta_tilde at t={t}", var.reshape(-1)[0], reference(BETA_TILDE, symbols, *args, 0, 0), float(schedule.betas[t - 1]))
+        assert_close(
+            f"mu_tilde at t={t}", mean[0], reference(MU_TILDE, symbols, *args, x0_, xt_), np.abs(x0_) + np.abs(xt_)
+        )
+        assert_close(
+            f"beta_tilde at t={t}",
+            var.reshape(-1)[0],
+            reference(BETA_TILDE, symbols, *args, 0, 0),
+            float(schedule.betas[t - 1]),
+        )
 
     run()
 

@@ -15,12 +15,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.losses import vlb_terms
 from ddpm.forward import q_sample
+from ddpm.losses import vlb_terms
 from ddpm.posterior import mu_from_eps, posterior_mean_var, x0_from_eps
 from ddpm.schedule import Schedule
-from specs._bind import alpha_bar as alpha_bar_at
 from specs._bind import FLOAT32_RTOL, assert_close, examples, reference, schedules, vectors
+from specs._bind import alpha_bar as alpha_bar_at
 from specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, x0, xt
 from specs.eq07_posterior import BETA_TILDE, MU_TILDE
 
@@ -33,20 +33,28 @@ MU_FROM_EPS = (xt - beta / sp.sqrt(1 - alpha_bar) * eps) / sp.sqrt(alpha)
 WEIGHT = beta**2 / (2 * sigma2 * alpha * (1 - alpha_bar))
 
 
-def derivation(x0_from_eps: sp.Expr = X0_FROM_EPS, mu_eps: sp.Expr = MU_FROM_EPS, weight: sp.Expr = WEIGHT) -> Derivation:
+def derivation(
+    x0_from_eps: sp.Expr = X0_FROM_EPS, mu_eps: sp.Expr = MU_FROM_EPS, weight: sp.Expr = WEIGHT
+) -> Derivation:
     """Derive eqs. 9-12 from eqs. 4 and 7 and check them against the stated forms."""
     d = Derivation("mu_tilde in terms of eps, and L_{t-1} as a weighted eps regression [Ho20 eqs. 9-12]")
     x0_solved = sp.solve(sp.Eq(xt, sp.sqrt(alpha_bar) * x0 + sp.sqrt(1 - alpha_bar) * eps), x0)[0]
-    d.step("Eq. 4, x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, solved for x_0 (eq. 9)",
-           equal(x0_solved, x0_from_eps, "x_0 from eq. 4 vs eq. 9"))
+    d.step(
+        "Eq. 4, x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, solved for x_0 (eq. 9)",
+        equal(x0_solved, x0_from_eps, "x_0 from eq. 4 vs eq. 9"),
+    )
     mu = MU_TILDE.subs(x0, x0_solved)
     d.step("Into eq. 7's mu_tilde: it collapses to eq. 10", equal(mu, mu_eps, "mu_tilde(x_t, x_0(x_t, eps)) vs eq. 10"))
     mu_theta = mu_eps.subs(eps, eps_theta)
-    d.step("mu_theta of eq. 11: the same form with eps_theta(x_t, t) in place of eps",
-           sp.Eq(sp.Symbol("mu_theta"), mu_theta, evaluate=False))
+    d.step(
+        "mu_theta of eq. 11: the same form with eps_theta(x_t, t) in place of eps",
+        sp.Eq(sp.Symbol("mu_theta"), mu_theta, evaluate=False),
+    )
     term = (mu - mu_theta) ** 2 / (2 * sigma2)
-    d.step("The mean term of eq. 8 (per coordinate) is eq. 12's weight times the squared eps error",
-           equal(term, weight * (eps - eps_theta) ** 2, "||mu_tilde - mu_theta||^2 / 2 sigma^2 vs eq. 12"))
+    d.step(
+        "The mean term of eq. 8 (per coordinate) is eq. 12's weight times the squared eps error",
+        equal(term, weight * (eps - eps_theta) ** 2, "||mu_tilde - mu_theta||^2 / 2 sigma^2 vs eq. 12"),
+    )
     return d
 
 
@@ -62,17 +70,30 @@ def check_eps_param(impl_x0=x0_from_eps, impl_mu=mu_from_eps) -> None:
         x, e = torch.from_numpy(xt_)[None], torch.from_numpy(eps_)[None]
         coef = lambda c: reference(c, symbols, *args, 0, 0)  # noqa: E731
         # scales: |terms| of each linear form, whatever cancels between them
-        assert_close(f"x0_from_eps at t={t}", impl_x0(schedule, x, t, e)[0], reference(X0_FROM_EPS, symbols, *args, xt_, eps_),
-                     coef(1 / sp.sqrt(alpha_bar)) * (np.abs(xt_) + np.abs(eps_)))
-        assert_close(f"mu_from_eps at t={t}", impl_mu(schedule, x, t, e)[0], reference(MU_FROM_EPS, symbols, *args, xt_, eps_),
-                     coef(1 / sp.sqrt(alpha)) * np.abs(xt_) + coef(beta / sp.sqrt((1 - alpha_bar) * alpha)) * np.abs(eps_))
+        assert_close(
+            f"x0_from_eps at t={t}",
+            impl_x0(schedule, x, t, e)[0],
+            reference(X0_FROM_EPS, symbols, *args, xt_, eps_),
+            coef(1 / sp.sqrt(alpha_bar)) * (np.abs(xt_) + np.abs(eps_)),
+        )
+        assert_close(
+            f"mu_from_eps at t={t}",
+            impl_mu(schedule, x, t, e)[0],
+            reference(MU_FROM_EPS, symbols, *args, xt_, eps_),
+            coef(1 / sp.sqrt(alpha)) * np.abs(xt_) + coef(beta / sp.sqrt((1 - alpha_bar) * alpha)) * np.abs(eps_),
+        )
         assert_close(f"eps_coef at t={t}", schedule.eps_coef[t], coef(beta / sp.sqrt(1 - alpha_bar)))
 
     run()
 
 
-def check_batched_float32(q_sample_=q_sample, posterior=posterior_mean_var, impl_x0=x0_from_eps, impl_mu=mu_from_eps,
-                          dtype: torch.dtype = torch.float32) -> None:
+def check_batched_float32(
+    q_sample_=q_sample,
+    posterior=posterior_mean_var,
+    impl_x0=x0_from_eps,
+    impl_mu=mu_from_eps,
+    dtype: torch.dtype = torch.float32,
+) -> None:
     """Eqs. 4, 7, 9, 11 on a float32 batch whose rows have different t: the gather in ``at`` and the casts.
 
     Each row is held to the derivation at its own t, evaluated at 30 digits from the same (exactly
@@ -82,24 +103,40 @@ def check_batched_float32(q_sample_=q_sample, posterior=posterior_mean_var, impl
 
     def one(schedule, t, x0_, eps_, xt_):
         batch = t.numel()
-        got = {"q_sample": q_sample_(schedule, x0_, t, eps_), "mu_tilde": posterior(schedule, x0_, xt_, t)[0],
-               "x0_from_eps": impl_x0(schedule, xt_, t, eps_), "mu_from_eps": impl_mu(schedule, xt_, t, eps_)}
+        got = {
+            "q_sample": q_sample_(schedule, x0_, t, eps_),
+            "mu_tilde": posterior(schedule, x0_, xt_, t)[0],
+            "x0_from_eps": impl_x0(schedule, xt_, t, eps_),
+            "mu_from_eps": impl_mu(schedule, xt_, t, eps_),
+        }
         for name, value in got.items():
             if value.dtype != dtype or value.shape != (batch, 2):
-                raise AssertionError(f"{name}: {value.dtype} of shape {tuple(value.shape)} for {dtype} inputs "
-                                     f"{(batch, 2)}")
-        forms = {"q_sample": sp.sqrt(alpha_bar) * x0 + sp.sqrt(1 - alpha_bar) * eps, "mu_tilde": MU_TILDE,
-                 "x0_from_eps": X0_FROM_EPS, "mu_from_eps": MU_FROM_EPS}
+                raise AssertionError(
+                    f"{name}: {value.dtype} of shape {tuple(value.shape)} for {dtype} inputs {(batch, 2)}"
+                )
+        forms = {
+            "q_sample": sp.sqrt(alpha_bar) * x0 + sp.sqrt(1 - alpha_bar) * eps,
+            "mu_tilde": MU_TILDE,
+            "x0_from_eps": X0_FROM_EPS,
+            "mu_from_eps": MU_FROM_EPS,
+        }
         for i in range(batch):
             args = (float(schedule.betas[t[i] - 1]), alpha_bar_at(schedule, int(t[i]) - 1))
             row = [v[i].double().numpy() for v in (x0_, xt_, eps_)]
             for name, form in forms.items():
                 want = reference(form, symbols, *args, *row)
                 # the magnitude of the formula's terms: the same linear form with every term made positive
-                terms = sum(abs(float(reference(sp.diff(form, s_), symbols, *args, 0, 0, 0))) * np.abs(v)
-                            for s_, v in zip((x0, xt, eps), row))
-                assert_close(f"{name} ({dtype}) at row {i}, t = {int(t[i])} of {t.tolist()}", got[name][i], want,
-                             terms, rtol=FLOAT32_RTOL)
+                terms = sum(
+                    abs(float(reference(sp.diff(form, s_), symbols, *args, 0, 0, 0))) * np.abs(v)
+                    for s_, v in zip((x0, xt, eps), row)
+                )
+                assert_close(
+                    f"{name} ({dtype}) at row {i}, t = {int(t[i])} of {t.tolist()}",
+                    got[name][i],
+                    want,
+                    terms,
+                    rtol=FLOAT32_RTOL,
+                )
 
     # a fixed case first: small betas and x_0 = 0, where float32 arithmetic on 1 - alpha_bar would show
     fixed = Schedule(torch.tensor([1e-4, 3e-4, 0.02, 0.3], dtype=torch.float64))
@@ -112,8 +149,10 @@ def check_batched_float32(q_sample_=q_sample, posterior=posterior_mean_var, impl
     def run(schedule, data, batch):
         t = torch.tensor(data.draw(st.lists(st.integers(1, schedule.T), min_size=batch, max_size=batch), label="t"))
         floats = lambda b: st.floats(-b, b, width=32, allow_subnormal=False)  # noqa: E731
-        draw = lambda b: torch.tensor(data.draw(st.lists(floats(b), min_size=batch * 2, max_size=batch * 2)),  # noqa: E731
-                                      dtype=dtype).reshape(batch, 2)
+        draw = lambda b: torch.tensor(
+            data.draw(st.lists(floats(b), min_size=batch * 2, max_size=batch * 2)),  # noqa: E731
+            dtype=dtype,
+        ).reshape(batch, 2)
         one(schedule, t, draw(1.0), draw(3.0), draw(3.0))
 
     run()
@@ -123,7 +162,14 @@ def check_bound_weights(impl=vlb_terms) -> None:
     """``impl`` (vlb_terms) at t >= 2 grows by eq. 12's weight times ||eps - eps_theta||^2, for both sigma_t^2."""
 
     @examples(30)
-    @given(schedules(min_T=2), st.data(), vectors(3, 1.0), vectors(3), vectors(3, 1.0), st.sampled_from(["beta", "beta_tilde"]))
+    @given(
+        schedules(min_T=2),
+        st.data(),
+        vectors(3, 1.0),
+        vectors(3),
+        vectors(3, 1.0),
+        st.sampled_from(["beta", "beta_tilde"]),
+    )
     def run(schedule, data, x0_, eps_, delta, choice):
         t = data.draw(st.integers(2, schedule.T), label="t")
         x, e = torch.from_numpy(x0_)[None], torch.from_numpy(eps_)[None]
@@ -136,7 +182,12 @@ def check_bound_weights(impl=vlb_terms) -> None:
         # each coordinate's KL adds log(sigma^2 / beta_tilde), beta_tilde / sigma^2 and 1 before the mean
         # term, so rounding is relative to their size even where they cancel (sigma^2 = beta_tilde)
         ratio = float(reference(BETA_TILDE / s2, [beta, alpha_bar_prev], *args))
-        assert_close(f"eq. 12 weight at t={t}, sigma^2 = {choice}", off - exact, want, 3 * (abs(np.log(ratio)) + ratio + 1) + want)
+        assert_close(
+            f"eq. 12 weight at t={t}, sigma^2 = {choice}",
+            off - exact,
+            want,
+            3 * (abs(np.log(ratio)) + ratio + 1) + want,
+        )
 
     run()
 

@@ -54,7 +54,7 @@ DECODER_MEAN = MU_FROM_EPS.subs({alpha_bar_prev: 1, eps: eps_theta})
 
 def bin_mass(lo: sp.Expr, hi: sp.Expr) -> sp.Expr:
     """The integral of N(y; mu, sigma^2) over [lo, hi] [Ho20 eq. 13]."""
-    return sp.integrate(sp.exp(-(y - mu) ** 2 / (2 * sigma**2)) / sp.sqrt(2 * sp.pi * sigma**2), (y, lo, hi))
+    return sp.integrate(sp.exp(-((y - mu) ** 2) / (2 * sigma**2)) / sp.sqrt(2 * sp.pi * sigma**2), (y, lo, hi))
 
 
 def derivation() -> Derivation:
@@ -66,21 +66,31 @@ def derivation() -> Derivation:
     d.step("An inner bin [x - 1/255, x + 1/255]: the Gaussian integral", equal(inner, erf_form, "inner bin mass"))
     lower = bin_mass(-sp.oo, -1 + HALF)
     upper = bin_mass(1 - HALF, sp.oo)
-    d.step("The edge bins reach to -oo (x = -1) and +oo (x = 1)",
-           equal(lower, (1 + sp.erf((-1 + HALF - mu) / (sp.sqrt(2) * sigma))) / 2, "lower edge bin"),
-           equal(upper, (1 - sp.erf((1 - HALF - mu) / (sp.sqrt(2) * sigma))) / 2, "upper edge bin"))
+    d.step(
+        "The edge bins reach to -oo (x = -1) and +oo (x = 1)",
+        equal(lower, (1 + sp.erf((-1 + HALF - mu) / (sp.sqrt(2) * sigma))) / 2, "lower edge bin"),
+        equal(upper, (1 - sp.erf((1 - HALF - mu) / (sp.sqrt(2) * sigma))) / 2, "upper edge bin"),
+    )
     k = sp.Symbol("k", integer=True)
     edges = [-1 + HALF + 2 * HALF * j for j in range(255)]
     cdf = lambda e: (1 + sp.erf((e - mu) / (sp.sqrt(2) * sigma))) / 2  # noqa: E731
     total = cdf(edges[0]) + sum(cdf(edges[j + 1]) - cdf(edges[j]) for j in range(254)) + 1 - cdf(edges[-1])
-    d.step("The 256 masses telescope to 1: p_theta(x_0 | x_1) is a distribution on the grid",
-           equal(total, 1, "sum of the bin masses"), f"(bins at x = -1 + 2k/255, {k} = 0..255)")
-    d.step("The mean: eq. 11 at t = 1, where alpha_bar_0 = 1 and 1 - alpha_bar_1 = beta_1",
-           equal(DECODER_MEAN, (xt - sp.sqrt(beta) * eps_theta) / sp.sqrt(1 - beta), "decoder mean"))
-    d.step("sigma_1^2 = beta_tilde_2 = beta_2 (1 - alpha_bar_1) / (1 - alpha_bar_2) for either choice of sigma_t^2 "
-           "(the released code's convention; beta_1 when T = 1)",
-           equal(BETA_TILDE.subs(alpha_bar_prev, 1 - BETA_1), beta * BETA_1 / (1 - (1 - BETA_1) * (1 - beta)),
-                 "beta_tilde_2"))
+    d.step(
+        "The 256 masses telescope to 1: p_theta(x_0 | x_1) is a distribution on the grid",
+        equal(total, 1, "sum of the bin masses"),
+        f"(bins at x = -1 + 2k/255, {k} = 0..255)",
+    )
+    d.step(
+        "The mean: eq. 11 at t = 1, where alpha_bar_0 = 1 and 1 - alpha_bar_1 = beta_1",
+        equal(DECODER_MEAN, (xt - sp.sqrt(beta) * eps_theta) / sp.sqrt(1 - beta), "decoder mean"),
+    )
+    d.step(
+        "sigma_1^2 = beta_tilde_2 = beta_2 (1 - alpha_bar_1) / (1 - alpha_bar_2) for either choice of sigma_t^2 "
+        "(the released code's convention; beta_1 when T = 1)",
+        equal(
+            BETA_TILDE.subs(alpha_bar_prev, 1 - BETA_1), beta * BETA_1 / (1 - (1 - BETA_1) * (1 - beta)), "beta_tilde_2"
+        ),
+    )
     return d
 
 
@@ -114,8 +124,14 @@ def check_decoder(impl=vlb_terms, dtype: torch.dtype = torch.float64) -> None:
     """``impl`` (vlb_terms) at t = 1 is -sum_j log of the derived decoder's mass on x_0's bin (either sigma_t^2)."""
 
     @examples(30)
-    @given(schedules(), st.lists(GRID, min_size=3, max_size=3), st.lists(st.floats(-3, 3), min_size=3, max_size=3),
-           st.floats(-2, 2), st.floats(-1, 1), st.sampled_from(["beta", "beta_tilde"]))
+    @given(
+        schedules(),
+        st.lists(GRID, min_size=3, max_size=3),
+        st.lists(st.floats(-3, 3), min_size=3, max_size=3),
+        st.floats(-2, 2),
+        st.floats(-1, 1),
+        st.sampled_from(["beta", "beta_tilde"]),
+    )
     @example(Schedule(torch.tensor([1e-4, 1.2e-4], dtype=torch.float64)), [0, 255, 128], [0.0] * 3, 0.0, 0.0, "beta")
     def run(schedule, ks, eps_, gain, shift, choice):
         x0_ = np.array([2 * k / 255 - 1 for k in ks])
@@ -132,8 +148,12 @@ def check_decoder(impl=vlb_terms, dtype: torch.dtype = torch.float64) -> None:
         s = float(mpmath.sqrt(var))
         z = np.maximum(np.abs(x0_ - mean), 1 / 255) / s + 1
         terms = (np.abs(x1) + math.sqrt(b1) * np.abs(gain * x1 + shift)) / math.sqrt(1 - b1)
-        assert_close(f"L_0 with sigma^2 = {choice}, T = {schedule.T}", got[0], -logs.sum(),
-                     float((np.abs(logs) + z * terms / s + 1).sum()))
+        assert_close(
+            f"L_0 with sigma^2 = {choice}, T = {schedule.T}",
+            got[0],
+            -logs.sum(),
+            float((np.abs(logs) + z * terms / s + 1).sum()),
+        )
 
     run()
 
@@ -178,15 +198,22 @@ def eq3_per_trajectory(schedule: Schedule, x0_: Tensor, generator: torch.Generat
     return total - _log_normal(x_prev, torch.zeros_like(x_prev), 1.0)
 
 
-def check_elbo_matches_eq3(n: int, generator: torch.Generator, *, impl=negative_elbo,
-                           raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_elbo_matches_eq3(
+    n: int, generator: torch.Generator, *, impl=negative_elbo, raise_on_fail: bool = True
+) -> MonteCarloCheck:
     """The mean of ``impl``'s total (sigma_t^2 = beta) against eq. 3 by Monte Carlo, n draws each, as a two-sample z."""
     x0_ = X0.repeat(n // X0.shape[0] + 1, 1)[:n]
     bound = impl(lambda x, t: GAIN * x, SCHEDULE, x0_, generator=generator, sigma2="beta").total
     direct = eq3_per_trajectory(SCHEDULE, x0_, generator)
     (m1, s1), (m2, s2) = mean_stderr(bound), mean_stderr(direct)
-    return check_mc("negative_elbo vs eq. 3 by Monte Carlo (difference of means)", m1 - m2, (s1**2 + s2**2).sqrt(), 0.0,
-                    n, raise_on_fail=raise_on_fail)
+    return check_mc(
+        "negative_elbo vs eq. 3 by Monte Carlo (difference of means)",
+        m1 - m2,
+        (s1**2 + s2**2).sqrt(),
+        0.0,
+        n,
+        raise_on_fail=raise_on_fail,
+    )
 
 
 def test_eq13_derivation():
@@ -226,9 +253,11 @@ def _no_prior(*args, **kwargs):
     return ddpm.losses.Bound(torch.zeros_like(b.prior), b.terms)
 
 
-PLANTED_ELBO = {"sigma1_beta1": ("reverse_variance", _sigma1_beta1),
-                "closed_edges": ("discretized_gaussian_log_likelihood", _closed_edges),
-                "no_L_T": (None, _no_prior)}
+PLANTED_ELBO = {
+    "sigma1_beta1": ("reverse_variance", _sigma1_beta1),
+    "closed_edges": ("discretized_gaussian_log_likelihood", _closed_edges),
+    "no_L_T": (None, _no_prior),
+}
 
 
 @pytest.mark.parametrize("planted", PLANTED_ELBO)

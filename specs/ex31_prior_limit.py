@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 
 from ddpm.losses import prior_kl
 from ddpm.schedule import Schedule, linear_schedule
-from specs._bind import alpha_bar, linear_betas
+from specs._bind import alpha_bar, assert_close, examples, linear_betas, reference, vectors
 from specs._bind import alpha_bar as alpha_bar_at
-from specs._bind import assert_close, examples, reference, vectors
 from specs._sym import Derivation, equal, x0
 from specs.ex33_kl_to_mse import sheet_kl
 
@@ -40,36 +39,62 @@ def linear_alpha_bar(steps: int, first: str = "1e-4", last: str = "0.02") -> mpm
 def derivation(kl=sheet_kl) -> Derivation:
     """alpha_bar_T -> 0 and L_T -> 0 as limits in sympy, then the paper's and the sheet's figures."""
     d = Derivation("q(x_T | x_0) -> N(0, I) as T -> oo for any 0 < beta_1 < ... < beta_T < 1 [02460 ex. 3.1]")
-    d.step("beta_s >= beta_1 gives alpha_s <= 1 - beta_1, hence", "0 < alpha_bar_T = prod_s (1 - beta_s) <= (1 - beta_1)^T")
+    d.step(
+        "beta_s >= beta_1 gives alpha_s <= 1 - beta_1, hence", "0 < alpha_bar_T = prod_s (1 - beta_s) <= (1 - beta_1)^T"
+    )
     ratio = 1 / (1 + c)
-    d.step("Write 1 - beta_1 = 1 / (1 + c) with c = beta_1 / (1 - beta_1) > 0",
-           equal(ratio.subs(c, beta_1 / (1 - beta_1)), 1 - beta_1, "1 - beta_1 = 1/(1 + c)"))
+    d.step(
+        "Write 1 - beta_1 = 1 / (1 + c) with c = beta_1 / (1 - beta_1) > 0",
+        equal(ratio.subs(c, beta_1 / (1 - beta_1)), 1 - beta_1, "1 - beta_1 = 1/(1 + c)"),
+    )
     bound_limit = sp.limit(ratio**T, T, sp.oo)
-    d.step("The bound vanishes, so alpha_bar_T -> 0 by the squeeze", equal(sp.Limit(ratio**T, T, sp.oo), bound_limit, "limit"))
+    d.step(
+        "The bound vanishes, so alpha_bar_T -> 0 by the squeeze",
+        equal(sp.Limit(ratio**T, T, sp.oo), bound_limit, "limit"),
+    )
     if bound_limit != 0:
         raise AssertionError(f"(1 - beta_1)^T tends to {bound_limit}, not 0")
     terms = kl(sp.Matrix([sp.sqrt(a_bar) * x0]), sp.Matrix([[1 - a_bar]]), sp.Matrix([0]), sp.Matrix([[1]]), 1)
     per_coord = sp.expand((terms[0] + terms[1][0, 0] + terms[2] + terms[3]) / 2)
-    d.step("L_T per coordinate, eq. 29 with N(sqrt(alpha_bar_T) x_0, 1 - alpha_bar_T) and N(0, 1)",
-           sp.Eq(sp.Symbol("L_T"), per_coord))
+    d.step(
+        "L_T per coordinate, eq. 29 with N(sqrt(alpha_bar_T) x_0, 1 - alpha_bar_T) and N(0, 1)",
+        sp.Eq(sp.Symbol("L_T"), per_coord),
+    )
     kl_limit = sp.limit(per_coord, a_bar, 0, "+")
-    d.step("It is continuous in alpha_bar_T with limit 0, so L_T -> 0 (each of D coordinates)",
-           equal(sp.Limit(per_coord, a_bar, 0, "+"), kl_limit, "limit"))
+    d.step(
+        "It is continuous in alpha_bar_T with limit 0, so L_T -> 0 (each of D coordinates)",
+        equal(sp.Limit(per_coord, a_bar, 0, "+"), kl_limit, "limit"),
+    )
     if kl_limit != 0:
         raise AssertionError(f"L_T tends to {kl_limit} as alpha_bar_T -> 0, not 0")
     uniform = sp.integrate(per_coord, (x0, -1, 1)) / 2 / sp.log(2)
     worst = per_coord.subs(x0, 1) / sp.log(2)
-    d.step("In bits/dim: averaged over x_0 ~ U[-1, 1], and at the worst case x_0 = +-1",
-           sp.Eq(sp.Symbol("E L_T"), uniform), sp.Eq(sp.Symbol("max L_T"), worst))
+    d.step(
+        "In bits/dim: averaged over x_0 ~ U[-1, 1], and at the worst case x_0 = +-1",
+        sp.Eq(sp.Symbol("E L_T"), uniform),
+        sp.Eq(sp.Symbol("max L_T"), worst),
+    )
     paper, sheet = linear_alpha_bar(1000), linear_alpha_bar(100)
-    figures = {name: float(expr.subs(a_bar, sp.Float(str(ab), 30))) for name, expr, ab in
-               [("paper_mean", uniform, paper), ("paper_worst", worst, paper), ("sheet_worst", worst, sheet)]}
-    d.step("Ho et al.'s linear schedule, T = 1000 [Ho20 §4]: alpha_bar_T about 4e-5, L_T about 1e-5 bits/dim",
-           f"alpha_bar_1000 = {float(paper):.4e}, E L_T = {figures['paper_mean']:.2e}, max L_T = {figures['paper_worst']:.2e} bits/dim")
-    d.step("The trap of the sheet's default T = 100: x_T keeps sqrt(alpha_bar_T) = 0.6 of x_0",
-           f"alpha_bar_100 = {float(sheet):.4f}, max L_T = {figures['sheet_worst']:.3f} bits/dim")
+    figures = {
+        name: float(expr.subs(a_bar, sp.Float(str(ab), 30)))
+        for name, expr, ab in [
+            ("paper_mean", uniform, paper),
+            ("paper_worst", worst, paper),
+            ("sheet_worst", worst, sheet),
+        ]
+    }
+    d.step(
+        "Ho et al.'s linear schedule, T = 1000 [Ho20 §4]: alpha_bar_T about 4e-5, L_T about 1e-5 bits/dim",
+        f"alpha_bar_1000 = {float(paper):.4e}, E L_T = {figures['paper_mean']:.2e}, max L_T = {figures['paper_worst']:.2e} bits/dim",
+    )
+    d.step(
+        "The trap of the sheet's default T = 100: x_T keeps sqrt(alpha_bar_T) = 0.6 of x_0",
+        f"alpha_bar_100 = {float(sheet):.4f}, max L_T = {figures['sheet_worst']:.3f} bits/dim",
+    )
     if not (3.5e-5 < paper < 4.5e-5 and 5e-6 < figures["paper_mean"] < 2e-5 and figures["paper_worst"] < 5e-5):
-        raise AssertionError(f"T = 1000: alpha_bar_T = {float(paper):.3g}, L_T = {figures} bits/dim, not the paper's figures")
+        raise AssertionError(
+            f"T = 1000: alpha_bar_T = {float(paper):.3g}, L_T = {figures} bits/dim, not the paper's figures"
+        )
     if not (0.35 < sheet < 0.37 and figures["sheet_worst"] > 0.1):
         raise AssertionError(f"T = 100: alpha_bar_T = {float(sheet):.3g}, L_T = {figures['sheet_worst']:.3g}: no trap")
     return d
@@ -89,8 +114,15 @@ def check_prior(impl_schedule=linear_schedule, impl_prior=prior_kl) -> None:
         ab = alpha_bar_at(schedule, schedule.T)
         got = impl_prior(schedule, torch.from_numpy(x0_)[None])[0]
         want = reference(per_coord, [a_bar, x0], ab, x0_)
-        assert_close(f"L_T with T={schedule.T}", got, want.sum(), np.abs(reference(sp.log(1 - a_bar), [a_bar], ab)) * 4 + want.sum())
-        assert float(schedule.alpha_bar[-1]) <= (1 - betas[0]) ** schedule.T * (1 + 1e-12), "alpha_bar_T > (1 - beta_1)^T"
+        assert_close(
+            f"L_T with T={schedule.T}",
+            got,
+            want.sum(),
+            np.abs(reference(sp.log(1 - a_bar), [a_bar], ab)) * 4 + want.sum(),
+        )
+        assert float(schedule.alpha_bar[-1]) <= (1 - betas[0]) ** schedule.T * (1 + 1e-12), (
+            "alpha_bar_T > (1 - beta_1)^T"
+        )
 
     run()
 

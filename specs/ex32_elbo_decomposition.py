@@ -63,18 +63,32 @@ def derivation(bayes=bayes_markov) -> Derivation:
     """Eqs. 17-22 as executable steps; ``bayes`` rewrites log q(x_t | x_{t-1}) (eq. 19)."""
     d = Derivation("Eq. 3 = eq. 5: L = L_T + sum_{t>1} L_{t-1} + L_0 [02460 ex. 3.2; Ho20 App. A eqs. 17-22]")
     d.step("(17) The integrand of eq. 3, T = 3 shown", sp.Eq(sp.Symbol("L"), eq3(3)))
-    d.step("(19) Markov property and Bayes' rule for t > 1, checked on the Gaussians of eqs. 2, 4, 7",
-           sp.Eq(log_step[sp.Symbol("t")], bayes(sp.Symbol("t"))))
-    equal(normal_logpdf(xt, sp.sqrt(1 - beta) * x_prev, beta),
-          normal_logpdf(x_prev, MU_TILDE, BETA_TILDE) + normal_logpdf(xt, sp.sqrt(alpha_bar_prev * (1 - beta)) * x0, 1 - alpha_bar_prev * (1 - beta))
-          - normal_logpdf(x_prev, sp.sqrt(alpha_bar_prev) * x0, 1 - alpha_bar_prev), "eq. 19's Bayes rule for Gaussians")
+    d.step(
+        "(19) Markov property and Bayes' rule for t > 1, checked on the Gaussians of eqs. 2, 4, 7",
+        sp.Eq(log_step[sp.Symbol("t")], bayes(sp.Symbol("t"))),
+    )
+    equal(
+        normal_logpdf(xt, sp.sqrt(1 - beta) * x_prev, beta),
+        normal_logpdf(x_prev, MU_TILDE, BETA_TILDE)
+        + normal_logpdf(xt, sp.sqrt(alpha_bar_prev * (1 - beta)) * x0, 1 - alpha_bar_prev * (1 - beta))
+        - normal_logpdf(x_prev, sp.sqrt(alpha_bar_prev) * x0, 1 - alpha_bar_prev),
+        "eq. 19's Bayes rule for Gaussians",
+    )
     f = sp.IndexedBase("f")
     telescoped = lambda N: sum(f[tt - 1] - f[tt] for tt in range(2, N + 1))  # noqa: E731
-    d.step("(20) Telescoping: sum_{t=2}^{T} (f_{t-1} - f_t) = f_1 - f_T by induction: base T = 2, and the step",
-           equal(telescoped(2), f[1] - f[2], "telescoping, T = 2"),
-           equal((f[1] - f[n]) + (f[n] - f[n + 1]), f[1] - f[n + 1], "telescoping, induction step"))
-    shown = [equal(eq3(T).subs({log_step[tt]: bayes(tt) for tt in range(1, T + 1)}), eq5(T), f"eq. 3 = eq. 5 integrands, T = {T}")
-             for T in range(1, 7)]
+    d.step(
+        "(20) Telescoping: sum_{t=2}^{T} (f_{t-1} - f_t) = f_1 - f_T by induction: base T = 2, and the step",
+        equal(telescoped(2), f[1] - f[2], "telescoping, T = 2"),
+        equal((f[1] - f[n]) + (f[n] - f[n + 1]), f[1] - f[n + 1], "telescoping, induction step"),
+    )
+    shown = [
+        equal(
+            eq3(T).subs({log_step[tt]: bayes(tt) for tt in range(1, T + 1)}),
+            eq5(T),
+            f"eq. 3 = eq. 5 integrands, T = {T}",
+        )
+        for T in range(1, 7)
+    ]
     d.step("(21-22) Regrouped, the integrands of eq. 3 and eq. 5 agree for T = 1..6, e.g. T = 3", shown[2])
     # Exact case: x_0 ~ N(0, s0^2), T = 2, beta = (9/25, 7/16) (alpha = (4/5)^2, (3/4)^2), p(x_2) = N(0, 1),
     # p_theta(x_{t-1} | x_t) = N(k_t x_t, v_t) with k_t, v_t free: both sides' expectations in closed form.
@@ -82,16 +96,31 @@ def derivation(bayes=bayes_markov) -> Derivation:
     k1, k2 = sp.symbols("k_1 k_2", real=True)
     xs = sp.symbols("x_0:3", real=True)
     betas = {1: sp.Rational(9, 25), 2: sp.Rational(7, 16)}
-    M = sp.Matrix([[s0, 0, 0], [sp.Rational(4, 5) * s0, sp.Rational(3, 5), 0], [sp.Rational(3, 5) * s0, sp.Rational(9, 20), sp.sqrt(7) / 4]])
+    M = sp.Matrix(
+        [
+            [s0, 0, 0],
+            [sp.Rational(4, 5) * s0, sp.Rational(3, 5), 0],
+            [sp.Rational(3, 5) * s0, sp.Rational(9, 20), sp.sqrt(7) / 4],
+        ]
+    )
     cov = M * M.T
     log_pt = {1: normal_logpdf(xs[0], k1 * xs[1], v1), 2: normal_logpdf(xs[1], k2 * xs[2], v2)}
     log_qs = {tt: normal_logpdf(xs[tt], sp.sqrt(1 - betas[tt]) * xs[tt - 1], betas[tt]) for tt in (1, 2)}
     lhs = _expect(-normal_logpdf(xs[2], 0, 1) - sum(log_pt[tt] - log_qs[tt] for tt in (1, 2)), xs, cov)
     kl = lambda m1, v1_, m2, v2_: (sp.log(v2_ / v1_) + (v1_ + (m1 - m2) ** 2) / v2_ - 1) / 2  # noqa: E731
-    post = {s_: e.subs({beta: betas[2], alpha_bar_prev: 1 - betas[1], x0: xs[0], xt: xs[2]}) for s_, e in (("m", MU_TILDE), ("v", BETA_TILDE))}
-    rhs = _expect(kl(sp.Rational(3, 5) * xs[0], sp.Rational(16, 25), 0, 1) + kl(post["m"], post["v"], k2 * xs[2], v2) - log_pt[1], xs, cov)
-    d.step("Exact case (Gaussian data, T = 2, p_theta = N(k_t x_t, v_t)): E of eq. 3 = L_T + L_1 + L_0 of eq. 5",
-           equal(lhs, rhs, "eq. 3 vs eq. 5 in the exact Gaussian case"))
+    post = {
+        s_: e.subs({beta: betas[2], alpha_bar_prev: 1 - betas[1], x0: xs[0], xt: xs[2]})
+        for s_, e in (("m", MU_TILDE), ("v", BETA_TILDE))
+    }
+    rhs = _expect(
+        kl(sp.Rational(3, 5) * xs[0], sp.Rational(16, 25), 0, 1) + kl(post["m"], post["v"], k2 * xs[2], v2) - log_pt[1],
+        xs,
+        cov,
+    )
+    d.step(
+        "Exact case (Gaussian data, T = 2, p_theta = N(k_t x_t, v_t)): E of eq. 3 = L_T + L_1 + L_0 of eq. 5",
+        equal(lhs, rhs, "eq. 3 vs eq. 5 in the exact Gaussian case"),
+    )
     return d
 
 
@@ -101,7 +130,13 @@ def check_bound_columns(impl=negative_elbo) -> None:
     kl_expr = (2 * (sp.log(s2 / bt) + bt / s2 - 1) + r2 / s2) / 2  # D = 2 coordinates, claim ex33
 
     @examples(20)
-    @given(schedules(min_T=2, max_T=6), vectors(2, 1.0), st.floats(-1, 1), st.sampled_from(["beta", "beta_tilde"]), st.integers(0, 2**31))
+    @given(
+        schedules(min_T=2, max_T=6),
+        vectors(2, 1.0),
+        st.floats(-1, 1),
+        st.sampled_from(["beta", "beta_tilde"]),
+        st.integers(0, 2**31),
+    )
     def run(schedule, x0_, gain, choice, seed):
         eps_model = lambda x, t: gain * x  # a linear eps_theta, so p_theta is Gaussian  # noqa: E731
         x = torch.from_numpy(x0_)[None]
@@ -113,15 +148,33 @@ def check_bound_columns(impl=negative_elbo) -> None:
                 continue
             args = (float(schedule.betas[tt - 1]), alpha_bar_at(schedule, tt - 1))
             syms = [beta, alpha_bar_prev, x0, eps]
-            xt_ = reference(sp.sqrt(alpha_bar_prev * (1 - beta)) * x0 + sp.sqrt(1 - alpha_bar_prev * (1 - beta)) * eps, syms, *args, x0_, e)
+            xt_ = reference(
+                sp.sqrt(alpha_bar_prev * (1 - beta)) * x0 + sp.sqrt(1 - alpha_bar_prev * (1 - beta)) * eps,
+                syms,
+                *args,
+                x0_,
+                e,
+            )
             mu_t = reference(MU_TILDE, [beta, alpha_bar_prev, x0, xt], *args, x0_, xt_)
             mu_th = reference(MU_FROM_EPS, [beta, alpha_bar_prev, xt, eps], *args, xt_, gain * xt_)
             var = float(reverse_variance(schedule, choice)[tt])
-            want = reference(kl_expr, [bt, s2, r2], reference(BETA_TILDE, [beta, alpha_bar_prev], *args), var, float(((mu_t - mu_th) ** 2).sum()))
+            want = reference(
+                kl_expr,
+                [bt, s2, r2],
+                reference(BETA_TILDE, [beta, alpha_bar_prev], *args),
+                var,
+                float(((mu_t - mu_th) ** 2).sum()),
+            )
             # the KL's terms (log ratio, variance ratio, mean term) bound its magnitude
-            assert_close(f"L_{tt - 1} column", bound.terms[0, tt - 1], want, abs(float(want)) + 2 * abs(np.log(var)) + 4)
-        assert_close("total = L_T + sum of columns", bound.total[0], float(bound.prior[0] + bound.terms[0].sum()),
-                     float(bound.prior[0].abs() + bound.terms[0].abs().sum()))
+            assert_close(
+                f"L_{tt - 1} column", bound.terms[0, tt - 1], want, abs(float(want)) + 2 * abs(np.log(var)) + 4
+            )
+        assert_close(
+            "total = L_T + sum of columns",
+            bound.total[0],
+            float(bound.prior[0] + bound.terms[0].sum()),
+            float(bound.prior[0].abs() + bound.terms[0].abs().sum()),
+        )
 
     run()
 

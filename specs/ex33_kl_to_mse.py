@@ -42,7 +42,9 @@ def sheet_kl(mu0, S0, mu1, S1, dim):
 
 def derivation(kl=sheet_kl, c: sp.Expr = C) -> Derivation:
     """Split eq. 29 into the mean term and C, show C free of mu_theta, and check it against the stated ``c``."""
-    d = Derivation("L_{t-1} = ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) + C, C free of theta [02460 ex. 3.3; Ho20 eq. 8]")
+    d = Derivation(
+        "L_{t-1} = ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) + C, C free of theta [02460 ex. 3.3; Ho20 eq. 8]"
+    )
     S0, S1 = beta_tilde * sp.Identity(D), sigma2 * sp.Identity(D)
     log_det, quad, trace, minus_d = kl(mu_tilde, S0, mu_theta, S1, D)
     log_det = sp.expand_log(log_det.subs(sp.Determinant(sp.Identity(D)), 1), force=True)
@@ -51,20 +53,23 @@ def derivation(kl=sheet_kl, c: sp.Expr = C) -> Derivation:
     diff = mu_tilde - mu_theta
     if (quad - diff.T * diff / sigma2).doit() != sp.ZeroMatrix(1, 1):
         raise AssertionError(f"the quadratic form {quad} is not ||mu_tilde - mu_theta||^2 / sigma_t^2")
-    d.step("The quadratic form is the squared distance over sigma_t^2",
-           "(μ̃ − μθ)ᵀ S₁⁻¹ (μ̃ − μθ) = ‖μ̃ − μθ‖² / σₜ²")
+    d.step("The quadratic form is the squared distance over sigma_t^2", "(μ̃ − μθ)ᵀ S₁⁻¹ (μ̃ − μθ) = ‖μ̃ − μθ‖² / σₜ²")
     rest = [log_det, trace, minus_d]
     if any(sp.sympify(term).has(mu_theta) for term in rest):
         raise AssertionError("a term of eq. 29 other than the quadratic form depends on mu_theta")
-    d.step("No other term holds mu_theta; the KL is therefore", sp.Eq(sp.Symbol("L_{t-1}"), (r2 / sigma2 + sum(rest)) / 2))
+    d.step(
+        "No other term holds mu_theta; the KL is therefore", sp.Eq(sp.Symbol("L_{t-1}"), (r2 / sigma2 + sum(rest)) / 2)
+    )
     derived_c = sp.expand(sum(rest) / 2)
     d.step("and C = L_{t-1} - ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) is", equal(derived_c, c, "C of eq. 28"))
     # The same in D = 3 written out coordinate by coordinate, without matrix symbols.
     m0, m1 = sp.Matrix(sp.symbols("m0_1:4", real=True)), sp.Matrix(sp.symbols("m1_1:4", real=True))
     terms = kl(m0, beta_tilde * sp.eye(3), m1, sigma2 * sp.eye(3), 3)
     explicit = (terms[0] + terms[1][0, 0] + terms[2] + terms[3]) / 2
-    d.step("Check in D = 3, coordinates written out",
-           equal(explicit, (m0 - m1).dot(m0 - m1) / (2 * sigma2) + c.subs(D, 3), "eq. 28 in D = 3"))
+    d.step(
+        "Check in D = 3, coordinates written out",
+        equal(explicit, (m0 - m1).dot(m0 - m1) / (2 * sigma2) + c.subs(D, 3), "eq. 28 in D = 3"),
+    )
     return d
 
 
@@ -76,8 +81,12 @@ def check_gaussian_kl(impl=normal_kl) -> None:
     @given(st.data(), st.integers(1, 6), st.floats(1e-3, 2.0), st.floats(1e-3, 2.0))
     def run(data, dim, bt, s2):
         m0, m1 = (np.array(data.draw(st.lists(st.floats(-3, 3), min_size=dim, max_size=dim))) for _ in range(2))
-        got = impl(torch.from_numpy(m0), torch.tensor(bt, dtype=torch.float64), torch.from_numpy(m1),
-                   torch.tensor(s2, dtype=torch.float64)).sum()
+        got = impl(
+            torch.from_numpy(m0),
+            torch.tensor(bt, dtype=torch.float64),
+            torch.from_numpy(m1),
+            torch.tensor(s2, dtype=torch.float64),
+        ).sum()
         with mpmath.workdps(30):
             dist = mpmath.fsum((mpmath.mpf(a) - mpmath.mpf(b)) ** 2 for a, b in zip(m0, m1))
         want = reference(expr, [r2, D, beta_tilde, sigma2], dist, dim, bt, s2)

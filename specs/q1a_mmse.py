@@ -40,22 +40,31 @@ def derivation(loss=conditional_loss) -> Derivation:
     if grad.subs(f, m).doit() != sp.ZeroMatrix(n, 1):
         raise AssertionError(f"the gradient {grad} does not vanish at f = E[x | y]")
     hessian = grad.diff(f)
-    d.step("It vanishes at f = m and only there (it is 2 (f - m)); the Hessian is positive definite",
-           sp.Eq(sp.Symbol("∇²J"), hessian))
+    d.step(
+        "It vanishes at f = m and only there (it is 2 (f - m)); the Hessian is positive definite",
+        sp.Eq(sp.Symbol("∇²J"), hessian),
+    )
     if hessian != 2 * sp.Identity(n):
         raise AssertionError(f"the Hessian {hessian} is not 2 I")
     # A discrete law: x in {u_1, u_2, u_3}, y in {y_1, y_2}, P(x = u_i, y = y_j) = p_ij (free, positive).
     u = sp.symbols("u_1:4", real=True)
     p = sp.Matrix(3, 2, sp.symbols("p_1:4(1:3)", positive=True))
     g = sp.symbols("f_1:3", real=True)  # f(y_1), f(y_2)
-    total = sum(p[i, j] * loss(sp.Matrix([g[j]]), sp.Matrix([u[i]]))[0, 0].subs(second_moment, u[i] ** 2)
-                for i in range(3) for j in range(2))
-    d.step("A discrete law P(x = u_i, y = y_j) = p_ij: the whole objective E||f(y) - x||^2", sp.Eq(sp.Symbol("E"), total))
+    total = sum(
+        p[i, j] * loss(sp.Matrix([g[j]]), sp.Matrix([u[i]]))[0, 0].subs(second_moment, u[i] ** 2)
+        for i in range(3)
+        for j in range(2)
+    )
+    d.step(
+        "A discrete law P(x = u_i, y = y_j) = p_ij: the whole objective E||f(y) - x||^2", sp.Eq(sp.Symbol("E"), total)
+    )
     sol = sp.solve([sp.diff(total, gj) for gj in g], g, dict=True)[0]
     for j in range(2):
         cond_mean = sum(p[i, j] * u[i] for i in range(3)) / sum(p[i, j] for i in range(3))
-        d.step(f"minimised over f(y_1), f(y_2) at once: f(y_{j + 1}) = E[x | y = y_{j + 1}]",
-               equal(sol[g[j]], cond_mean, f"argmin at y_{j + 1} vs E[x | y_{j + 1}]"))
+        d.step(
+            f"minimised over f(y_1), f(y_2) at once: f(y_{j + 1}) = E[x | y = y_{j + 1}]",
+            equal(sol[g[j]], cond_mean, f"argmin at y_{j + 1} vs E[x | y_{j + 1}]"),
+        )
     return d
 
 
@@ -69,10 +78,19 @@ def check_posterior_mean(impl=GaussianMixture.posterior_mean, K: int = 3, D: int
     symbols = [a, s, *x, *pts]
 
     @examples(25)
-    @given(st.lists(st.floats(-2, 2), min_size=K * D, max_size=K * D), st.lists(st.floats(-3, 3), min_size=D, max_size=D),
-           st.floats(0.1, 1.0), st.floats(0.05, 2.0))
+    @given(
+        st.lists(st.floats(-2, 2), min_size=K * D, max_size=K * D),
+        st.lists(st.floats(-3, 3), min_size=D, max_size=D),
+        st.floats(0.1, 1.0),
+        st.floats(0.05, 2.0),
+    )
     def run(points, x_, a_, s_):
-        got = impl(GaussianMixture.finite(torch.tensor(points, dtype=torch.float64).reshape(K, D)), torch.tensor([x_], dtype=torch.float64), a_, s_)[0]
+        got = impl(
+            GaussianMixture.finite(torch.tensor(points, dtype=torch.float64).reshape(K, D)),
+            torch.tensor([x_], dtype=torch.float64),
+            a_,
+            s_,
+        )[0]
         want = np.array([reference(mj, symbols, a_, s_, *x_, *points) for mj in means])
         # a convex combination of the points: its terms are bounded by max |q|, softmax rounding a few ulp
         assert_close("E[x_0 | x], finite data set", got, want, np.max(np.abs(points)) + 1e-3)

@@ -50,21 +50,24 @@ def risk_margin_values(n: int, generator: torch.Generator, estimator=posterior_m
     return torch.cat([(m + DELTA - x) ** 2 - risk, (m + DELTA * y - x) ** 2 - risk], 1)
 
 
-def check_orthogonality(n: int, generator: torch.Generator, *, estimator=posterior_mean,
-                        raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_orthogonality(
+    n: int, generator: torch.Generator, *, estimator=posterior_mean, raise_on_fail: bool = True
+) -> MonteCarloCheck:
     """E[(x - m(y)) g(y)] = 0 for g = 1, y, tanh(y), sin(2y)."""
     values = orthogonality_values(n, generator, estimator)
     return check_mc("E[(x - E[x | y]) g(y)] = 0", *mean_stderr(values), 0.0, n, raise_on_fail=raise_on_fail)
 
 
-def check_risk_margin(n: int, generator: torch.Generator, *, estimator=posterior_mean,
-                      raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_risk_margin(
+    n: int, generator: torch.Generator, *, estimator=posterior_mean, raise_on_fail: bool = True
+) -> MonteCarloCheck:
     """Risk(m + delta h) - Risk(m) = delta^2 E[h^2] for h = 1 and h(y) = y."""
     values = risk_margin_values(n, generator, estimator)
     second_moment_x = float(MIXTURE.weights @ (MIXTURE.means[:, 0] ** 2 + MIXTURE.covs))
     expected = torch.tensor([DELTA**2, DELTA**2 * (second_moment_x + SIGMA**2)], dtype=torch.float64)
-    return check_mc("risk margin of perturbed estimators", *mean_stderr(values), expected, n,
-                    raise_on_fail=raise_on_fail)
+    return check_mc(
+        "risk margin of perturbed estimators", *mean_stderr(values), expected, n, raise_on_fail=raise_on_fail
+    )
 
 
 def _over_p_y(f) -> float:
@@ -76,7 +79,9 @@ def _over_p_y(f) -> float:
 
 def check_network_approaches_posterior_mean(generator: torch.Generator, *, target_shift: float = 0.0, steps: int = 800):
     """An MLP trained on E(f(y) - x)^2 closes >= 99% of the risk gap from the best constant to E[x | y]."""
-    net = torch.nn.Sequential(torch.nn.Linear(1, 64), torch.nn.SiLU(), torch.nn.Linear(64, 64), torch.nn.SiLU(), torch.nn.Linear(64, 1))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(1, 64), torch.nn.SiLU(), torch.nn.Linear(64, 64), torch.nn.SiLU(), torch.nn.Linear(64, 1)
+    )
     net = net.double()
     with torch.no_grad():
         for p in net.parameters():

@@ -45,8 +45,9 @@ def conditional_eps_mc(mixture: GaussianMixture, x: Tensor, sigma: float, x0: Te
     return ratio, stderr
 
 
-def check_eps_star_is_conditional_mean(mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None,
-                                       raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_eps_star_is_conditional_mean(
+    mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None, raise_on_fail: bool = True
+) -> MonteCarloCheck:
     """``eps_star(x, 1, sigma)`` (default the oracle's) against importance sampling at ``POINTS`` x ``SIGMAS``."""
     eps_star = mixture.eps_star if eps_star is None else eps_star
     x0 = mixture.sample(n, generator)
@@ -54,15 +55,23 @@ def check_eps_star_is_conditional_mean(mixture: GaussianMixture, n: int, generat
     for sigma in SIGMAS:
         ratio, stderr = conditional_eps_mc(mixture, POINTS, sigma, x0)
         estimates.append(ratio), stderrs.append(stderr), expected.append(eps_star(POINTS, 1.0, sigma))
-    return check_mc("E[eps | x_sigma] by importance sampling vs eps*", torch.stack(estimates),
-                    torch.stack(stderrs), torch.stack(expected), n, raise_on_fail=raise_on_fail)
+    return check_mc(
+        "E[eps | x_sigma] by importance sampling vs eps*",
+        torch.stack(estimates),
+        torch.stack(stderrs),
+        torch.stack(expected),
+        n,
+        raise_on_fail=raise_on_fail,
+    )
 
 
 def trace_posterior_cov_eps(mixture: GaussianMixture, x: Tensor, sigma: float) -> Tensor:
     """tr Cov(eps | x_0 + sigma eps = x) for isotropic components (point masses allowed)."""
     c, m, D = mixture.covs, mixture.means, mixture.dim
     var = c + sigma**2  # (K,)
-    log_pi = torch.log(mixture.weights) - ((x[:, None] - m) ** 2).sum(-1) / (2 * var) - D / 2 * torch.log(2 * math.pi * var)
+    log_pi = (
+        torch.log(mixture.weights) - ((x[:, None] - m) ** 2).sum(-1) / (2 * var) - D / 2 * torch.log(2 * math.pi * var)
+    )
     pi = torch.softmax(log_pi, 1)  # (B, K)
     mu = m + (c / var)[:, None] * (x[:, None] - m)  # (B, K, D)
     second = (pi * (D * c * sigma**2 / var + (mu**2).sum(-1))).sum(1)
@@ -94,8 +103,9 @@ def loss_values(mixture: GaussianMixture, sigma: float, n: int, generator: torch
     return torch.stack([loss, raise_const, raise_linear], 1)
 
 
-def check_loss_minimum(mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None,
-                       raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_loss_minimum(
+    mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None, raise_on_fail: bool = True
+) -> MonteCarloCheck:
     """Loss (1) at eps* and at eps* + delta h against the predicted minimum and margins, at each sigma."""
     eps_star = mixture.eps_star if eps_star is None else eps_star
     second_moment_x0 = float(mixture.weights @ ((mixture.means**2).sum(1) + mixture.dim * mixture.covs))
@@ -103,16 +113,23 @@ def check_loss_minimum(mixture: GaussianMixture, n: int, generator: torch.Genera
     for sigma in SIGMAS:
         per_draw = loss_values(mixture, sigma, n, generator, eps_star)
         for values, value in [
-            (per_draw[:, 0], expected_over_p_sigma(mixture, sigma,
-                                                   lambda y, s=sigma: trace_posterior_cov_eps(mixture, y, s))),
+            (
+                per_draw[:, 0],
+                expected_over_p_sigma(mixture, sigma, lambda y, s=sigma: trace_posterior_cov_eps(mixture, y, s)),
+            ),
             (per_draw[:, 1], DELTA**2 * float(U @ U)),
             (per_draw[:, 2], DELTA**2 * (second_moment_x0 + mixture.dim * sigma**2)),
         ]:
             est, se = mean_stderr(values)
             estimates.append(est), stderrs.append(se), expected.append(value)
-    return check_mc("loss (1) at eps* and its raise by perturbations vs the predicted values",
-                    torch.stack(estimates), torch.stack(stderrs), torch.tensor(expected, dtype=torch.float64), n,
-                    raise_on_fail=raise_on_fail)
+    return check_mc(
+        "loss (1) at eps* and its raise by perturbations vs the predicted values",
+        torch.stack(estimates),
+        torch.stack(stderrs),
+        torch.tensor(expected, dtype=torch.float64),
+        n,
+        raise_on_fail=raise_on_fail,
+    )
 
 
 LAWS = pytest.mark.parametrize("mixture", [MIXTURE, DATASET], ids=["mixture", "dataset"])
@@ -131,8 +148,11 @@ def test_q1b_eps_star_is_conditional_mean(mixture, gen):
 @LAWS
 def test_q1b_eps_star_rejects_planted_sigma_squared(mixture, gen):
     # z > 100 >> 3k = 17 at n = 4e4, at the points where sigma^2 and sigma differ most (sigma = 0.5 and 2)
-    assert_power(check_eps_star_is_conditional_mean(mixture, N, gen, eps_star=_eps_star_sigma_squared(mixture),
-                                                    raise_on_fail=False))
+    assert_power(
+        check_eps_star_is_conditional_mean(
+            mixture, N, gen, eps_star=_eps_star_sigma_squared(mixture), raise_on_fail=False
+        )
+    )
 
 
 @LAWS

@@ -54,13 +54,15 @@ def relative_residual(sigma, generator: torch.Generator, points: int = 64, veloc
     return ((dp_dt + div_terms.sum(1)).abs() / (dp_dt.abs() + div_terms.abs().sum(1))).detach()
 
 
-def check_transport_equation(sigma, generator: torch.Generator, velocity=transport_velocity,
-                             raise_on_fail: bool = True) -> float:
+def check_transport_equation(
+    sigma, generator: torch.Generator, velocity=transport_velocity, raise_on_fail: bool = True
+) -> float:
     """The worst transport residual relative to its terms, held below ``RESIDUAL_TOL`` (deterministic given points)."""
     worst = float(relative_residual(sigma, generator, velocity=velocity).max())
     if raise_on_fail and not worst <= RESIDUAL_TOL:
-        raise AssertionError(f"transport residual {worst:.3g} of its terms > {RESIDUAL_TOL:g} "
-                             f"for sigma = {sigma.__name__}")
+        raise AssertionError(
+            f"transport residual {worst:.3g} of its terms > {RESIDUAL_TOL:g} for sigma = {sigma.__name__}"
+        )
     return worst
 
 
@@ -117,17 +119,21 @@ def check_flow_accuracy(generator: torch.Generator, n: int = 200, integrate=flow
     errors = [float((integrate(x1, steps=k) - ref).abs().max()) for k in steps]
     order = -log_log_slope(steps, errors)
     if not (errors[2] <= FLOW_ERROR and ORDER_BAND[0] <= order <= ORDER_BAND[1]):
-        raise AssertionError(f"RK4 flow: error {errors[2]:.3g} at 100 steps (claimed < {FLOW_ERROR:g}), fitted order "
-                             f"{order:.2f} (expected within {ORDER_BAND}); errors at {steps} steps: {errors}")
+        raise AssertionError(
+            f"RK4 flow: error {errors[2]:.3g} at 100 steps (claimed < {FLOW_ERROR:g}), fitted order "
+            f"{order:.2f} (expected within {ORDER_BAND}); errors at {steps} steps: {errors}"
+        )
     return errors[2], order
 
 
-def check_flow_carries_p1_to_p0(n: int, generator: torch.Generator, velocity=transport_velocity,
-                                raise_on_fail: bool = True) -> MonteCarloCheck:
+def check_flow_carries_p1_to_p0(
+    n: int, generator: torch.Generator, velocity=transport_velocity, raise_on_fail: bool = True
+) -> MonteCarloCheck:
     """Draws of p_1 (sigma(1) = 1) flowed back to t = 0 follow p_0 = ``MIXTURE``."""
     x1 = MIXTURE.sample(n, generator) + torch.randn(n, 2, generator=generator, dtype=torch.float64)
-    return check_matches_mixture("the flow of v from p_1, at t = 0, vs p_0", flow_to_data(x1, velocity), MIXTURE,
-                                 raise_on_fail=raise_on_fail)
+    return check_matches_mixture(
+        "the flow of v from p_1, at t = 0, vs p_0", flow_to_data(x1, velocity), MIXTURE, raise_on_fail=raise_on_fail
+    )
 
 
 SIGMAS = pytest.mark.parametrize("sigma", [sigma_ddpm, sigma_linear], ids=["ddpm", "t"])
@@ -138,8 +144,11 @@ def test_q1c_transport_residual_vanishes(sigma, gen):
     check_transport_equation(sigma, gen)
 
 
-@pytest.mark.parametrize("sigma, velocity", [(sigma_ddpm, _without_dsigma), (sigma_ddpm, _flipped), (sigma_linear, _flipped)],
-                         ids=["ddpm-without_dsigma", "ddpm-flipped", "t-flipped"])
+@pytest.mark.parametrize(
+    "sigma, velocity",
+    [(sigma_ddpm, _without_dsigma), (sigma_ddpm, _flipped), (sigma_linear, _flipped)],
+    ids=["ddpm-without_dsigma", "ddpm-flipped", "t-flipped"],
+)
 def test_q1c_transport_residual_rejects_planted(sigma, velocity, gen):
     worst = check_transport_equation(sigma, gen, velocity, raise_on_fail=False)
     assert worst > PLANTED_RESIDUAL, f"a planted velocity leaves a residual of only {worst:.3g} of its terms"

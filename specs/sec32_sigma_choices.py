@@ -33,7 +33,10 @@ def derivation(standard_normal: sp.Expr = FOR_STANDARD_NORMAL, point_mass: sp.Ex
     bt = sp.Symbol("beta_tilde", positive=True)
     # E KL = 1/2 (log(sigma^2 / beta_tilde) + (beta_tilde + E(mu_tilde - mu)^2) / sigma^2 - 1), at mu = E[mu_tilde | x_t]
     expected_kl = (sp.log(s2 / bt) + (bt + v) / s2 - 1) / 2
-    d.step("Expected KL at the best mean mu = E[mu_tilde | x_t], with V = Var(mu_tilde | x_t)", sp.Eq(sp.Symbol("E L_{t-1}"), expected_kl))
+    d.step(
+        "Expected KL at the best mean mu = E[mu_tilde | x_t], with V = Var(mu_tilde | x_t)",
+        sp.Eq(sp.Symbol("E L_{t-1}"), expected_kl),
+    )
     optimum = sp.solve(sp.diff(expected_kl, s2), s2)
     if len(optimum) != 1:
         raise AssertionError(f"expected one stationary point, got {optimum}")
@@ -48,9 +51,13 @@ def derivation(standard_normal: sp.Expr = FOR_STANDARD_NORMAL, point_mass: sp.Ex
     d.step("Point mass x_0: V = 0", equal(best.subs(v, 0), point_mass, "optimal sigma^2 for a point mass"))
     # x_0 ~ N(0, 1): (x_0, x_t) jointly Gaussian, Var x_t = 1, Cov = sqrt(alpha_bar_t): Var(x_0 | x_t) = 1 - alpha_bar_t
     var_x0 = 1 - sp.sqrt(alpha_bar) ** 2 / 1
-    d.step("x_0 ~ N(0, 1): Var(x_0 | x_t) = 1 - Cov(x_0, x_t)^2 / Var x_t, and V = c_0^2 Var(x_0 | x_t)",
-           sp.Eq(sp.Symbol("V"), c0**2 * var_x0))
-    d.step("so the optimum is beta_t", equal(best.subs(v, c0**2 * var_x0), standard_normal, "optimal sigma^2 for N(0, 1)"))
+    d.step(
+        "x_0 ~ N(0, 1): Var(x_0 | x_t) = 1 - Cov(x_0, x_t)^2 / Var x_t, and V = c_0^2 Var(x_0 | x_t)",
+        sp.Eq(sp.Symbol("V"), c0**2 * var_x0),
+    )
+    d.step(
+        "so the optimum is beta_t", equal(best.subs(v, c0**2 * var_x0), standard_normal, "optimal sigma^2 for N(0, 1)")
+    )
     if xt in best.free_symbols:
         raise AssertionError("the optimal variance depends on x_t")
     return d
@@ -65,7 +72,11 @@ def check_reverse_variance(impl=reverse_variance) -> None:
         t = data.draw(st.integers(2, schedule.T), label="t")
         args = (float(schedule.betas[t - 1]), alpha_bar_at(schedule, t - 1))
         for choice, expr in (("beta", FOR_STANDARD_NORMAL), ("beta_tilde", FOR_POINT_MASS)):
-            assert_close(f"sigma_t^2 = {choice} at t={t}", impl(schedule, choice)[t], reference(expr, [beta, alpha_bar_prev], *args))
+            assert_close(
+                f"sigma_t^2 = {choice} at t={t}",
+                impl(schedule, choice)[t],
+                reference(expr, [beta, alpha_bar_prev], *args),
+            )
 
     run()
 

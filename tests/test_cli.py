@@ -62,8 +62,23 @@ def test_files_have_the_permissions_of_the_umask(toy_run):
 
 def test_sample_from_checkpoint(toy_run, tmp_path, capsys):
     png = tmp_path / "s.png"
-    assert main(["sample", str(toy_run / "checkpoint.pt"), "-n", "50", "--out", str(png), "--sigma2", "beta_tilde",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(toy_run / "checkpoint.pt"),
+                "-n",
+                "50",
+                "--out",
+                str(png),
+                "--sigma2",
+                "beta_tilde",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert torch.load(png.with_suffix(".pt"), weights_only=True).shape == (50, 2)
     assert "energy" in capsys.readouterr().out.lower()
 
@@ -84,8 +99,9 @@ def test_sample_says_how_many_samples_the_quality_report_measured(toy_run, tmp_p
     """More samples than the report compares (2000 by default; 100 here, to stay quick): said, and in the JSON."""
     monkeypatch.setattr(ddpm.cli, "QUALITY_N", 100)
     png = tmp_path / "s.png"
-    status, out, _ = run(["sample", str(toy_run / "checkpoint.pt"), "-n", "150", "--out", str(png), "--device", "cpu"],
-                         capsys)
+    status, out, _ = run(
+        ["sample", str(toy_run / "checkpoint.pt"), "-n", "150", "--out", str(png), "--device", "cpu"], capsys
+    )
     assert status == 0
     assert "quality measured on the first 100 of the 150 samples" in out
     assert "100 model, 100 true" in out
@@ -108,8 +124,30 @@ def test_mnist_from_idx_files(tmp_path, capsys):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,), dtype=np.uint8))
     out = tmp_path / "run"
-    assert main(["train", "--data", "mnist", "--mnist-root", str(tmp_path), "--steps", "2", "--batch-size", "8",
-                 "--T", "5", "--samples", "4", "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "mnist",
+                "--mnist-root",
+                str(tmp_path),
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--T",
+                "5",
+                "--samples",
+                "4",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert torch.load(out / "samples.pt", weights_only=True).shape == (4, 1, 28, 28)
     assert main(["elbo", str(out / "checkpoint.pt"), "-n", "4", "--device", "cpu"]) == 0
     assert "bits/dim" in capsys.readouterr().out
@@ -145,8 +183,10 @@ BAD_TRAIN = [
     (["--data", "svhn"], "--data: invalid choice: 'svhn'"),
     (["--data", "mnist"], "--data mnist needs --mnist-root"),
     (["--data", "tg", "--network", "unet"], "--network unet takes images: use it with --data mnist, not --data tg"),
-    (["--data", "mnist", "--network", "unet", "--width", "8", "--mnist-root", "."],
-     "--width and --depth apply to --network fc only"),
+    (
+        ["--data", "mnist", "--network", "unet", "--width", "8", "--mnist-root", "."],
+        "--width and --depth apply to --network fc only",
+    ),
     (["--data", "tg", "--mnist-root", "."], "--mnist-root applies to --data mnist only, not --data tg"),
     (["--data", "mnist", "--mnist-root", "nowhere"], "--mnist-root: the MNIST folder 'nowhere' does not exist"),
     (["--out", "a_file"], "--out must be a folder, got the file 'a_file'"),
@@ -168,21 +208,24 @@ def test_mnist_missing_files_are_named(tmp_path, capsys):
     assert status == 2 and err.count("\n") == 1 and "train-images-idx3-ubyte" in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["sample", "CKPT", "-n", "0"], "-n must be an integer >= 1, got 0"),
-    (["sample", "CKPT", "--sigma2", "beta_bar"], "--sigma2: invalid choice: 'beta_bar'"),
-    (["sample", "CKPT", "--seed", "-2"], "--seed must be an integer in [0, 4294967295], got -2"),
-    (["sample", "CKPT", "--device", "bogus"], "--device must be a torch device"),
-    (["sample", "CKPT", "--out", "."], "--out must name a file, got the folder '.'"),
-    (["sample", "missing.pt"], "no checkpoint at 'missing.pt'"),
-    (["sample", "."], "no checkpoint at '.' (it is a directory)"),
-    (["elbo", "CKPT", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
-    (["elbo", "CKPT", "--batch-size", "-5"], "--batch-size must be an integer >= 1, got -5"),
-    (["elbo", "CKPT", "-n", "0"], "-n must be an integer >= 1, got 0"),
-    (["elbo", "CKPT", "--mnist-root", "."], "--mnist-root applies to MNIST checkpoints only"),
-    (["elbo", "CKPT", "--device", "cuda:99"], "--device cuda:99: "),
-    (["derive", "nonsense"], "no claim named 'nonsense'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sample", "CKPT", "-n", "0"], "-n must be an integer >= 1, got 0"),
+        (["sample", "CKPT", "--sigma2", "beta_bar"], "--sigma2: invalid choice: 'beta_bar'"),
+        (["sample", "CKPT", "--seed", "-2"], "--seed must be an integer in [0, 4294967295], got -2"),
+        (["sample", "CKPT", "--device", "bogus"], "--device must be a torch device"),
+        (["sample", "CKPT", "--out", "."], "--out must name a file, got the folder '.'"),
+        (["sample", "missing.pt"], "no checkpoint at 'missing.pt'"),
+        (["sample", "."], "no checkpoint at '.' (it is a directory)"),
+        (["elbo", "CKPT", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["elbo", "CKPT", "--batch-size", "-5"], "--batch-size must be an integer >= 1, got -5"),
+        (["elbo", "CKPT", "-n", "0"], "-n must be an integer >= 1, got 0"),
+        (["elbo", "CKPT", "--mnist-root", "."], "--mnist-root applies to MNIST checkpoints only"),
+        (["elbo", "CKPT", "--device", "cuda:99"], "--device cuda:99: "),
+        (["derive", "nonsense"], "no claim named 'nonsense'"),
+    ],
+)
 def test_bad_sample_and_elbo_values(argv, message, toy_run, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = [str(toy_run / "checkpoint.pt") if a == "CKPT" else a for a in argv]
@@ -205,16 +248,19 @@ def test_damaged_checkpoints_are_one_line(toy_run, tmp_path, capsys):
     wider = tmp_path / "wider.pt"
     from dataclasses import replace
 
-    save_checkpoint(wider, replace(ckpt, config=replace(ckpt.config, net_config={**ckpt.config.net_config,
-                                                                                 "num_hidden": 32})))
+    save_checkpoint(
+        wider, replace(ckpt, config=replace(ckpt.config, net_config={**ckpt.config.net_config, "num_hidden": 32}))
+    )
     payload = torch.load(good, weights_only=True)
     del payload["ema"]
     no_ema = tmp_path / "no_ema.pt"
     torch.save(payload, no_ema)
-    cases = [(corrupt, "is a corrupt ddpm checkpoint: its contents changed after it was written"),
-             (foreign, "is not a ddpm checkpoint (foreign)"),
-             (wider, "its 'model' weights do not fit its configuration"),
-             (no_ema, "is a corrupt ddpm checkpoint: it lacks the entry 'ema'")]
+    cases = [
+        (corrupt, "is a corrupt ddpm checkpoint: its contents changed after it was written"),
+        (foreign, "is not a ddpm checkpoint (foreign)"),
+        (wider, "its 'model' weights do not fit its configuration"),
+        (no_ema, "is a corrupt ddpm checkpoint: it lacks the entry 'ema'"),
+    ]
     for path, message in cases:
         for command in ("sample", "elbo"):
             status, out, err = run([command, str(path), "-n", "4", "--device", "cpu"], capsys)
@@ -227,8 +273,9 @@ def test_damaged_checkpoints_are_one_line(toy_run, tmp_path, capsys):
 
 
 def test_resume_with_another_configuration_is_refused_up_front(toy_run, capsys):
-    status, out, err = run(["train", "--data", "tg", "--steps", "20", "--out", str(toy_run), *QUICK, "--lr", "0.1"],
-                           capsys)
+    status, out, err = run(
+        ["train", "--data", "tg", "--steps", "20", "--out", str(toy_run), *QUICK, "--lr", "0.1"], capsys
+    )
     assert status == 2 and out == "" and err.count("\n") == 1
     assert "holds a run with another configuration (lr 0.002 there, 0.1 here)" in err and "--no-resume" in err
 
@@ -247,8 +294,13 @@ def test_every_option_has_help():
 def on_a_terminal(argv: list[str]) -> tuple[int, str, str]:
     """Run ``ddpm ARGV`` with stderr on a pseudo-terminal: (exit status, stdout, what the terminal got)."""
     master, slave = pty.openpty()
-    child = subprocess.Popen([sys.executable, "-m", "ddpm.cli", *argv], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=slave, env=ENV)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ddpm.cli", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=ENV,
+    )
     os.close(slave)
     screen = b""
     while True:
@@ -290,8 +342,10 @@ def test_quiet_silences_the_terminal(tmp_path, toy_run, monkeypatch, capsys):
     status, out, screen = on_a_terminal([*TRAIN, "--out", str(tmp_path), "--quiet"])
     assert status == 0 and screen == ""
     assert "energy distance" in out  # the results still go to stdout
-    for argv in (["sample", str(toy_run / "checkpoint.pt"), "-n", "8", "--out", str(tmp_path / "s.png")],
-                 ["elbo", str(toy_run / "checkpoint.pt"), "-n", "8"]):
+    for argv in (
+        ["sample", str(toy_run / "checkpoint.pt"), "-n", "8", "--out", str(tmp_path / "s.png")],
+        ["elbo", str(toy_run / "checkpoint.pt"), "-n", "8"],
+    ):
         for quiet in (False, True):
             terminal = FakeTerminal()
             monkeypatch.setattr(sys, "stderr", terminal)
@@ -308,8 +362,10 @@ def test_nothing_but_notes_on_a_non_terminal_stderr(tmp_path, capsys):
     lines = err.splitlines()
     assert status == 0 and len(lines) == 2, err
     assert lines[0].startswith("training fc on tg for 60 steps") and lines[1].startswith("trained in"), err
-    for argv in (["sample", str(tmp_path / "checkpoint.pt"), "-n", "8"], ["elbo", str(tmp_path / "checkpoint.pt"),
-                                                                          "-n", "8"]):
+    for argv in (
+        ["sample", str(tmp_path / "checkpoint.pt"), "-n", "8"],
+        ["elbo", str(tmp_path / "checkpoint.pt"), "-n", "8"],
+    ):
         status, _, err = run([*argv, "--device", "cpu"], capsys)
         assert status == 0 and err == "", err
 

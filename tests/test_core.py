@@ -63,24 +63,30 @@ def test_cosine_schedule_matches_closed_form():
     assert s.beta.max().item() == 0.999  # the cap binds at t = T
 
 
-@pytest.mark.parametrize("betas, message", [
-    ([0.1, 1.0], "beta_2 = 1.0 is outside the open interval (0, 1)"),
-    ([0.0, 0.1], "beta_1 = 0.0 is outside"),
-    ([0.1, float("nan")], "beta_2 = nan is outside"),
-    ([], "length T >= 1"),
-])
+@pytest.mark.parametrize(
+    "betas, message",
+    [
+        ([0.1, 1.0], "beta_2 = 1.0 is outside the open interval (0, 1)"),
+        ([0.0, 0.1], "beta_1 = 0.0 is outside"),
+        ([0.1, float("nan")], "beta_2 = nan is outside"),
+        ([], "length T >= 1"),
+    ],
+)
 def test_schedule_rejects_bad_betas(betas, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Schedule(torch.tensor(betas, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(T=0), "T must be an integer >= 1, got 0"),
-    (dict(T=2.5), "T must be an integer >= 1, got 2.5"),
-    (dict(beta_1=0.1, beta_T=0.01), "beta_1 = 0.1 must not exceed beta_T = 0.01"),
-    (dict(beta_T=1.5), "beta_T = 1.5 is outside"),
-    (dict(beta_1=float("inf")), "beta_1 = inf is outside"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(T=0), "T must be an integer >= 1, got 0"),
+        (dict(T=2.5), "T must be an integer >= 1, got 2.5"),
+        (dict(beta_1=0.1, beta_T=0.01), "beta_1 = 0.1 must not exceed beta_T = 0.01"),
+        (dict(beta_T=1.5), "beta_T = 1.5 is outside"),
+        (dict(beta_1=float("inf")), "beta_1 = inf is outside"),
+    ],
+)
 def test_linear_schedule_rejects_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         linear_schedule(**kwargs)
@@ -105,8 +111,10 @@ def test_decoder_variance_convention_costs_bits_with_a_perfect_mean():
     """
     s = linear_schedule(1000)
     x0 = torch.zeros(1, dtype=torch.float64)
-    bits = [-ddpm.discretized_gaussian_log_likelihood(x0, x0, var).item() / math.log(2)
-            for var in (s.beta[1], s.beta_tilde[2])]
+    bits = [
+        -ddpm.discretized_gaussian_log_likelihood(x0, x0, var).item() / math.log(2)
+        for var in (s.beta[1], s.beta_tilde[2])
+    ]
     assert bits[0] - bits[1] == pytest.approx(0.41, abs=0.005)
 
 
@@ -151,15 +159,21 @@ def test_eps_parameterisation_recovers_posterior_mean():
     t = torch.randint(2, 101, (8,), generator=g)
     xt = ddpm.q_sample(s, x0, t, eps)
     torch.testing.assert_close(ddpm.x0_from_eps(s, xt, t, eps), x0, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(ddpm.mu_from_eps(s, xt, t, eps), ddpm.posterior_mean_var(s, x0, xt, t)[0],
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        ddpm.mu_from_eps(s, xt, t, eps), ddpm.posterior_mean_var(s, x0, xt, t)[0], rtol=1e-10, atol=1e-12
+    )
 
 
 def test_normal_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(1)
     m1, m2 = torch.randn(100, generator=g, dtype=torch.float64), torch.randn(100, generator=g, dtype=torch.float64)
-    v1, v2 = torch.rand(100, generator=g, dtype=torch.float64) + 0.01, torch.rand(100, generator=g, dtype=torch.float64) + 0.01
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(m1, v1.sqrt()), torch.distributions.Normal(m2, v2.sqrt()))
+    v1, v2 = (
+        torch.rand(100, generator=g, dtype=torch.float64) + 0.01,
+        torch.rand(100, generator=g, dtype=torch.float64) + 0.01,
+    )
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(m1, v1.sqrt()), torch.distributions.Normal(m2, v2.sqrt())
+    )
     torch.testing.assert_close(ddpm.normal_kl(m1, v1, m2, v2), ref, rtol=1e-12, atol=1e-14)
 
 
@@ -173,18 +187,33 @@ def test_gaussian_kl_matches_torch_distributions():
     ref = torch.distributions.kl_divergence(MVN(m1, cov1), MVN(m2, cov2))
     torch.testing.assert_close(ddpm.losses.gaussian_kl(m1, cov1, m2, cov2), ref, rtol=1e-10, atol=1e-12)
     # a batch of two pairs (leading dimensions broadcast): each pair's KL
-    batched = ddpm.losses.gaussian_kl(torch.stack([m1, m2]), torch.stack([cov1, cov2]), torch.stack([m2, m1]),
-                                      torch.stack([cov2, cov1]))
+    batched = ddpm.losses.gaussian_kl(
+        torch.stack([m1, m2]), torch.stack([cov1, cov2]), torch.stack([m2, m1]), torch.stack([cov2, cov1])
+    )
     other = torch.distributions.kl_divergence(MVN(m2, cov2), MVN(m1, cov1))
     torch.testing.assert_close(batched, torch.stack([ref, other]), rtol=1e-10, atol=1e-12)
     # diagonal covariances: the sum of normal_kl over coordinates
     v1, v2 = (torch.rand(3, generator=g, dtype=torch.float64) + 0.1 for _ in range(2))
-    torch.testing.assert_close(ddpm.losses.gaussian_kl(m1, torch.diag(v1), m2, torch.diag(v2)),
-                               ddpm.normal_kl(m1, v1, m2, v2).sum(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(
+        ddpm.losses.gaussian_kl(m1, torch.diag(v1), m2, torch.diag(v2)),
+        ddpm.normal_kl(m1, v1, m2, v2).sum(),
+        rtol=1e-12,
+        atol=1e-14,
+    )
 
 
-@pytest.mark.parametrize("k, mean, std", [(0, 0.0, 0.1), (255, 0.0, 0.1), (128, 0.01, 0.02), (3, 0.9, 0.01),
-                                          (250, -0.95, 0.01), (100, 0.2, 1e-3), (17, -0.9, 0.3)])
+@pytest.mark.parametrize(
+    "k, mean, std",
+    [
+        (0, 0.0, 0.1),
+        (255, 0.0, 0.1),
+        (128, 0.01, 0.02),
+        (3, 0.9, 0.01),
+        (250, -0.95, 0.01),
+        (100, 0.2, 1e-3),
+        (17, -0.9, 0.3),
+    ],
+)
 def test_discretized_likelihood_matches_high_precision(k, mean, std):
     """The bin probability [eq. 13] against mpmath's normal CDF at 50 digits, tails included."""
     x = 2 * k / 255 - 1
@@ -193,8 +222,10 @@ def test_discretized_likelihood_matches_high_precision(k, mean, std):
     # Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi): the lower-tail form keeps 50 digits far above the mean.
     ref = float(mpmath.log(mpmath.ncdf(-lo) - mpmath.ncdf(-hi) if lo > 0 else mpmath.ncdf(hi) - mpmath.ncdf(lo)))
     got = ddpm.discretized_gaussian_log_likelihood(
-        torch.tensor([x], dtype=torch.float64), torch.tensor([mean], dtype=torch.float64),
-        torch.tensor([std**2], dtype=torch.float64)).item()
+        torch.tensor([x], dtype=torch.float64),
+        torch.tensor([mean], dtype=torch.float64),
+        torch.tensor([std**2], dtype=torch.float64),
+    ).item()
     assert got == pytest.approx(ref, rel=1e-9, abs=1e-12)
 
 
@@ -307,7 +338,7 @@ def test_oracles_keep_the_batch_shape():
     t = torch.tensor([1, 4, 4, 9, 10])
     eps = OptimalEps(mixture, s)(x, t)
     a, sd = s.alpha_bar[t].sqrt(), s.one_minus_alpha_bar[t].sqrt()
-    rows = [mixture.eps_star(x[i:i + 1], float(a[i]), float(sd[i]))[0] for i in range(5)]
+    rows = [mixture.eps_star(x[i : i + 1], float(a[i]), float(sd[i]))[0] for i in range(5)]
     torch.testing.assert_close(eps, torch.stack(rows))
 
 

@@ -56,8 +56,9 @@ def test_two_gaussians_log_prob_is_the_02460_mixture_moved_to_minus_one_one(gen)
     """log p(x) = log p_[0,1]((x + 1) / 2) - log 4, p_[0,1] the course's mixture, by scipy."""
     x = 4 * torch.rand(500, 2, generator=gen, dtype=torch.float64) - 2  # [-2, 2]^2: p > 1e-70, no underflow
     u = ((x + 1) / 2).numpy()
-    p01 = 1 / 5 * multivariate_normal([0.75, 0.75], 0.1**2).pdf(u) \
-        + 4 / 5 * multivariate_normal([0.25, 0.25], 0.1**2).pdf(u)
+    p01 = 1 / 5 * multivariate_normal([0.75, 0.75], 0.1**2).pdf(u) + 4 / 5 * multivariate_normal(
+        [0.25, 0.25], 0.1**2
+    ).pdf(u)
     expected = np.log(p01) - math.log(4)
     # float64 throughout: both sides keep log p to a few ulp of its size (|log p| < 160).
     np.testing.assert_allclose(TwoGaussians().log_prob(x).numpy(), expected, rtol=1e-12, atol=1e-12)
@@ -99,8 +100,9 @@ def square_shares(x: torch.Tensor) -> torch.Tensor:
 
 def check_square_shares(x: torch.Tensor, raise_on_fail: bool = True):
     share = square_shares(x)
-    return check_mc("chequerboard square shares", share, math.sqrt(0.2 * 0.8 / len(x)), 0.2, len(x),
-                    raise_on_fail=raise_on_fail)
+    return check_mc(
+        "chequerboard square shares", share, math.sqrt(0.2 * 0.8 / len(x)), 0.2, len(x), raise_on_fail=raise_on_fail
+    )
 
 
 def test_chequerboard_samples_lie_in_the_support_in_equal_shares(gen):
@@ -133,8 +135,9 @@ def upper_share_expected(weight_upper: float) -> float:
 def check_upper_share(x: torch.Tensor, raise_on_fail: bool = True):
     p = upper_share_expected(1 / 5)
     share = (x.double().sum(1) > 0).double().mean()
-    return check_mc("two gaussians upper share", share, math.sqrt(p * (1 - p) / len(x)), p, len(x),
-                    raise_on_fail=raise_on_fail)
+    return check_mc(
+        "two gaussians upper share", share, math.sqrt(p * (1 - p) / len(x)), p, len(x), raise_on_fail=raise_on_fail
+    )
 
 
 def test_two_gaussians_samples_have_the_02460_weights_and_mean(gen):
@@ -186,23 +189,26 @@ def test_idx_round_trip(tmp_path, suffix, dtype):
 
 def test_idx_header_is_the_standard_one(tmp_path):
     write_idx(tmp_path / "labels", np.array([3, 1, 4], dtype=np.uint8))
-    assert (tmp_path / "labels").read_bytes() == bytes.fromhex("00000801" "00000003" "030104")
+    assert (tmp_path / "labels").read_bytes() == bytes.fromhex("0000080100000003030104")
     write_idx(tmp_path / "ints", np.array([[1, -2]], dtype=np.int32))
-    assert (tmp_path / "ints").read_bytes() == bytes.fromhex("00000c02" "00000001" "00000002" "00000001" "fffffffe")
+    assert (tmp_path / "ints").read_bytes() == bytes.fromhex("00000c02000000010000000200000001fffffffe")
 
 
-GOOD = bytes.fromhex("00000802" "00000002" "00000002") + bytes(range(4))
+GOOD = bytes.fromhex("000008020000000200000002") + bytes(range(4))
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"", "bad magic number"),
-    (b"\x12\x34" + GOOD[2:], "bad magic number 1234"),
-    (GOOD[:2] + b"\x07" + GOOD[3:], "bad magic number 00000702"),
-    (GOOD[:9], "truncated: its header needs 12 bytes"),
-    (GOOD[:-1], "truncated: shape (2, 2) of uint8 needs 4 data bytes, the file has 3"),
-    (GOOD + b"\0", "trailing bytes"),
-    (gzip.compress(GOOD)[:-6], "corrupt gzip file"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", "bad magic number"),
+        (b"\x12\x34" + GOOD[2:], "bad magic number 1234"),
+        (GOOD[:2] + b"\x07" + GOOD[3:], "bad magic number 00000702"),
+        (GOOD[:9], "truncated: its header needs 12 bytes"),
+        (GOOD[:-1], "truncated: shape (2, 2) of uint8 needs 4 data bytes, the file has 3"),
+        (GOOD + b"\0", "trailing bytes"),
+        (gzip.compress(GOOD)[:-6], "corrupt gzip file"),
+    ],
+)
 def test_corrupt_idx_is_a_value_error_naming_the_file(tmp_path, content, match):
     path = tmp_path / "broken-idx2-ubyte"
     path.write_bytes(content)

@@ -21,11 +21,17 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 
 def test_each_spec_is_a_test_and_a_failure_shows_the_report(pytester: pytest.Pytester) -> None:
     shutil.copy(CASES / "mutant_last_step_noise.py", pytester.path / "ddpm_student.py")
-    result = pytester.runpytest_subprocess(*LOAD, "--ddpm-verify", "ddpm_student.py", "-v",
-                                           "--junitxml=report.xml", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        *LOAD, "--ddpm-verify", "ddpm_student.py", "-v", "--junitxml=report.xml", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=15, failed=1)
-    result.stdout.fnmatch_lines(["*ddpm_student.py::schedule PASSED*", "*ddpm_student.py::sample_last_step FAILED*",
-                                 "*sample_last_step fail [[]Ho20 alg. 2 l. 3[]]*z = 0 at t = 1*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ddpm_student.py::schedule PASSED*",
+            "*ddpm_student.py::sample_last_step FAILED*",
+            "*sample_last_step fail [[]Ho20 alg. 2 l. 3[]]*z = 0 at t = 1*",
+        ]
+    )
     cases = ET.parse(pytester.path / "report.xml").getroot().findall(".//testcase")
     assert len(cases) == 16
     failed = [c for c in cases if c.find("failure") is not None]
@@ -35,8 +41,9 @@ def test_each_spec_is_a_test_and_a_failure_shows_the_report(pytester: pytest.Pyt
 def test_k_selects_specs_and_a_correct_file_passes(pytester: pytest.Pytester) -> None:
     (pytester.path / "hw").mkdir()  # not ddpm.py in the working directory: `python -m pytest` would import it as ddpm
     shutil.copy(CASES / "correct_onebased.py", pytester.path / "hw" / "ddpm.py")
-    result = pytester.runpytest_subprocess(*LOAD, "--ddpm-verify", "hw/ddpm.py", "-k", "sample_", "-p",
-                                           "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        *LOAD, "--ddpm-verify", "hw/ddpm.py", "-k", "sample_", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=7, deselected=9)
 
 

@@ -35,9 +35,17 @@ def schedule_of(betas: list[float], dtype: torch.dtype) -> Schedule:
     return Schedule(torch.tensor(betas, dtype=dtype))
 
 
-BETAS = st.one_of(increasing_betas(64).map(lambda b: (b, torch.float64)), increasing_betas(32).map(lambda b: (b, torch.float32)))
-EXTREMES = [([LO], torch.float64), ([HI], torch.float64), ([0.5], torch.float32), ([LO, HI], torch.float64),
-            ([1e-7, 1 - 1e-7], torch.float32), (list(np.linspace(0.5, HI, MAX_T)), torch.float64)]
+BETAS = st.one_of(
+    increasing_betas(64).map(lambda b: (b, torch.float64)), increasing_betas(32).map(lambda b: (b, torch.float32))
+)
+EXTREMES = [
+    ([LO], torch.float64),
+    ([HI], torch.float64),
+    ([0.5], torch.float32),
+    ([LO, HI], torch.float64),
+    ([1e-7, 1 - 1e-7], torch.float32),
+    (list(np.linspace(0.5, HI, MAX_T)), torch.float64),
+]
 
 
 def extremes(test):

@@ -14,14 +14,24 @@ from ddpm.losses import Bound, negative_elbo, normal_kl, vlb_terms
 from ddpm.oracles import GaussianMixture
 from ddpm.posterior import mu_from_eps
 from ddpm.schedule import at
-from specs import _sym
+from specs import (
+    _sym,
+    eq04_marginal,
+    eq07_posterior,
+    eq12_eps_weight,
+    ex31_prior_limit,
+    ex32_elbo_decomposition,
+    ex33_kl_to_mse,
+    q1a_mmse,
+    q1b_optimal_eps,
+    q1c_transport,
+    sec32_sigma_choices,
+)
 from specs import alg1_alg2_lines as alg
-from specs import eq04_marginal, eq07_posterior, eq12_eps_weight, ex31_prior_limit, ex32_elbo_decomposition
-from specs import ex33_kl_to_mse, q1a_mmse, q1b_optimal_eps, q1c_transport, sec32_sigma_choices
 from specs._sym import alpha, alpha_bar, beta
 
-
 # --- the machinery -----------------------------------------------------------------------------
+
 
 def test_zero_rejects_what_it_cannot_evaluate():
     f = sp.Function("f")(sp.Symbol("x"))
@@ -47,29 +57,50 @@ def test_every_claim_renders():
 
 PLANTED_FORMULAS = {
     "eq07: alpha_t where sqrt(alpha_t) belongs": lambda: eq07_posterior.derivation(
-        mu_tilde=eq07_posterior.MU_TILDE.subs(sp.sqrt(alpha), alpha)),
+        mu_tilde=eq07_posterior.MU_TILDE.subs(sp.sqrt(alpha), alpha)
+    ),
     "eq07: beta_tilde with the alpha_bar indices swapped": lambda: eq07_posterior.derivation(
-        beta_tilde=(1 - alpha_bar) / (1 - _sym.alpha_bar_prev) * beta),
+        beta_tilde=(1 - alpha_bar) / (1 - _sym.alpha_bar_prev) * beta
+    ),
     "ex33: tr(S_1 S_0^-1) for tr(S_1^-1 S_0)": lambda: ex33_kl_to_mse.derivation(
-        kl=lambda m0, S0, m1, S1, D: (*ex33_kl_to_mse.sheet_kl(m0, S0, m1, S1, D)[:2], sp.trace(S1 * S0.inverse() if isinstance(S0, sp.MatrixExpr) else S1 * S0.inv()), -D)),
+        kl=lambda m0, S0, m1, S1, D: (
+            *ex33_kl_to_mse.sheet_kl(m0, S0, m1, S1, D)[:2],
+            sp.trace(S1 * S0.inverse() if isinstance(S0, sp.MatrixExpr) else S1 * S0.inv()),
+            -D,
+        )
+    ),
     "eq12: the weight without alpha_t": lambda: eq12_eps_weight.derivation(
-        weight=beta**2 / (2 * eq12_eps_weight.sigma2 * (1 - alpha_bar))),
+        weight=beta**2 / (2 * eq12_eps_weight.sigma2 * (1 - alpha_bar))
+    ),
     "eq04: mean alpha_bar x_0": lambda: eq04_marginal.derivation(mean=eq04_marginal.a_bar * _sym.x0),
-    "ex31: eq. 29 without -D": lambda: ex31_prior_limit.derivation(
-        kl=lambda *a: (*ex33_kl_to_mse.sheet_kl(*a)[:3], 0)),
+    "ex31: eq. 29 without -D": lambda: ex31_prior_limit.derivation(kl=lambda *a: (*ex33_kl_to_mse.sheet_kl(*a)[:3], 0)),
     "ex32: Bayes' rule with the marginals swapped": lambda: ex32_elbo_decomposition.derivation(
-        bayes=lambda t: ex32_elbo_decomposition.log_marg[1] if t == 1 else
-        ex32_elbo_decomposition.log_post[t] + ex32_elbo_decomposition.log_marg[t - 1] - ex32_elbo_decomposition.log_marg[t]),
+        bayes=lambda t: (
+            ex32_elbo_decomposition.log_marg[1]
+            if t == 1
+            else ex32_elbo_decomposition.log_post[t]
+            + ex32_elbo_decomposition.log_marg[t - 1]
+            - ex32_elbo_decomposition.log_marg[t]
+        )
+    ),
     "q1a: J_y with f^T m for 2 f^T m": lambda: q1a_mmse.derivation(
-        loss=lambda f, m: f.T * f - f.T * m + q1a_mmse.second_moment * sp.Identity(1)),
+        loss=lambda f, m: f.T * f - f.T * m + q1a_mmse.second_moment * sp.Identity(1)
+    ),
     "q1b: component mean without a": lambda: q1b_optimal_eps.derivation(
-        component_mean=q1b_optimal_eps.m + q1b_optimal_eps.c * (q1b_optimal_eps.x - q1b_optimal_eps.a * q1b_optimal_eps.m)
-        / (q1b_optimal_eps.a**2 * q1b_optimal_eps.c + q1b_optimal_eps.s**2)),
+        component_mean=q1b_optimal_eps.m
+        + q1b_optimal_eps.c
+        * (q1b_optimal_eps.x - q1b_optimal_eps.a * q1b_optimal_eps.m)
+        / (q1b_optimal_eps.a**2 * q1b_optimal_eps.c + q1b_optimal_eps.s**2)
+    ),
     "q1c: velocity sigma' (x - E[x_0|x]) / sigma^2": lambda: q1c_transport.derivation(
-        velocity=q1c_transport.VELOCITY / q1c_transport.sig),
-    "sec32: beta_tilde for x_0 ~ N(0, I)": lambda: sec32_sigma_choices.derivation(standard_normal=eq07_posterior.BETA_TILDE),
+        velocity=q1c_transport.VELOCITY / q1c_transport.sig
+    ),
+    "sec32: beta_tilde for x_0 ~ N(0, I)": lambda: sec32_sigma_choices.derivation(
+        standard_normal=eq07_posterior.BETA_TILDE
+    ),
     "alg: line 4 without the square root of 1 - alpha_bar_t": lambda: alg.derivation(
-        alg2_step=alg.ALG2_STEP.subs(sp.sqrt(1 - alpha_bar), 1 - alpha_bar)),
+        alg2_step=alg.ALG2_STEP.subs(sp.sqrt(1 - alpha_bar), 1 - alpha_bar)
+    ),
 }
 
 
@@ -81,9 +112,12 @@ def test_derivation_rejects_planted_formula(name):
 
 # --- planted wrong implementations: the binding layer ------------------------------------------
 
+
 def _posterior_alpha_not_sqrt(s, x0, xt, t):
     """mu_tilde with alpha_t where sqrt(alpha_t) belongs."""
-    return at(s.posterior_coef_x0, t, xt) * x0 + at(s.posterior_coef_xt * s.alpha.sqrt(), t, xt) * xt, at(s.beta_tilde, t, xt)
+    return at(s.posterior_coef_x0, t, xt) * x0 + at(s.posterior_coef_xt * s.alpha.sqrt(), t, xt) * xt, at(
+        s.beta_tilde, t, xt
+    )
 
 
 def _mu_no_sqrt(s, xt, t, eps):
@@ -133,27 +167,38 @@ def _q_sample_float32_cancellation(s, x0, t, eps):
 
 PLANTED_IMPLS = {
     "eq12 batched float32: q_sample gathers the first row's t": lambda: eq12_eps_weight.check_batched_float32(
-        q_sample_=_q_sample_first_t),
+        q_sample_=_q_sample_first_t
+    ),
     "eq12 batched float32: 1 - alpha_bar in float32": lambda: eq12_eps_weight.check_batched_float32(
-        q_sample_=_q_sample_float32_cancellation),
+        q_sample_=_q_sample_float32_cancellation
+    ),
     "eq07 posterior_mean_var: alpha for sqrt(alpha)": lambda: eq07_posterior.check_posterior(_posterior_alpha_not_sqrt),
     "ex33 normal_kl without -1": lambda: ex33_kl_to_mse.check_gaussian_kl(
-        lambda m1, v1, m2, v2: normal_kl(m1, v1, m2, v2) + 0.5),
+        lambda m1, v1, m2, v2: normal_kl(m1, v1, m2, v2) + 0.5
+    ),
     "eq12 mu_from_eps without sqrt": lambda: eq12_eps_weight.check_eps_param(impl_mu=_mu_no_sqrt),
     "eq12 vlb_terms with the other sigma^2": lambda: eq12_eps_weight.check_bound_weights(_vlb_other_sigma),
-    "eq04 q_sample with alpha_bar for sqrt(alpha_bar)": lambda: eq04_marginal.check_marginal(impl_sample=_sample_no_sqrt),
+    "eq04 q_sample with alpha_bar for sqrt(alpha_bar)": lambda: eq04_marginal.check_marginal(
+        impl_sample=_sample_no_sqrt
+    ),
     "ex31 prior_kl at T - 1": lambda: ex31_prior_limit.check_prior(impl_prior=_prior_one_step_early),
     "ex32 negative_elbo columns off by one": lambda: ex32_elbo_decomposition.check_bound_columns(_elbo_columns_shifted),
     "q1a posterior_mean with noise s for s / a": lambda: q1a_mmse.check_posterior_mean(
-        lambda mix, x, a, s: GaussianMixture.posterior_mean(mix, x / a, 1.0, s)),
+        lambda mix, x, a, s: GaussianMixture.posterior_mean(mix, x / a, 1.0, s)
+    ),
     "q1b score without 1/s": lambda: q1b_optimal_eps.check_oracles(_ScoreWithoutS),
     "q1c transport_velocity over sigma": lambda: q1c_transport.check_transport(
-        lambda mix, x, sigma, dsigma: -dsigma * mix.score(x, 1.0, sigma)),
-    "sec32 beta_tilde with alpha_bar indices swapped": lambda: sec32_sigma_choices.check_reverse_variance(_reverse_variance_swapped),
+        lambda mix, x, sigma, dsigma: -dsigma * mix.score(x, 1.0, sigma)
+    ),
+    "sec32 beta_tilde with alpha_bar indices swapped": lambda: sec32_sigma_choices.check_reverse_variance(
+        _reverse_variance_swapped
+    ),
     "alg1 l_simple at x_0 for x_t": lambda: alg.check_l_simple(
-        lambda m, s, x0, t, eps: ((eps - m(x0, t)) ** 2).flatten(1).sum(1)),
+        lambda m, s, x0, t, eps: ((eps - m(x0, t)) ** 2).flatten(1).sum(1)
+    ),
     "alg: a citation of the wrong function": lambda: alg.check_cited_code(
-        [(2, 4, "x_{t-1} = ...", "ddpm.posterior:x0_from_eps", "eq12")]),
+        [(2, 4, "x_{t-1} = ...", "ddpm.posterior:x0_from_eps", "eq12")]
+    ),
 }
 
 
@@ -189,6 +234,7 @@ def test_decoder_binding_rejects_planted(planted, monkeypatch):
     elif planted == "closed_edges":
         monkeypatch.setattr(ddpm.losses, "discretized_gaussian_log_likelihood", eq13_decoder._closed_edges)
     else:
+
         def narrow(x0, mean, var):
             normal = torch.distributions.Normal(mean, torch.as_tensor(var, dtype=mean.dtype).sqrt())
             hi = torch.where(x0 > 1 - 1 / 256, torch.ones_like(x0), normal.cdf(x0 + 1 / 256))

@@ -7,8 +7,17 @@ import math
 import pytest
 import torch
 
-from ddpm.stats import (FALSE_ALARM, assert_power, binomial_tail, binomial_z, check_mc, generator_for, mean_stderr, studentized_rate,
-                        z_threshold)
+from ddpm.stats import (
+    FALSE_ALARM,
+    assert_power,
+    binomial_tail,
+    binomial_z,
+    check_mc,
+    generator_for,
+    mean_stderr,
+    studentized_rate,
+    z_threshold,
+)
 
 
 def test_threshold_of_the_stated_rate():
@@ -54,12 +63,15 @@ def _false_alarms(rate: float, replicates: int, n: int, generator: torch.Generat
     """How many of ``replicates`` correct checks of a mean (n draws each) fail at ``rate``."""
     x = torch.randn(replicates, n, generator=generator, dtype=torch.float64) + shift
     est, se = mean_stderr(x, dim=1)
-    return torch.tensor([not check_mc("mean", e, s, 0.0, n, false_alarm=rate, raise_on_fail=False).passed
-                         for e, s in zip(est, se)], dtype=torch.float64)
+    return torch.tensor(
+        [not check_mc("mean", e, s, 0.0, n, false_alarm=rate, raise_on_fail=False).passed for e, s in zip(est, se)],
+        dtype=torch.float64,
+    )
 
 
-def check_false_alarm_rate(rate: float, replicates: int, generator: torch.Generator, shift: float = 0.0,
-                           raise_on_fail: bool = True):
+def check_false_alarm_rate(
+    rate: float, replicates: int, generator: torch.Generator, shift: float = 0.0, raise_on_fail: bool = True
+):
     """The observed failure rate of correct checks at a lenient ``rate`` against ``rate`` (binomial z)."""
     fails = _false_alarms(rate, replicates, 400, generator, shift)
     z = binomial_z(int(fails.sum()), replicates, rate)  # the count's exact binomial tail
@@ -82,6 +94,7 @@ def test_default_rate_is_one_in_a_million():
 
 def test_binomial_z_is_the_exact_tail():
     from scipy.stats import binom, norm
+
     assert binomial_z(50, 100, 0.5) == 0.0
     tail = 2 * binom.sf(69, 100, 0.5)  # P(X >= 70) twice
     assert 2 * norm.sf(binomial_z(70, 100, 0.5)) == pytest.approx(tail, rel=1e-9)
@@ -89,6 +102,7 @@ def test_binomial_z_is_the_exact_tail():
 
 
 # --- calibration: the rate of each statistic the suite uses, simulated and extrapolated -------------------
+
 
 def test_studentized_rate_predicts_a_simulated_rate(gen):
     """At a rate where simulation resolves it, the Edgeworth rate of a studentized mean of skewed draws
@@ -120,8 +134,10 @@ def _null_statistics(generator: torch.Generator, n_sim: int):
     from specs._mc import moment_values, separating_halfplanes
 
     out = []
-    for name, law, n, planes in [("alg. 2 vs mixture", alg2_sampler_mc.MIXTURE, alg2_sampler_mc.N_MIXTURE, None),
-                                 ("q1c flow vs mixture", q1c_transport_mc.MIXTURE, q1c_transport_mc.N, None)]:
+    for name, law, n, planes in [
+        ("alg. 2 vs mixture", alg2_sampler_mc.MIXTURE, alg2_sampler_mc.N_MIXTURE, None),
+        ("q1c flow vs mixture", q1c_transport_mc.MIXTURE, q1c_transport_mc.N, None),
+    ]:
         values = moment_values(law.sample(n_sim, generator))
         out.append((name, values, n, values.shape[1] + len(separating_halfplanes(law))))
     eps_model = alg2_sampler_mc.LinearEps.arbitrary(alg2_sampler_mc.SHORT.T)
@@ -135,18 +151,26 @@ def _null_statistics(generator: torch.Generator, n_sim: int):
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
     out.append(("E[L_simple(eps*)]", l_simple(OptimalEps(data, s), s, x0, t, eps)[:, None], alg1_lsimple_mc.N, 1))
     x0 = eq05_bound_mc.DATA.sample(n_sim, generator)
-    out.append(("eq. 3 vs eq. 5", eq05_bound_mc.eq3_per_trajectory(eq05_bound_mc.SCHEDULE, x0, generator)[:, None],
-                eq05_bound_mc.N, 1))
+    out.append(
+        (
+            "eq. 3 vs eq. 5",
+            eq05_bound_mc.eq3_per_trajectory(eq05_bound_mc.SCHEDULE, x0, generator)[:, None],
+            eq05_bound_mc.N,
+            1,
+        )
+    )
     x0 = eq13_decoder.X0.repeat(n_sim // 3 + 1, 1)[:n_sim]
     bound = negative_elbo(lambda x, t_: eq13_decoder.GAIN * x, eq13_decoder.SCHEDULE, x0, generator=generator).total
     direct = eq13_decoder.eq3_per_trajectory(eq13_decoder.SCHEDULE, x0, generator)
     out.append(("negative_elbo vs eq. 3", torch.stack([bound, direct], 1), eq13_decoder.N, 1))
     from specs import q1a_mmse_mc, q1b_optimal_eps_mc
+
     out.append(("q1a orthogonality", q1a_mmse_mc.orthogonality_values(n_sim, generator), q1a_mmse_mc.N, 4))
     out.append(("q1a risk margin", q1a_mmse_mc.risk_margin_values(n_sim, generator), q1a_mmse_mc.N, 2))
     for law, label in [(q1b_optimal_eps_mc.MIXTURE, "mixture"), (q1b_optimal_eps_mc.DATASET, "data set")]:
-        values = torch.cat([q1b_optimal_eps_mc.loss_values(law, s_, n_sim, generator)
-                            for s_ in q1b_optimal_eps_mc.SIGMAS], 1)
+        values = torch.cat(
+            [q1b_optimal_eps_mc.loss_values(law, s_, n_sim, generator) for s_ in q1b_optimal_eps_mc.SIGMAS], 1
+        )
         out.append((f"q1b loss and margins ({label})", values, q1b_optimal_eps_mc.N, values.shape[1]))
     return out
 

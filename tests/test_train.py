@@ -45,8 +45,18 @@ from ddpm.train import (
 
 # 12 steps; a checkpoint every 4, a logged loss every 5: the two boundaries fall apart, so an
 # interrupt or a resume can land inside a log interval, on a checkpoint, or on both.
-TINY = TrainConfig(data="tg", network="fc", net_config=dict(input_dim=2, num_hidden=16), T=50, steps=12,
-                   batch_size=32, lr=1e-3, checkpoint_every=4, seed=3, log_every=5)
+TINY = TrainConfig(
+    data="tg",
+    network="fc",
+    net_config=dict(input_dim=2, num_hidden=16),
+    T=50,
+    steps=12,
+    batch_size=32,
+    lr=1e-3,
+    checkpoint_every=4,
+    seed=3,
+    log_every=5,
+)
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -126,11 +136,33 @@ def test_interrupt_anywhere_resumes_to_the_same_run(tmp_path, monkeypatch, stop_
 def test_interrupted_command_resumes_without_loss(tmp_path):
     """Ctrl-C in the middle of `ddpm train`: the checkpoint it writes resumes to the uninterrupted result,
     weights and loss history alike (the history once had 2 entries too many after a resume)."""
-    args = [sys.executable, "-m", "ddpm.cli", "train", "--data", "tg", "--T", "50", "--steps", "300",
-            "--width", "16", "--depth", "2", "--batch-size", "512", "--checkpoint-every", "10", "--samples", "16",
-            "--device", "cpu"]
-    interrupted = subprocess.Popen(args + ["--out", str(tmp_path / "cut")], env=ENV,
-                                   stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "ddpm.cli",
+        "train",
+        "--data",
+        "tg",
+        "--T",
+        "50",
+        "--steps",
+        "300",
+        "--width",
+        "16",
+        "--depth",
+        "2",
+        "--batch-size",
+        "512",
+        "--checkpoint-every",
+        "10",
+        "--samples",
+        "16",
+        "--device",
+        "cpu",
+    ]
+    interrupted = subprocess.Popen(
+        args + ["--out", str(tmp_path / "cut")], env=ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
     first = tmp_path / "cut" / "checkpoint.pt"
     start = time.monotonic()
     while not first.exists() and interrupted.poll() is None and time.monotonic() - start < 120:
@@ -213,7 +245,7 @@ def flip_tensor_bytes(path: Path, count: int = 64) -> str:
     with zipfile.ZipFile(path) as z:
         info = max((i for i in z.infolist() if re.search(r"/data/\d+$", i.filename)), key=lambda i: i.file_size)
     raw = bytearray(path.read_bytes())
-    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26 : info.header_offset + 30])
     start = info.header_offset + 30 + name_len + extra_len + (info.file_size - count) // 2
     assert info.file_size >= count and info.compress_type == zipfile.ZIP_STORED
     for i in range(start, start + count):
@@ -231,8 +263,11 @@ def test_flipped_bytes_in_tensor_data_are_corrupt(good, tmp_path):
     damaged, intact = (torch.load(p, weights_only=True) for p in (path, good))  # loads: the planted fault is silent
     assert damaged["checksum"] == intact["checksum"]
     assert not all(torch.equal(a, b) for a, b in zip(flat_tensors(damaged), flat_tensors(intact)))
-    with pytest.raises(CorruptCheckpoint, match="is a corrupt ddpm checkpoint: its contents changed after it was "
-                                                r"written \(their SHA-256 differs"):
+    with pytest.raises(
+        CorruptCheckpoint,
+        match="is a corrupt ddpm checkpoint: its contents changed after it was "
+        r"written \(their SHA-256 differs",
+    ):
         load_checkpoint(path)
     before = path.read_bytes()
     with pytest.raises(CorruptCheckpoint):
@@ -259,7 +294,7 @@ def flat_tensors(payload) -> list[torch.Tensor]:
 
 def test_truncated_checkpoint_is_corrupt(good, tmp_path):
     path = copy_of(good, tmp_path)
-    path.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    path.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     with pytest.raises(CorruptCheckpoint, match="is a corrupt ddpm checkpoint: torch cannot read it"):
         load_checkpoint(path)
 
@@ -290,9 +325,12 @@ def test_weights_must_fit_their_configuration(good, tmp_path):
     ckpt = load_checkpoint(good)
     wider = replace(ckpt, config=replace(ckpt.config, net_config={**ckpt.config.net_config, "num_hidden": 32}))
     save_checkpoint(tmp_path / "wider.pt", wider)
-    with pytest.raises(CheckpointError, match=r"its 'model' weights do not fit its configuration \(fc .*num_hidden"
-                                              r".*32.*\): network.0.weight has shape \(16, 3\), the configuration "
-                                              r"makes \(32, 3\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"its 'model' weights do not fit its configuration \(fc .*num_hidden"
+        r".*32.*\): network.0.weight has shape \(16, 3\), the configuration "
+        r"makes \(32, 3\)",
+    ):
         load_checkpoint(tmp_path / "wider.pt")
     deeper = replace(ckpt, config=replace(ckpt.config, net_config={**ckpt.config.net_config, "num_layers": 3}))
     save_checkpoint(tmp_path / "deeper.pt", deeper)
@@ -322,6 +360,7 @@ def test_foreign_and_unknown_files(good, tmp_path):
 
 def test_format_1_checkpoints_still_load(good, tmp_path):
     """Checkpoints written before the checksum (format 1, no 'pending') load unverified, and resume."""
+
     def to_v1(p):
         p.update(format="ddpm-checkpoint/1")
         p.pop("checksum"), p.pop("pending")
@@ -340,8 +379,11 @@ def test_save_refuses_a_non_finite_state(good, tmp_path):
     path = copy_of(good, tmp_path)
     before = path.read_bytes()
     ckpt.optimizer["state"][0]["exp_avg_sq"][0, 0] = math.nan
-    with pytest.raises(NonFiniteState, match=r"refusing to write .*\['optimizer'\]\['state'\]\[0\]\['exp_avg_sq'\] "
-                                             "holds NaN or infinity"):
+    with pytest.raises(
+        NonFiniteState,
+        match=r"refusing to write .*\['optimizer'\]\['state'\]\[0\]\['exp_avg_sq'\] "
+        "holds NaN or infinity",
+    ):
         save_checkpoint(path, ckpt)
     assert path.read_bytes() == before and temporaries(tmp_path) == []
 
@@ -354,9 +396,14 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     before = path.read_bytes()
     real = ddpm.train.learning_rate
     monkeypatch.setattr(ddpm.train, "learning_rate", lambda config, step: math.inf if step >= 9 else real(config, step))
-    with pytest.raises(TrainingDiverged, match=re.escape("training diverged at step 11: the loss is nan; nothing since "
-                                                         f"was written and the last good checkpoint {str(path)!r} "
-                                                         "(step 8) is intact")):
+    with pytest.raises(
+        TrainingDiverged,
+        match=re.escape(
+            "training diverged at step 11: the loss is nan; nothing since "
+            f"was written and the last good checkpoint {str(path)!r} "
+            "(step 8) is intact"
+        ),
+    ):
         train(TINY, path, show_progress=False)
     assert path.read_bytes() == before and temporaries(tmp_path) == []
 
@@ -382,9 +429,14 @@ def test_a_failed_write_leaves_the_previous_checkpoint(good, tmp_path, monkeypat
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(ddpm.train.os, "fsync", broken_fsync)
-    with pytest.raises(CheckpointWriteError, match=re.escape(f"could not write the checkpoint {str(path)!r} "
-                                                             f"(Input/output error); the previous checkpoint "
-                                                             f"{str(path)!r} is intact")):
+    with pytest.raises(
+        CheckpointWriteError,
+        match=re.escape(
+            f"could not write the checkpoint {str(path)!r} "
+            f"(Input/output error); the previous checkpoint "
+            f"{str(path)!r} is intact"
+        ),
+    ):
         save_checkpoint(path, load_checkpoint(good))
     assert path.read_bytes() == before and temporaries(tmp_path) == []
 
@@ -396,8 +448,9 @@ def small_disk(tmp_path):
         pytest.skip("mounting a small tmpfs to fill it needs root; CI runs as root")
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?): {done.stderr.strip()}")
     try:
@@ -422,9 +475,12 @@ def test_disk_full_says_so_and_keeps_the_checkpoint(small_disk):
     train(replace(TINY, steps=8), path, show_progress=False)
     before = path.read_bytes()
     fill(small_disk)
-    with pytest.raises(CheckpointWriteError, match=re.escape(f"the disk is full: no room in {str(path.parent)!r} for "
-                                                             "the ") + r"\d+-byte checkpoint checkpoint.pt \(\d+ bytes "
-                                                             r"free\); the previous checkpoint .* is intact"):
+    with pytest.raises(
+        CheckpointWriteError,
+        match=re.escape(f"the disk is full: no room in {str(path.parent)!r} for the ")
+        + r"\d+-byte checkpoint checkpoint.pt \(\d+ bytes "
+        r"free\); the previous checkpoint .* is intact",
+    ):
         train(TINY, path, show_progress=False)
     assert path.read_bytes() == before and temporaries(path.parent) == []
     (small_disk / "filler").unlink()
@@ -434,8 +490,29 @@ def test_disk_full_says_so_and_keeps_the_checkpoint(small_disk):
 def test_the_command_says_the_disk_is_full(small_disk, capsys):
     from ddpm.cli import main
 
-    args = ["train", "--data", "tg", "--T", "50", "--steps", "8", "--width", "16", "--depth", "2", "--batch-size",
-            "32", "--checkpoint-every", "4", "--samples", "8", "--device", "cpu", "--out", str(small_disk / "run")]
+    args = [
+        "train",
+        "--data",
+        "tg",
+        "--T",
+        "50",
+        "--steps",
+        "8",
+        "--width",
+        "16",
+        "--depth",
+        "2",
+        "--batch-size",
+        "32",
+        "--checkpoint-every",
+        "4",
+        "--samples",
+        "8",
+        "--device",
+        "cpu",
+        "--out",
+        str(small_disk / "run"),
+    ]
     assert main(args) == 0
     path = small_disk / "run" / "checkpoint.pt"
     before = path.read_bytes()
@@ -444,8 +521,9 @@ def test_the_command_says_the_disk_is_full(small_disk, capsys):
     assert main(args[:6] + ["12"] + args[7:]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0].startswith("training fc on tg for 12 steps"), err  # the note, then one error
-    assert err[1].startswith(f"ddpm train: error: the disk is full: no room in {str(path.parent)!r}") and \
-        err[1].endswith(f"the previous checkpoint {str(path)!r} is intact"), err
+    assert err[1].startswith(f"ddpm train: error: the disk is full: no room in {str(path.parent)!r}") and err[
+        1
+    ].endswith(f"the previous checkpoint {str(path)!r} is intact"), err
     assert path.read_bytes() == before
     samples = small_disk / "samples.pt"  # results, too, are one line when the disk is full
     assert main(["sample", str(path), "-n", "300", "--out", str(samples.with_suffix(".png")), "--device", "cpu"]) == 1
@@ -473,8 +551,13 @@ def test_kill_9_during_a_write(tmp_path):
     never killed."""
     path = tmp_path / "checkpoint.pt"
     config = replace(TINY, warmdown=0.0)  # constant lr: 8 steps then 4 more are the 12 steps of one run
-    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path), repr(asdict(config))], env=ENV,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path), repr(asdict(config))],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline() == "writing\n", child.stderr.read()
         child.kill()
@@ -512,8 +595,13 @@ def test_kill_9_at_random_moments_of_writing(tmp_path):
     path = tmp_path / "checkpoint.pt"
     rng = torch.Generator().manual_seed(0)
     for _ in range(3):
-        child = subprocess.Popen([sys.executable, "-c", KILLED_LOOP, str(path), repr(asdict(config))], env=ENV,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED_LOOP, str(path), repr(asdict(config))],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert child.stdout.readline() == "saved\n", child.stderr.read()
             time.sleep(float(torch.rand((), generator=rng)) * 0.2)
@@ -525,15 +613,18 @@ def test_kill_9_at_random_moments_of_writing(tmp_path):
     assert temporaries(tmp_path) == []
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(steps=0), "steps must be >= 1, got 0"),
-    (dict(lr=-1.0), "lr must be a finite number > 0"),
-    (dict(lr=math.nan), "lr must be a finite number > 0"),
-    (dict(ema_decay=1.0), "ema_decay must lie in"),
-    (dict(schedule="quadratic"), "schedule must be 'linear' or 'cosine'"),
-    (dict(warmdown=2.0), "warmdown must lie in"),
-    (dict(log_every=0), "log_every must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(steps=0), "steps must be >= 1, got 0"),
+        (dict(lr=-1.0), "lr must be a finite number > 0"),
+        (dict(lr=math.nan), "lr must be a finite number > 0"),
+        (dict(ema_decay=1.0), "ema_decay must lie in"),
+        (dict(schedule="quadratic"), "schedule must be 'linear' or 'cosine'"),
+        (dict(warmdown=2.0), "warmdown must lie in"),
+        (dict(log_every=0), "log_every must be >= 1, got 0"),
+    ],
+)
 def test_bad_configuration(change, message):
     with pytest.raises(ValueError, match=message):
         replace(TINY, **change)

@@ -38,8 +38,11 @@ REFERENCE = Path(adapter.__file__).with_name("reference.py")
 # file: (the spec that must fail, words its detail must hold, other specs allowed to fail or stay undecided)
 MUTANTS = {
     "mutant_forward_no_sqrt": ("forward_mean", "alpha_bar_t x_0 where eq. 4 has sqrt(alpha_bar_t)", set()),
-    "mutant_alpha_in_training": ("forward_mean", "sqrt(alpha_t) x_0 where eq. 4 has sqrt(alpha_bar_t)",
-                                 {"forward_noise", "loss_value"}),
+    "mutant_alpha_in_training": (
+        "forward_mean",
+        "sqrt(alpha_t) x_0 where eq. 4 has sqrt(alpha_bar_t)",
+        {"forward_noise", "loss_value"},
+    ),
     "mutant_alpha_in_sampling": ("sample_mean", "factor on eps_theta is", {"sample_law"}),
     "mutant_alpha_bar_factor": ("sample_mean", "= 1 / sqrt(alpha_bar_t); eq. 11 has 1 / sqrt(alpha_t)", {"sample_law"}),
     "mutant_t_range": ("train_t", "never t = 1 (template index 0)", {"sample_law"}),
@@ -57,21 +60,43 @@ MUTANTS = {
     "mutant_sigma_beta": ("sample_sigma", "= beta_t at t = 2 (template index 1)", {"sample_law"}),
     "mutant_z_once": ("sample_z", "correlated between consecutive steps", {"sample_law"}),
     "mutant_prior": ("sample_prior", "x_T is not N(0, I)", {"sample_law"}),
-    "mutant_schedule_scaled": ("schedule", "no coefficient the code applies is one of the linear schedule",
-                               {"forward_mean", "forward_noise", "train_t", "train_eps", "loss_value", "sample_steps",
-                                "sample_mean", "sample_sigma", "t_encoding", "sample_law"}),
-    "broken_index_error": ("forward_mean", "IndexError",
-                           {"forward_noise", "train_t", "train_eps", "loss_value", "loss_mean", "t_encoding",
-                            "sample_law"}),
+    "mutant_schedule_scaled": (
+        "schedule",
+        "no coefficient the code applies is one of the linear schedule",
+        {
+            "forward_mean",
+            "forward_noise",
+            "train_t",
+            "train_eps",
+            "loss_value",
+            "sample_steps",
+            "sample_mean",
+            "sample_sigma",
+            "t_encoding",
+            "sample_law",
+        },
+    ),
+    "broken_index_error": (
+        "forward_mean",
+        "IndexError",
+        {"forward_noise", "train_t", "train_eps", "loss_value", "loss_mean", "t_encoding", "sample_law"},
+    ),
 }
 CORRECT = ["correct_template", "correct_onebased", "correct_image_only", "correct_renamed_buffers"]
 
 
 def _state() -> dict:
-    return {"modules": {k for k, m in sys.modules.items() if k == "student_ddpm"
-                        or getattr(m, "__ddpm_verify_stub__", False)},
-            "path": list(sys.path), "torch": torch.get_rng_state(), "random": random.getstate(),
-            "numpy": numpy.random.get_state()[1].copy(), "randn": torch.randn, "normal_": torch.Tensor.normal_}
+    return {
+        "modules": {
+            k for k, m in sys.modules.items() if k == "student_ddpm" or getattr(m, "__ddpm_verify_stub__", False)
+        },
+        "path": list(sys.path),
+        "torch": torch.get_rng_state(),
+        "random": random.getstate(),
+        "numpy": numpy.random.get_state()[1].copy(),
+        "randn": torch.randn,
+        "normal_": torch.Tensor.normal_,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -176,8 +201,10 @@ def test_masked_bugs_are_all_named_in_one_run_a_loop_that_never_reaches_t1() -> 
 def test_a_file_with_its_own_generator_cannot_be_verified_not_failed() -> None:
     decision = run(CASES / "correct_own_generator.py")
     assert decision.exit_status == 2 and not any(o.status == FAIL for o in decision.outcomes)
-    assert "own torch.Generator" in decision.cannot_verify and "cannot verify this file's randomness" in \
-        decision.cannot_verify
+    assert (
+        "own torch.Generator" in decision.cannot_verify
+        and "cannot verify this file's randomness" in decision.cannot_verify
+    )
     assert "correct_own_generator.py:" in decision.cannot_verify  # the line that drew
 
 
@@ -273,6 +300,7 @@ def test_the_02460_course_is_registered() -> None:
 
 # Exact binomial tails [issue 12 item 4]: the rate holds at a level where it can be simulated.
 
+
 def _rejected(counts: torch.Tensor, n: int, p: float, rate: float) -> int:
     """How many of the counts ``binomial_ok`` rejects (each distinct count checked once)."""
     values, times = counts.unique(return_counts=True)
@@ -303,7 +331,9 @@ def test_explain_names_the_expression_a_coefficient_is() -> None:
     s = linear_schedule(20, 0.01, 0.2)
     want = Monomial(alpha_bar=0.5)
     assert explain(float(s.alpha_bar[7]), s, want) == (Monomial(alpha_bar=1.0), 7)
-    assert str(Monomial(beta=1, alpha=-0.5, one_minus_alpha_bar=-0.5)) == "beta_t / (sqrt(alpha_t) sqrt(1 - alpha_bar_t))"
+    assert (
+        str(Monomial(beta=1, alpha=-0.5, one_minus_alpha_bar=-0.5)) == "beta_t / (sqrt(alpha_t) sqrt(1 - alpha_bar_t))"
+    )
     # sqrt(alpha_2) ~ alpha_bar_1 to 5e-5: one monomial must explain every observed step
     observed = [float(s.alpha[t].sqrt()) for t in range(1, 21)]
     assert explain_all(observed, s, want) == (Monomial(alpha=0.5), [1] + list(range(2, 21)))
@@ -330,9 +360,11 @@ def test_table_shows_each_spec_its_citation_the_failure_and_the_line() -> None:
 
 # The command line: the sandboxed child, exit statuses 0 / 1 / 2, a table and JSON.
 
+
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ddpm.verify", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ddpm.verify", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_passes_a_correct_file_from_outside_the_source_tree(tmp_path: Path) -> None:

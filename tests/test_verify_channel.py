@@ -35,11 +35,26 @@ def frame(key: bytes, seq: int, payload: dict, blobs: bytes = b"") -> bytes:
 def test_values_and_tensors_round_trip() -> None:
     rec = Recorder()
     x = torch.randn(3, 4, dtype=torch.float64)
-    fields = dict(none=None, yes=True, n=-7, big=2**70, f=0.25, nan=math.nan, inf=-math.inf, s="x_t ≠ x_0",
-                  seq=(1, [2.5, "a"]), d={"k": {"$t": 1}, "t": x}, f32=x.float()[:, ::2], i64=torch.arange(5),
-                  b=torch.tensor([True, False]), scalar=torch.tensor(3.0), empty=torch.zeros(0, 2),
-                  neg=-torch.ones(2), stride0=torch.ones(1, dtype=torch.float64).expand(5).reshape(-1)[:1],
-                  transposed=torch.arange(6).reshape(2, 3).T)
+    fields = dict(
+        none=None,
+        yes=True,
+        n=-7,
+        big=2**70,
+        f=0.25,
+        nan=math.nan,
+        inf=-math.inf,
+        s="x_t ≠ x_0",
+        seq=(1, [2.5, "a"]),
+        d={"k": {"$t": 1}, "t": x},
+        f32=x.float()[:, ::2],
+        i64=torch.arange(5),
+        b=torch.tensor([True, False]),
+        scalar=torch.tensor(3.0),
+        empty=torch.zeros(0, 2),
+        neg=-torch.ones(2),
+        stride0=torch.ones(1, dtype=torch.float64).expand(5).reshape(-1)[:1],
+        transposed=torch.arange(6).reshape(2, 3).T,
+    )
     rec("probe", **fields)
     (r,) = rec.records
     assert r.kind == "probe" and r.seq == 0 and r["n"] == -7 and r["big"] == 2**70 and r["s"] == "x_t ≠ x_0"
@@ -59,8 +74,14 @@ def test_values_and_tensors_round_trip() -> None:
 
 def test_values_that_cannot_travel_are_refused_at_emit() -> None:
     rec = Recorder()
-    for bad in (object(), torch.zeros(2, dtype=torch.complex64), torch.zeros(2, device="meta"), {1: 2},
-                torch.zeros([1] * 9), b"bytes"):
+    for bad in (
+        object(),
+        torch.zeros(2, dtype=torch.complex64),
+        torch.zeros(2, device="meta"),
+        {1: 2},
+        torch.zeros([1] * 9),
+        b"bytes",
+    ):
         with pytest.raises(ChannelError):
             rec("x", v=bad)
     for kind in ("", "__end__", 3, "k" * 201):
@@ -77,7 +98,7 @@ def test_an_intact_stream_decodes_in_order() -> None:
     # fed in pieces of any size, the same
     reader = Reader(key)
     for i in range(0, len(data), 7):
-        reader.feed(data[i:i + 7])
+        reader.feed(data[i : i + 7])
     assert [r.fields for r in reader.close().records] == [{"i": 0}, {"i": 1}, {"i": 2}]
 
 
@@ -119,13 +140,17 @@ def test_replayed_reordered_or_dropped_frames_are_detected() -> None:
 
 def test_frames_with_the_right_key_but_a_bad_body_are_malformed() -> None:
     key = new_key()
-    for payload, blobs in [({"kind": "a"}, b""), ({"kind": "a", "fields": {"x": 1}}, b""),
-                           ({"kind": "a", "fields": {"$d": {"t": {"$t": ["float32", [4], 0, 16]}}}}, b"\0" * 8),
-                           ({"kind": "a", "fields": {"$d": {"t": {"$t": ["object", [1], 0, 8]}}}}, b"\0" * 8),
-                           ({"kind": "a", "fields": {"$d": {"t": {"$t": ["float32", [3], 0, 16]}}}}, b"\0" * 16),
-                           ({"kind": "a", "fields": {"$d": {"t": {"$t": ["float32", [-4], 0, 16]}}}}, b"\0" * 16)]:
-        s = decode(frame(key, 0, payload, blobs) + frame(key, 1, {"kind": "__end__",
-                                                                  "fields": {"$d": {"records": 1}}}), key)
+    for payload, blobs in [
+        ({"kind": "a"}, b""),
+        ({"kind": "a", "fields": {"x": 1}}, b""),
+        ({"kind": "a", "fields": {"$d": {"t": {"$t": ["float32", [4], 0, 16]}}}}, b"\0" * 8),
+        ({"kind": "a", "fields": {"$d": {"t": {"$t": ["object", [1], 0, 8]}}}}, b"\0" * 8),
+        ({"kind": "a", "fields": {"$d": {"t": {"$t": ["float32", [3], 0, 16]}}}}, b"\0" * 16),
+        ({"kind": "a", "fields": {"$d": {"t": {"$t": ["float32", [-4], 0, 16]}}}}, b"\0" * 16),
+    ]:
+        s = decode(
+            frame(key, 0, payload, blobs) + frame(key, 1, {"kind": "__end__", "fields": {"$d": {"records": 1}}}), key
+        )
         assert s.problem and "malformed" in s.problem, payload
     # an end record that miscounts
     s = decode(frame(key, 0, {"kind": "__end__", "fields": {"$d": {"records": 5}}}), key)

@@ -86,11 +86,17 @@ NOTEBOOK = [
     ("code", "!pip install smalldiffusion\nimport torch\n%matplotlib inline\nN = 200\nscale = 2.0 * N"),
     ("code", "%%bash\necho this is not python"),
     ("code", "%%time\ndef helper(x):\n    return x + 1\nraise RuntimeError('a top-level statement ran')"),
-    ("code", "def training_loop(loader, model, schedule, epochs=10):\n    yield 1.0\n\n"
-             "for _ in range(3):\n    raise RuntimeError('a loop ran')\n"
-             "losses = list(training_loop(None, None, None))"),
-    ("code", "def training_loop(loader, model, schedule, epochs=10, default=scale):\n    yield 2.0\n"
-             "open('/tmp/should-not-exist-s183', 'w').write('x')"),
+    (
+        "code",
+        "def training_loop(loader, model, schedule, epochs=10):\n    yield 1.0\n\n"
+        "for _ in range(3):\n    raise RuntimeError('a loop ran')\n"
+        "losses = list(training_loop(None, None, None))",
+    ),
+    (
+        "code",
+        "def training_loop(loader, model, schedule, epochs=10, default=scale):\n    yield 2.0\n"
+        "open('/tmp/should-not-exist-s183', 'w').write('x')",
+    ),
 ]
 
 
@@ -121,8 +127,9 @@ def test_magic_lines_are_blanked_keeping_line_numbers():
     assert cell2.source.split("\n")[:3] == ["pass", "import torch", "pass"]
     assert cell3.source.strip() == ""  # a %%bash cell is not Python
     assert cell4.source.split("\n")[1] == "def helper(x):"  # %%time runs its body
-    guarded = read_text("try:\n    import smalldiffusion\nexcept ImportError:\n    !pip install smalldiffusion\n",
-                        "a.py")
+    guarded = read_text(
+        "try:\n    import smalldiffusion\nexcept ImportError:\n    !pip install smalldiffusion\n", "a.py"
+    )
     assert plan(guarded).syntax_errors == [] and guarded.cells[0].source.split("\n")[3] == "    pass"
     assert "!pip install smalldiffusion" in cell2.dropped
 
@@ -143,9 +150,11 @@ def test_detect():
     s183 = ipynb_text([("code", "def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n    yield xt")])
     assert looks_like_s183(s183)
     assert looks_like_s183("import torch\ndef training_loop(loader, model, schedule):\n    yield 0.0\n")
-    assert not looks_like_s183("class DDPM(nn.Module):\n    def negative_elbo(self, x): ...\n"
-                               "    def sample(self): ...\n"
-                               "def training_loop(loader, model, schedule):\n    pass\n")
+    assert not looks_like_s183(
+        "class DDPM(nn.Module):\n    def negative_elbo(self, x): ...\n"
+        "    def sample(self): ...\n"
+        "def training_loop(loader, model, schedule):\n    pass\n"
+    )
     assert not looks_like_s183("{not json")
     from ddpm.verify.runner import course_for
 
@@ -161,15 +170,21 @@ def write_notebook(tmp_path: Path, name: str, *sources: str) -> Path:
     return path
 
 
-IMPORTS = ("import torch\nfrom itertools import pairwise\n"
-           "from smalldiffusion import training_loop, samples, TimeInputMLP")
+IMPORTS = (
+    "import torch\nfrom itertools import pairwise\nfrom smalldiffusion import training_loop, samples, TimeInputMLP"
+)
 SAMPLER = (CASES / "correct_mse_keep.py").read_text().split("# %%\n")[-2]
 
 
 def test_a_function_only_imported_from_the_library_is_undecided(tmp_path):
     """The sheet's template imports training_loop from smalldiffusion; a notebook that never defines it is exit 2."""
-    path = write_notebook(tmp_path, "nb.ipynb", IMPORTS, "from typing import Optional\nfrom accelerate import "
-                          "Accelerator\nplt = None", SAMPLER)
+    path = write_notebook(
+        tmp_path,
+        "nb.ipynb",
+        IMPORTS,
+        "from typing import Optional\nfrom accelerate import Accelerator\nplt = None",
+        SAMPLER,
+    )
     decision, _ = verified(path)
     outcomes = by_spec(decision)
     assert all(outcomes[k].status == UNDECIDED for k in SPECS_S183 if k.startswith("loss_"))
@@ -179,8 +194,10 @@ def test_a_function_only_imported_from_the_library_is_undecided(tmp_path):
 
 
 def test_the_unfilled_template_does_not_parse(tmp_path):
-    template = ("def training_loop(loader, model, schedule, epochs=10000, lr=1e-3):\n    for x0 in loader:\n"
-                "        eps = torch.randn_like(x0)\n        loss = # mse_loss(..., ...)\n        yield loss.item()\n")
+    template = (
+        "def training_loop(loader, model, schedule, epochs=10000, lr=1e-3):\n    for x0 in loader:\n"
+        "        eps = torch.randn_like(x0)\n        loss = # mse_loss(..., ...)\n        yield loss.item()\n"
+    )
     path = write_notebook(tmp_path, "nb.ipynb", IMPORTS, template)
     decision, _ = verified(path)
     o = by_spec(decision)["loss_target"]
@@ -189,9 +206,11 @@ def test_the_unfilled_template_does_not_parse(tmp_path):
 
 
 def test_a_stand_in_used_is_cannot_verify_never_a_bug(tmp_path):
-    sampler = ("def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n    net = TimeInputMLP()\n"
-               "    for s, s_next in pairwise(sigmas):\n        xt = xt - (s - s_next) * net(xt, s)\n"
-               "        yield xt\n")
+    sampler = (
+        "def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n    net = TimeInputMLP()\n"
+        "    for s, s_next in pairwise(sigmas):\n        xt = xt - (s - s_next) * net(xt, s)\n"
+        "        yield xt\n"
+    )
     path = write_notebook(tmp_path, "nb.ipynb", IMPORTS, sampler)
     decision, _ = verified(path)
     assert decision.cannot_verify and "TimeInputMLP" in decision.cannot_verify
@@ -200,8 +219,10 @@ def test_a_stand_in_used_is_cannot_verify_never_a_bug(tmp_path):
 
 
 def test_an_exception_names_the_student_line(tmp_path):
-    sampler = ("def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n    for s, s_next in pairwise(sigmas):\n"
-               "        xt = xt - (s - s_next) * model.predict_eps(xt, s)[100]\n        yield xt\n")
+    sampler = (
+        "def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n    for s, s_next in pairwise(sigmas):\n"
+        "        xt = xt - (s - s_next) * model.predict_eps(xt, s)[100]\n        yield xt\n"
+    )
     path = write_notebook(tmp_path, "nb.ipynb", IMPORTS, sampler)
     decision, _ = verified(path)
     o = by_spec(decision)["sample_update"]
@@ -261,8 +282,9 @@ def test_the_coefficient_check_rejects_a_tiny_planted_step_error(correct_records
 # ---------------------------------------------------------------- through the sandbox and the command line
 @pytest.mark.parametrize("name,code", [("correct_hand_recompute.ipynb", 0), ("mutant_step_sign.ipynb", 1)])
 def test_the_command_line(name, code, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "ddpm.verify", str(CASES / name), "--json"], capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "ddpm.verify", str(CASES / name), "--json"], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == code, out.stderr[-2000:]
     report = json.loads(out.stdout)
     report = report[0] if isinstance(report, list) else report
@@ -271,8 +293,12 @@ def test_the_command_line(name, code, tmp_path):
 
 
 def test_the_course_can_be_forced(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "ddpm.verify", str(CASES / "correct_mse_keep.py"), "--course", "02460",
-                          "--json"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "ddpm.verify", str(CASES / "correct_mse_keep.py"), "--course", "02460", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     report = json.loads(out.stdout)
     report = report[0] if isinstance(report, list) else report
     assert report["course"] == "02460" and out.returncode == 2
@@ -301,8 +327,13 @@ def test_levels_drawn_by_the_code_itself(tmp_path, told, spec):
     assert failed == ([spec] if spec else []), [(k, outcomes[k].detail) for k in failed]
 
 
-@pytest.mark.parametrize("extra,code", [("        look = model.predict_eps(xt * 0.5, sig.to(xt))\n", 0),
-                                        ("        eps = eps + 0.1 * model.predict_eps(xt * 0.5, sig.to(xt))\n", 1)])
+@pytest.mark.parametrize(
+    "extra,code",
+    [
+        ("        look = model.predict_eps(xt * 0.5, sig.to(xt))\n", 0),
+        ("        eps = eps + 0.1 * model.predict_eps(xt * 0.5, sig.to(xt))\n", 1),
+    ],
+)
 def test_extra_network_calls(tmp_path, extra, code):
     """More calls are fine when the result is the same; an extra answer that enters the samples is named."""
     text = (CASES / "correct_mse_keep.py").read_text()
@@ -320,23 +351,32 @@ def test_extra_network_calls(tmp_path, extra, code):
 def test_a_start_drawn_another_way_with_the_same_law_passes(tmp_path):
     text = (CASES / "correct_mse_keep.py").read_text()
     path = tmp_path / "nb.py"
-    path.write_text(text.replace("model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None",
-                                 "torch.randn(batchsize, 2, dtype=torch.float64) * sigmas[0] if xt is None"))
+    path.write_text(
+        text.replace(
+            "model.rand_input(batchsize).to(accelerator.device) * sigmas[0] if xt is None",
+            "torch.randn(batchsize, 2, dtype=torch.float64) * sigmas[0] if xt is None",
+        )
+    )
     decision, _ = verified(path)
     assert decision.exit_status == 0 and any("not model.rand_input" in n for n in decision.notes)
 
 
-@pytest.mark.parametrize("source,words", [
-    ("from accelerate.utils import set_seed\n", "set_seed comes from accelerate.utils.set_seed"),
-    ("sigmas_10 = schedule.sample_sigmas(10)\n", "sigmas_10 is set by a top-level statement"),
-])
+@pytest.mark.parametrize(
+    "source,words",
+    [
+        ("from accelerate.utils import set_seed\n", "set_seed comes from accelerate.utils.set_seed"),
+        ("sigmas_10 = schedule.sample_sigmas(10)\n", "sigmas_10 is set by a top-level statement"),
+    ],
+)
 def test_what_the_verifier_cannot_give_is_cannot_verify(tmp_path, source, words):
     """A name from an import that fails here, or from a top-level statement never run, is exit 2, not a bug."""
     use = "set_seed(0)" if "set_seed" in source else "xt = xt * sigmas_10[0] / sigmas_10[0]"
-    sampler = ("def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n"
-               f"    xt = model.rand_input(batchsize) * sigmas[0] if xt is None else xt\n    {use}\n"
-               "    for s, s_next in pairwise(sigmas):\n        xt = xt - (s - s_next) * model.predict_eps(xt, s)\n"
-               "        yield xt\n")
+    sampler = (
+        "def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n"
+        f"    xt = model.rand_input(batchsize) * sigmas[0] if xt is None else xt\n    {use}\n"
+        "    for s, s_next in pairwise(sigmas):\n        xt = xt - (s - s_next) * model.predict_eps(xt, s)\n"
+        "        yield xt\n"
+    )
     path = write_notebook(tmp_path, "nb.ipynb", IMPORTS, source, sampler)
     decision, _ = verified(path)
     assert decision.exit_status == 2 and words in decision.cannot_verify

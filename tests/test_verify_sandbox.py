@@ -42,8 +42,14 @@ def probe(path: Path, **kw) -> Report:
 
 
 def cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ddpm.verify", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "ddpm.verify", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 def sleeps_left() -> list[str]:
@@ -81,6 +87,7 @@ def _kill_marked_sleeps():
 
 # ---------------------------------------------------------------------------------------------------------
 # The probe course: the child, the channel and the sandbox alone.
+
 
 def test_a_correct_file_passes_in_the_sandbox(tmp_path: Path) -> None:
     good = tmp_path / "good.py"
@@ -141,15 +148,22 @@ def test_nothing_outlives_verify() -> None:
 
 def test_huge_output_is_counted_and_dropped_with_the_parent_bounded(tmp_path: Path) -> None:
     # VmHWM, the peak of this process's own memory: ru_maxrss would carry pytest's peak over fork and exec
-    code = ("import json, sys; sys.path.insert(0, sys.argv[2]);"
-            "from tests.verify_hostile._probe_course import COURSE;"
-            "from ddpm.verify.runner import verify_file;"
-            "r = verify_file(sys.argv[1], COURSE, timeout=300);"
-            "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'));"
-            "print(json.dumps({'rss_kib': int(hwm.split()[1]), 'notes': r.notes,"
-            "'exit': r.exit_status}))")
-    done = subprocess.run([sys.executable, "-c", code, str(HOSTILE / "h_print_huge.py"), str(ROOT)],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[2]);"
+        "from tests.verify_hostile._probe_course import COURSE;"
+        "from ddpm.verify.runner import verify_file;"
+        "r = verify_file(sys.argv[1], COURSE, timeout=300);"
+        "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'));"
+        "print(json.dumps({'rss_kib': int(hwm.split()[1]), 'notes': r.notes,"
+        "'exit': r.exit_status}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(HOSTILE / "h_print_huge.py"), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     result = json.loads(done.stdout)
     assert result["exit"] == 1
     note = next(n for n in result["notes"] if "to stdout" in n)
@@ -166,8 +180,10 @@ def test_a_huge_allocation_hits_the_limit_and_is_no_pass() -> None:
 
 def test_a_hang_is_stopped_at_the_time_limit_and_is_no_pass(tmp_path: Path) -> None:
     hang = tmp_path / "hang.py"
-    hang.write_text("import subprocess, time\nsubprocess.Popen(['sleep', '987.654321'], start_new_session=True)\n"
-                    "def answer():\n    time.sleep(600)\n")
+    hang.write_text(
+        "import subprocess, time\nsubprocess.Popen(['sleep', '987.654321'], start_new_session=True)\n"
+        "def answer():\n    time.sleep(600)\n"
+    )
     r = probe(hang, timeout=8)
     assert r.exit_status == 2 and "did not finish within the time limit of 8 s" in r.cannot_verify
     assert no_sleeps_left()
@@ -175,8 +191,10 @@ def test_a_hang_is_stopped_at_the_time_limit_and_is_no_pass(tmp_path: Path) -> N
 
 def test_limits_hold_as_root_too(tmp_path: Path) -> None:
     raise_it = tmp_path / "raise_limit.py"
-    raise_it.write_text("import resource\nresource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)\n"
-                        "def answer():\n    return 42\n")
+    raise_it.write_text(
+        "import resource\nresource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)\n"
+        "def answer():\n    return 42\n"
+    )
     r = probe(raise_it)
     assert r.exit_status == 1 and r.outcomes[1].status == FAIL, r.to_table()
     assert "ValueError" in r.outcomes[1].detail or "not allowed" in r.outcomes[1].detail
@@ -185,9 +203,18 @@ def test_limits_hold_as_root_too(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # The parent's rules and the output formats, on reports built by hand.
 
+
 def report(file: str, *statuses: str, error: str = "", cannot: str = "") -> Report:
-    outcomes = [Outcome(f"spec{i}", s, f"detail {i}" if s != PASS else "", "[Ho20 eq. 4]",
-                        ("ddpm.py:3  x = 1",) if s == FAIL else ()) for i, s in enumerate(statuses)]
+    outcomes = [
+        Outcome(
+            f"spec{i}",
+            s,
+            f"detail {i}" if s != PASS else "",
+            "[Ho20 eq. 4]",
+            ("ddpm.py:3  x = 1",) if s == FAIL else (),
+        )
+        for i, s in enumerate(statuses)
+    ]
     d = Decision(outcomes, ["a note"], error or None, cannot or None)
     return Report.of(file, d, {"T": 20}, claims={f"spec{i}": "a claim" for i in range(len(statuses))})
 
@@ -209,8 +236,12 @@ def test_junit_has_a_testcase_per_spec_per_file() -> None:
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == ["a.py", "b.py"]
     cases = root.findall(".//testcase")
-    assert [(c.get("classname"), c.get("name")) for c in cases] == [("a.py", "spec0"), ("a.py", "spec1"),
-                                                                     ("b.py", "spec0"), ("b.py", "spec1")]
+    assert [(c.get("classname"), c.get("name")) for c in cases] == [
+        ("a.py", "spec0"),
+        ("a.py", "spec1"),
+        ("b.py", "spec0"),
+        ("b.py", "spec1"),
+    ]
     assert cases[1].find("failure") is not None and cases[3].find("error") is not None
     assert suites[0].get("failures") == "1" and suites[1].get("errors") == "1"
 
@@ -237,13 +268,16 @@ def test_a_directory_stands_for_its_files(tmp_path: Path) -> None:
         expand_paths([empty])
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--T", "1"], "--T must be at least 2"),
-    (["--T", "100000"], "underflows in float32"),
-    (["--beta-1", "1.5"], "beta_1"),
-    (["--timeout", "0"], "--timeout must be a positive number"),
-    (["--timeout", "nan"], "--timeout must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--T", "1"], "--T must be at least 2"),
+        (["--T", "100000"], "underflows in float32"),
+        (["--beta-1", "1.5"], "beta_1"),
+        (["--timeout", "0"], "--timeout must be a positive number"),
+        (["--timeout", "nan"], "--timeout must be a positive number"),
+    ],
+)
 def test_bad_options_are_one_line_errors(args: list[str], words: str, tmp_path: Path) -> None:
     done = cli(CASES / "correct_template.py", *args, cwd=tmp_path)
     assert done.returncode == 2 and words in done.stderr and done.stderr.count("\n") == 1, done.stderr
@@ -259,6 +293,7 @@ def test_a_missing_file_is_a_one_line_error_and_a_directory_is_not(tmp_path: Pat
 
 # ---------------------------------------------------------------------------------------------------------
 # The 02460 course, as graders run it: hostile files never pass, correct files still do.
+
 
 def test_no_hostile_file_passes_the_02460_course(tmp_path: Path) -> None:
     folder = tmp_path / "submissions"
@@ -308,10 +343,12 @@ def test_cli_over_a_directory_writes_the_table_gradescope_and_junit(tmp_path: Pa
 
 
 def test_the_command_kills_what_escaped_a_reaper() -> None:
-    code = ("import os, subprocess, sys; from ddpm.verify import sandbox; assert sandbox.adopt_orphans();"
-            "p = subprocess.Popen([sys.executable, '-c', \"import os, subprocess; subprocess.Popen(['sleep', "
-            f"'{ORPHAN_MARK}'], start_new_session=True); os._exit(0)\"]); p.wait();"
-            "print(sandbox.kill_adopted())")
+    code = (
+        "import os, subprocess, sys; from ddpm.verify import sandbox; assert sandbox.adopt_orphans();"
+        "p = subprocess.Popen([sys.executable, '-c', \"import os, subprocess; subprocess.Popen(['sleep', "
+        f"'{ORPHAN_MARK}'], start_new_session=True); os._exit(0)\"]); p.wait();"
+        "print(sandbox.kill_adopted())"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert int(done.stdout) >= 1 and no_sleeps_left(), done.stdout
 
@@ -343,6 +380,7 @@ def test_a_decider_that_raises_is_could_not_verify(tmp_path: Path) -> None:
         def decide():
             def decide(records, config):
                 raise KeyError("boom")
+
             return decide
 
     r = verify_file(good, Broken(), timeout=120)

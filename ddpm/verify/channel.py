@@ -32,8 +32,20 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["ChannelError", "Record", "Reader", "Recorder", "Stream", "decode", "make_channel", "make_writer", "new_key",
-           "END_KIND", "MAX_FRAME_BYTES", "MAX_STREAM_BYTES"]
+__all__ = [
+    "ChannelError",
+    "Record",
+    "Reader",
+    "Recorder",
+    "Stream",
+    "decode",
+    "make_channel",
+    "make_writer",
+    "new_key",
+    "END_KIND",
+    "MAX_FRAME_BYTES",
+    "MAX_STREAM_BYTES",
+]
 
 MAGIC = b"DDPM"
 END_KIND = "__end__"  # the child main's last frame; never handed to decide
@@ -49,9 +61,15 @@ MAX_KIND_CHARS = 200
 
 # dtype name <-> torch dtype: only plain numeric types travel (no object, no complex, no quantized).
 DTYPES = {
-    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-    "int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8,
-    "uint8": torch.uint8, "bool": torch.bool,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
 }
 _NAMES = {v: k for k, v in DTYPES.items()}
 _HEAD = struct.Struct(">4sI")
@@ -82,6 +100,7 @@ def new_key() -> bytes:
 # ---------------------------------------------------------------------------------------------------------
 # Encoding (the child side)
 
+
 def _encode_value(value, blobs: list, size: list, depth: int):
     if depth > MAX_DEPTH:
         raise ChannelError(f"values nest deeper than {MAX_DEPTH} levels")
@@ -102,8 +121,10 @@ def _encode_value(value, blobs: list, size: list, depth: int):
                 raise ChannelError(f"dict keys must be str, got {type(k).__name__}")
             out[k] = _encode_value(v, blobs, size, depth + 1)
         return {"$d": out}
-    raise ChannelError(f"a {type(value).__name__} cannot travel on the channel (None, bool, int, float, str, "
-                       "list, tuple, dict and torch.Tensor can)")
+    raise ChannelError(
+        f"a {type(value).__name__} cannot travel on the channel (None, bool, int, float, str, "
+        "list, tuple, dict and torch.Tensor can)"
+    )
 
 
 def _encode_tensor(t: torch.Tensor, blobs: list, size: list):
@@ -156,15 +177,19 @@ def make_channel(write: Callable[[bytes], None], key: bytes):
         header = dumps(payload).encode("utf-8")
         body = b"".join([pack_body(state["seq"], len(header)), header, *blobs])
         if len(header) > MAX_HEADER_BYTES or len(body) > MAX_FRAME_BYTES:
-            raise ChannelError(f"record {kind!r} is {len(body)} bytes; one record may hold at most "
-                               f"{MAX_FRAME_BYTES} bytes ({MAX_HEADER_BYTES} outside tensors)")
+            raise ChannelError(
+                f"record {kind!r} is {len(body)} bytes; one record may hold at most "
+                f"{MAX_FRAME_BYTES} bytes ({MAX_HEADER_BYTES} outside tensors)"
+            )
         state["seq"] += 1
         write(b"".join([pack_head(MAGIC, len(body)), body, mac(key, body, sha256).digest()]))
 
     def emit(kind: str, **fields) -> None:
         if not isinstance(kind, str) or not kind or len(kind) > MAX_KIND_CHARS or kind.startswith("__"):
-            raise ChannelError(f"a record kind is a non-empty str of at most {MAX_KIND_CHARS} characters not "
-                               f"starting with '__', got {kind!r}")
+            raise ChannelError(
+                f"a record kind is a non-empty str of at most {MAX_KIND_CHARS} characters not "
+                f"starting with '__', got {kind!r}"
+            )
         send(kind, fields)
 
     def system(kind: str, **fields) -> None:
@@ -186,13 +211,14 @@ def fd_writer(fd: int) -> Callable[[bytes], None]:
     def write(data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os_write(fd, view):]
+            view = view[os_write(fd, view) :]
 
     return write
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Decoding (the parent side)
+
 
 @dataclass
 class Stream:
@@ -222,7 +248,7 @@ def _decode_value(value, blob: memoryview, depth: int):
     if isinstance(value, list):
         return [_decode_value(v, blob, depth + 1) for v in value]
     if isinstance(value, dict) and len(value) == 1:
-        (tag, inner), = value.items()
+        ((tag, inner),) = value.items()
         if tag == "$d" and isinstance(inner, dict):
             return {k: _decode_value(v, blob, depth + 1) for k, v in inner.items()}
         if tag == "$t":
@@ -236,10 +262,16 @@ def _decode_tensor(spec, blob: memoryview) -> torch.Tensor:
     dtype_name, shape, offset, nbytes = spec
     if dtype_name not in DTYPES:
         raise ChannelError(f"a tensor of unknown dtype {dtype_name!r}")
-    ok = (isinstance(shape, list) and len(shape) <= MAX_NDIM
-          and all(type(n) is int and 0 <= n <= MAX_FRAME_BYTES for n in shape)
-          and type(offset) is int and type(nbytes) is int and 0 <= offset and 0 <= nbytes
-          and offset + nbytes <= len(blob))
+    ok = (
+        isinstance(shape, list)
+        and len(shape) <= MAX_NDIM
+        and all(type(n) is int and 0 <= n <= MAX_FRAME_BYTES for n in shape)
+        and type(offset) is int
+        and type(nbytes) is int
+        and 0 <= offset
+        and 0 <= nbytes
+        and offset + nbytes <= len(blob)
+    )
     if not ok:
         raise ChannelError("a tensor whose shape or bytes are out of bounds")
     dtype = DTYPES[dtype_name]
@@ -248,7 +280,7 @@ def _decode_tensor(spec, blob: memoryview) -> torch.Tensor:
         raise ChannelError(f"a tensor of shape {shape} and dtype {dtype_name} with {nbytes} bytes")
     if nbytes == 0:
         return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(bytearray(blob[offset:offset + nbytes]), dtype=dtype).reshape(shape)
+    return torch.frombuffer(bytearray(blob[offset : offset + nbytes]), dtype=dtype).reshape(shape)
 
 
 class Reader:
@@ -290,8 +322,8 @@ class Reader:
             total = _HEAD.size + length + MAC_BYTES
             if len(self._buf) < total:
                 return
-            body = bytes(self._buf[_HEAD.size:_HEAD.size + length])
-            tag = bytes(self._buf[_HEAD.size + length:total])
+            body = bytes(self._buf[_HEAD.size : _HEAD.size + length])
+            tag = bytes(self._buf[_HEAD.size + length : total])
             del self._buf[:total]
             self._frame(body, tag)
             if s.complete and self._buf:
@@ -310,11 +342,12 @@ class Reader:
         if hlen > MAX_HEADER_BYTES or _BODY.size + hlen > len(body):
             return self._fail("a frame whose header is out of bounds")
         try:
-            payload = json.loads(body[_BODY.size:_BODY.size + hlen].decode("utf-8"))
-            if not (isinstance(payload, dict) and set(payload) == {"kind", "fields"}
-                    and isinstance(payload["kind"], str)):
+            payload = json.loads(body[_BODY.size : _BODY.size + hlen].decode("utf-8"))
+            if not (
+                isinstance(payload, dict) and set(payload) == {"kind", "fields"} and isinstance(payload["kind"], str)
+            ):
                 raise ChannelError("a record without kind and fields")
-            fields = _decode_value(payload["fields"], memoryview(body)[_BODY.size + hlen:], 0)
+            fields = _decode_value(payload["fields"], memoryview(body)[_BODY.size + hlen :], 0)
             if not isinstance(fields, dict):
                 raise ChannelError("record fields that are not a dict")
         except (ValueError, RecursionError) as exc:  # json, utf-8 and ChannelError are ValueErrors

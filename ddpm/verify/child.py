@@ -55,8 +55,11 @@ def main() -> None:
         observe(Path(job["file"]), job["config"], emit)
     except BaseException as exc:  # noqa: BLE001 - whatever escapes, SystemExit included, is reported as a crash
         try:
-            emit("crash", error=f"{type(exc).__name__}: {exc}"[:2000],
-                 traceback="".join(traceback.format_exception(exc))[-8000:])
+            emit(
+                "crash",
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                traceback="".join(traceback.format_exception(exc))[-8000:],
+            )
         except BaseException:  # noqa: BLE001 - a crash that cannot even be described still ends the stream
             pass
     try:

@@ -30,32 +30,54 @@ DEFAULT_T, DEFAULT_BETA_1, DEFAULT_BETA_T = 20, 0.01, 0.2
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ddpm verify``."""
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                        help="Python files or notebooks defining class DDPM as in the 02460 template, or 6.S183 "
-                             "notebooks (.ipynb or script) defining training_loop and samples; or directories of them")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="Python files or notebooks defining class DDPM as in the 02460 template, or 6.S183 "
+        "notebooks (.ipynb or script) defining training_loop and samples; or directories of them",
+    )
     from ddpm.verify.courses import COURSES
 
-    parser.add_argument("--course", choices=tuple(COURSES), default=None,
-                        help="verify every file as this course's answer: 02460 (a class DDPM) or 6.S183 (a notebook "
-                             "defining training_loop and samples); default: recognised from what each file defines")
-    parser.add_argument("--T", type=int, default=DEFAULT_T,
-                        help="diffusion steps the DDPM is built with (default: %(default)s)")
+    parser.add_argument(
+        "--course",
+        choices=tuple(COURSES),
+        default=None,
+        help="verify every file as this course's answer: 02460 (a class DDPM) or 6.S183 (a notebook "
+        "defining training_loop and samples); default: recognised from what each file defines",
+    )
+    parser.add_argument(
+        "--T", type=int, default=DEFAULT_T, help="diffusion steps the DDPM is built with (default: %(default)s)"
+    )
     parser.add_argument("--beta-1", type=float, default=DEFAULT_BETA_1, help="beta_1 (default: %(default)s)")
     parser.add_argument("--beta-T", type=float, default=DEFAULT_BETA_T, help="beta_T (default: %(default)s)")
-    parser.add_argument("--sigma", choices=("any",) + SIGMA2_CHOICES, default="any",
-                        help="the reverse variance to demand: beta (the sheet's choice), beta_tilde, or any of the "
-                             "two (default: %(default)s)")
+    parser.add_argument(
+        "--sigma",
+        choices=("any",) + SIGMA2_CHOICES,
+        default="any",
+        help="the reverse variance to demand: beta (the sheet's choice), beta_tilde, or any of the "
+        "two (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds each file may run once loading it begins; the verifier's own start is not counted "
-                             "(default: %(default)s)")
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="files verified at once (default: the number of cores)")
-    parser.add_argument("--memory-gib", type=float, default=Limits().memory / 2**30,
-                        help="address space the file may use, in GiB (default: %(default)s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds each file may run once loading it begins; the verifier's own start is not counted "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--jobs", type=int, default=0, help="files verified at once (default: the number of cores)")
+    parser.add_argument(
+        "--memory-gib",
+        type=float,
+        default=Limits().memory / 2**30,
+        help="address space the file may use, in GiB (default: %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report(s) as JSON, for graders")
-    parser.add_argument("--gradescope", type=Path, metavar="PATH",
-                        help="also write a Gradescope autograder results.json to PATH")
+    parser.add_argument(
+        "--gradescope", type=Path, metavar="PATH", help="also write a Gradescope autograder results.json to PATH"
+    )
     parser.add_argument("--junit", type=Path, metavar="PATH", help="also write JUnit XML to PATH")
 
 
@@ -67,9 +89,11 @@ def config_of(args: argparse.Namespace) -> dict:
     tiny = torch.finfo(torch.float32).tiny
     alpha_bar_T = float(schedule.alpha_bar[-1])
     if alpha_bar_T < tiny:
-        raise ValueError(f"--T {args.T} with beta {args.beta_1}..{args.beta_T}: alpha_bar_T = {alpha_bar_T:.3g} "
-                         f"underflows in float32 (smallest normal {tiny:.3g}), where a template DDPM computes it; "
-                         "choose a smaller --T or smaller betas")
+        raise ValueError(
+            f"--T {args.T} with beta {args.beta_1}..{args.beta_T}: alpha_bar_T = {alpha_bar_T:.3g} "
+            f"underflows in float32 (smallest normal {tiny:.3g}), where a template DDPM computes it; "
+            "choose a smaller --T or smaller betas"
+        )
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.jobs < 0:
@@ -112,8 +136,9 @@ def _run(args: argparse.Namespace, config: dict, files: list[Path], limits: Limi
             finished.append(report)
             print(f"[{len(finished)}/{total}] {report.file}: exit {report.exit_status}", file=sys.stderr, flush=True)
 
-        reports = verify_many(files, getattr(args, "course", None), config, args.timeout, args.jobs or None, limits,
-                              done=progress)
+        reports = verify_many(
+            files, getattr(args, "course", None), config, args.timeout, args.jobs or None, limits, done=progress
+        )
     if args.json:
         print(to_json(reports))
     elif len(reports) == 1:

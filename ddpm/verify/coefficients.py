@@ -50,6 +50,7 @@ class Monomial:
         def factor(q: str, p: float) -> str:
             name = NAMES[q]
             return {0.5: f"sqrt({name.strip('()')})", 1.0: name}[abs(p)]
+
         num = [factor(q, p) for q, p in self.powers().items() if p > 0]
         den = [factor(q, p) for q, p in self.powers().items() if p < 0]
         top = " ".join(num) or "1"
@@ -79,15 +80,24 @@ def _all_monomials() -> list[Monomial]:
     return [Monomial(*p) for p in itertools.product(POWERS, repeat=len(QUANTITIES))]
 
 
-def explain(value: float, schedule: Schedule, expected: Monomial, t: int | None = None,
-            rtol: float = RTOL, at_t_only: bool = False) -> tuple[Monomial, int] | None:
+def explain(
+    value: float,
+    schedule: Schedule,
+    expected: Monomial,
+    t: int | None = None,
+    rtol: float = RTOL,
+    at_t_only: bool = False,
+) -> tuple[Monomial, int] | None:
     """The monomial and step closest to ``expected`` (then to step ``t``) that equal ``value``, if any.
 
     With ``at_t_only`` only step ``t`` is searched (for an estimate whose step is known).
     """
-    found = [(m.distance(expected), abs(s - t) if t else 0, m, s)
-             for m in _all_monomials() for s in match_steps(value, schedule, m, rtol)
-             if not (at_t_only and s != t)]
+    found = [
+        (m.distance(expected), abs(s - t) if t else 0, m, s)
+        for m in _all_monomials()
+        for s in match_steps(value, schedule, m, rtol)
+        if not (at_t_only and s != t)
+    ]
     if not found:
         return None
     _, _, m, s = min(found, key=lambda f: (f[0], f[1]))

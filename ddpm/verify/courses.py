@@ -10,8 +10,8 @@ main imports the observer by its module path, so neither side loads the other's 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ddpm.verify.dtu.specs import SPECS_02460, default_config_02460, looks_like_02460
 from ddpm.verify.s183.specs import SPECS_S183, default_config_s183, looks_like_s183
@@ -43,10 +43,22 @@ class Course:
 
 
 COURSES: dict[str, Course] = {
-    "02460": Course("02460", observer="ddpm.verify.dtu.observe", decider="ddpm.verify.dtu.decide",
-                    specs=SPECS_02460, detect=looks_like_02460, default_config=default_config_02460),
-    "6.S183": Course("6.S183", observer="ddpm.verify.s183.observe", decider="ddpm.verify.s183.decide",
-                     specs=SPECS_S183, detect=looks_like_s183, default_config=default_config_s183),
+    "02460": Course(
+        "02460",
+        observer="ddpm.verify.dtu.observe",
+        decider="ddpm.verify.dtu.decide",
+        specs=SPECS_02460,
+        detect=looks_like_02460,
+        default_config=default_config_02460,
+    ),
+    "6.S183": Course(
+        "6.S183",
+        observer="ddpm.verify.s183.observe",
+        decider="ddpm.verify.s183.decide",
+        specs=SPECS_S183,
+        detect=looks_like_s183,
+        default_config=default_config_s183,
+    ),
 }
 
 

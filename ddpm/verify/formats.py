@@ -29,8 +29,11 @@ def _verdict(r: Report) -> str:
         return "all specs pass"
     if r.exit_status == 1:
         return "FAIL: " + ", ".join(o.spec for o in r.outcomes if o.status == FAIL)
-    why = r.error or r.cannot_verify or "specs undecided: " + ", ".join(o.spec for o in r.outcomes
-                                                                        if o.status == UNDECIDED)
+    why = (
+        r.error
+        or r.cannot_verify
+        or "specs undecided: " + ", ".join(o.spec for o in r.outcomes if o.status == UNDECIDED)
+    )
     return "cannot verify: " + why.splitlines()[0] if why else "cannot verify"
 
 
@@ -40,7 +43,7 @@ def summary_table(reports: list[Report], width: int = 120) -> str:
     lines = [f"{'file':<{name_w}}  exit  pass  fail  undecided  verdict"]
     for r in reports:
         c = _counts(r)
-        name = r.file if len(r.file) <= name_w else "..." + r.file[-(name_w - 3):]
+        name = r.file if len(r.file) <= name_w else "..." + r.file[-(name_w - 3) :]
         head = f"{name:<{name_w}}  {r.exit_status:>4}  {c[PASS]:>4}  {c[FAIL]:>4}  {c[UNDECIDED]:>9}  "
         lines.append((head + _verdict(r))[:width])
     worst = max((r.exit_status for r in reports), default=0)
@@ -78,13 +81,30 @@ def to_gradescope(reports: list[Report]) -> dict:
         prefix = f"{Path(r.file).name}: " if len(reports) > 1 else ""
         for o in r.outcomes:
             ok = o.status == PASS and r.exit_status != 2
-            tests.append({"name": f"{prefix}{o.spec} {o.cites}".strip(), "score": 1.0 if ok else 0.0,
-                          "max_score": 1.0, "status": "passed" if ok else "failed", "output": spec_text(r, o.spec)})
+            tests.append(
+                {
+                    "name": f"{prefix}{o.spec} {o.cites}".strip(),
+                    "score": 1.0 if ok else 0.0,
+                    "max_score": 1.0,
+                    "status": "passed" if ok else "failed",
+                    "output": spec_text(r, o.spec),
+                }
+            )
         if not r.outcomes:
-            tests.append({"name": f"{prefix}verify", "score": 0.0, "max_score": 1.0, "status": "failed",
-                          "output": r.error or r.cannot_verify or "no specs were decided"})
-    return {"score": sum(t["score"] for t in tests), "tests": tests,
-            "output": "\n\n".join(r.to_table() for r in reports)}
+            tests.append(
+                {
+                    "name": f"{prefix}verify",
+                    "score": 0.0,
+                    "max_score": 1.0,
+                    "status": "failed",
+                    "output": r.error or r.cannot_verify or "no specs were decided",
+                }
+            )
+    return {
+        "score": sum(t["score"] for t in tests),
+        "tests": tests,
+        "output": "\n\n".join(r.to_table() for r in reports),
+    }
 
 
 def to_junit(reports: list[Report]) -> str:
@@ -92,8 +112,15 @@ def to_junit(reports: list[Report]) -> str:
     suites = ET.Element("testsuites", name="ddpm verify")
     for r in reports:
         c = _counts(r)
-        suite = ET.SubElement(suites, "testsuite", name=r.file, tests=str(max(len(r.outcomes), 1)),
-                              failures=str(c[FAIL]), errors=str(c[UNDECIDED] + (not r.outcomes)), skipped="0")
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=r.file,
+            tests=str(max(len(r.outcomes), 1)),
+            failures=str(c[FAIL]),
+            errors=str(c[UNDECIDED] + (not r.outcomes)),
+            skipped="0",
+        )
         for o in r.outcomes:
             case = ET.SubElement(suite, "testcase", classname=r.file, name=o.spec)
             if o.status == FAIL:

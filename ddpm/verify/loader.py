@@ -114,7 +114,7 @@ def _stub(name: str) -> None:
             module.__path__ = []  # a package, so that submodules import
             sys.modules[prefix] = module
             if i > 1:
-                setattr(sys.modules[".".join(parts[:i - 1])], parts[i - 1], module)
+                setattr(sys.modules[".".join(parts[: i - 1])], parts[i - 1], module)
 
 
 def _failed_import_in_file(exc: ImportError, path: str) -> str | None:
@@ -158,7 +158,9 @@ def load_ddpm_class(path: Path | str, name: str = "DDPM") -> tuple[type, list[st
         raise LoadError(f"{Path(path).name} defines no class {name}")
     missing = [m for m in ("negative_elbo", "sample", "loss") if not callable(getattr(cls, m, None))]
     if missing:
-        raise LoadError(f"class {name} has no method {', '.join(missing)} (the template has negative_elbo, sample, loss)")
+        raise LoadError(
+            f"class {name} has no method {', '.join(missing)} (the template has negative_elbo, sample, loss)"
+        )
     try:
         inspect.signature(cls).bind(None, beta_1=0.1, beta_T=0.2, T=10)
     except TypeError as exc:

@@ -10,7 +10,7 @@ raises on a wrong shape: the shapes are recorded and the parent judges them.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -40,8 +40,9 @@ class Probe(nn.Module):
     False records x's shape but not its values (the law run, whose x the parent does not need).
     """
 
-    def __init__(self, path: str, respond: Callable[[Tensor, Tensor | None, int], Tensor] | None = None,
-                 keep_x: bool = True):
+    def __init__(
+        self, path: str, respond: Callable[[Tensor, Tensor | None, int], Tensor] | None = None, keep_x: bool = True
+    ):
         super().__init__()
         self.path, self.respond, self.keep_x = path, respond, keep_x
         self.calls: list[dict] = []
@@ -49,11 +50,16 @@ class Probe(nn.Module):
     def forward(self, x: Tensor, t) -> Tensor:
         enc = as_encoding(t, x.shape[0] if x.dim() else 1)
         kind = "tensor" if isinstance(t, Tensor) else type(t).__name__
-        self.calls.append({
-            "x": x.detach().to("cpu", torch.float32).clone() if self.keep_x else None,
-            "x_shape": list(x.shape), "t": enc, "t_shape": list(torch.as_tensor(t).shape) if enc is not None else [],
-            "t_kind": kind, "site": site(self.path, sys._getframe(1)) or "",
-        })
+        self.calls.append(
+            {
+                "x": x.detach().to("cpu", torch.float32).clone() if self.keep_x else None,
+                "x_shape": list(x.shape),
+                "t": enc,
+                "t_shape": list(torch.as_tensor(t).shape) if enc is not None else [],
+                "t_kind": kind,
+                "site": site(self.path, sys._getframe(1)) or "",
+            }
+        )
         out = None if self.respond is None else self.respond(x.detach(), enc, len(self.calls) - 1)
         if out is None or out.numel() != x.numel():
             out = torch.zeros_like(x)

@@ -81,23 +81,41 @@ class Report:
     claims: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, file: str, decision: Decision, config: dict, course: str = "02460",
-           claims: dict[str, str] | None = None, notes: list[str] = ()) -> Report:
+    def of(
+        cls,
+        file: str,
+        decision: Decision,
+        config: dict,
+        course: str = "02460",
+        claims: dict[str, str] | None = None,
+        notes: list[str] = (),
+    ) -> Report:
         """The report of a decision (``notes`` are the parent's own, appended to the course's)."""
-        return cls(file, decision.exit_status, config, list(decision.outcomes), list(decision.notes) + list(notes),
-                   decision.error or "", decision.cannot_verify or "", course, dict(claims or {}))
+        return cls(
+            file,
+            decision.exit_status,
+            config,
+            list(decision.outcomes),
+            list(decision.notes) + list(notes),
+            decision.error or "",
+            decision.cannot_verify or "",
+            course,
+            dict(claims or {}),
+        )
 
     def __post_init__(self) -> None:
         if not self.claims:  # the course's own claims, when the caller gave none
             from ddpm.verify.courses import COURSES
+
             if self.course in COURSES:
                 self.claims = COURSES[self.course].claims()
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data.pop("claims")
-        data["outcomes"] = [dict(asdict(o), lines=list(o.lines), claim=self.claims.get(o.spec, ""))
-                            for o in self.outcomes]
+        data["outcomes"] = [
+            dict(asdict(o), lines=list(o.lines), claim=self.claims.get(o.spec, "")) for o in self.outcomes
+        ]
         return data
 
     def to_json(self) -> str:
@@ -110,8 +128,10 @@ class Report:
         if self.course == "6.S183":
             lines = [f"ddpm verify {self.file}  (6.S183 pset 1: training_loop and samples, seed {c.get('seed')})"]
         else:
-            lines = [f"ddpm verify {self.file}  (T = {c.get('T')}, beta {c.get('beta_1')}..{c.get('beta_T')}, "
-                     f"sigma {sigma}, seed {c.get('seed')})"]
+            lines = [
+                f"ddpm verify {self.file}  (T = {c.get('T')}, beta {c.get('beta_1')}..{c.get('beta_T')}, "
+                f"sigma {sigma}, seed {c.get('seed')})"
+            ]
         if self.error:
             lines.append(f"cannot verify: {self.error}")
         if self.cannot_verify:
@@ -135,6 +155,8 @@ class Report:
             lines.extend(textwrap.wrap(note, width, initial_indent="note: ", subsequent_indent="      "))
         counts = {s: sum(o.status == s for o in self.outcomes) for s in STATUSES}
         verdict = {0: "all specs pass", 1: "some specs fail", 2: "not verified"}[self.exit_status]
-        lines.append(f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[UNDECIDED]} undecided: {verdict} "
-                     f"(exit {self.exit_status})")
+        lines.append(
+            f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[UNDECIDED]} undecided: {verdict} "
+            f"(exit {self.exit_status})"
+        )
         return "\n".join(lines)

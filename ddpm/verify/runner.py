@@ -70,8 +70,11 @@ def _stop_reason(run: ChildRun, timeout: float) -> str | None:
             name = signal.Signals(sig).name
         except ValueError:
             name = f"signal {sig}"
-        why = {"SIGXCPU": " (the CPU time limit)", "SIGXFSZ": " (the file size limit)",
-               "SIGKILL": " (killed: out of memory, or by the file itself)"}.get(name, "")
+        why = {
+            "SIGXCPU": " (the CPU time limit)",
+            "SIGXFSZ": " (the file size limit)",
+            "SIGKILL": " (killed: out of memory, or by the file itself)",
+        }.get(name, "")
         reason = f"the process was killed by {name}{why}"
     elif code:
         reason = f"the process died with exit status {code}"
@@ -94,8 +97,12 @@ def _held_to_the_run(decision: Decision, specs: dict, stop: str | None) -> Decis
         if o.spec not in specs:
             notes.append(f"the decision named an unknown spec {o.spec!r}; ignored")
         elif o.spec in seen:
-            return Decision(_undecided(specs, cites, "the verifier decided a spec twice"), notes, decision.error,
-                            f"internal error of the verifier: spec {o.spec!r} decided twice")
+            return Decision(
+                _undecided(specs, cites, "the verifier decided a spec twice"),
+                notes,
+                decision.error,
+                f"internal error of the verifier: spec {o.spec!r} decided twice",
+            )
         else:
             seen[o.spec] = o
     why = "the run stopped before this was observed" if stop else "the verifier's decision left it out"
@@ -110,8 +117,9 @@ def _held_to_the_run(decision: Decision, specs: dict, stop: str | None) -> Decis
     return Decision(outcomes, notes, error, cannot)
 
 
-def verify_file(path: Path | str, course="02460", config: dict | None = None, timeout: float = 60.0,
-                limits: Limits | None = None) -> Report:
+def verify_file(
+    path: Path | str, course="02460", config: dict | None = None, timeout: float = 60.0, limits: Limits | None = None
+) -> Report:
     """``path`` verified as ``course`` (a name or a Course) in the sandbox; the report [issue 9]."""
     c = _course(course)
     config = {**c.default_config(), **(config or {})}
@@ -142,8 +150,10 @@ def verify_file(path: Path | str, course="02460", config: dict | None = None, ti
         decision = c.decide()(list(stream.records), config)
     except Exception as exc:  # noqa: BLE001 - the verifier's own bug: reported as such, never a verdict
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        why = (f"internal error of the verifier while deciding: {type(exc).__name__}: {exc} "
-               f"({Path(where.filename).name}:{where.lineno})")
+        why = (
+            f"internal error of the verifier while deciding: {type(exc).__name__}: {exc} "
+            f"({Path(where.filename).name}:{where.lineno})"
+        )
         return report(Decision(_undecided(specs, cites, why), cannot_verify=why), notes)
     return report(_held_to_the_run(decision, specs, _stop_reason(run, timeout)), notes)
 
@@ -167,9 +177,15 @@ def expand_paths(args: Iterable[Path | str]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def verify_many(paths: list[Path], course: str | None = None, config: dict | None = None, timeout: float = 60.0,
-                jobs: int | None = None, limits: Limits | None = None,
-                done: Callable[[Report], None] | None = None) -> list[Report]:
+def verify_many(
+    paths: list[Path],
+    course: str | None = None,
+    config: dict | None = None,
+    timeout: float = 60.0,
+    jobs: int | None = None,
+    limits: Limits | None = None,
+    done: Callable[[Report], None] | None = None,
+) -> list[Report]:
     """Every file verified, up to ``jobs`` at once (default: the cores this process may use); reports in order.
 
     ``done(report)`` is called as each file finishes (progress). Each file gets its own sandbox.

@@ -33,8 +33,15 @@ __all__ = ["decide_sampling", "decide_law", "SAMPLE_SPECS"]
 X_FACTOR = Monomial(alpha=-0.5)  # 1 / sqrt(alpha_t), eq. 11
 EPS_FACTOR = Monomial(beta=1.0, alpha=-0.5, one_minus_alpha_bar=-0.5)  # beta_t / (sqrt(alpha_t) sqrt(1 - alpha_bar_t))
 SIGMA = Monomial(beta=0.5)
-SAMPLE_SPECS = ("sample_prior", "sample_steps", "sample_mean", "sample_sigma", "sample_last_step", "sample_z",
-                "t_encoding")
+SAMPLE_SPECS = (
+    "sample_prior",
+    "sample_steps",
+    "sample_mean",
+    "sample_sigma",
+    "sample_last_step",
+    "sample_z",
+    "t_encoding",
+)
 
 
 @dataclass
@@ -74,8 +81,9 @@ def _fit(xs0: list[Tensor], xs1: list[Tensor], answers: Tensor) -> list[_Step]:
             x, y = xs0[j].reshape(-1), xs0[j + 1].reshape(-1)
             st.A, st.exact_A = float((x @ y) / (x @ x)), False
         scale = xs1[j + 1].norm() + xs0[j + 1].norm()
-        st.affine = bool((d_next - fit).norm() <= RTOL * scale) and all(map(torch.isfinite, (torch.tensor(st.A),
-                                                                                             torch.tensor(st.B))))
+        st.affine = bool((d_next - fit).norm() <= RTOL * scale) and all(
+            map(torch.isfinite, (torch.tensor(st.A), torch.tensor(st.B)))
+        )
         st.noise = xs0[j + 1] - st.A * xs0[j]
         steps.append(st)
     return steps
@@ -133,19 +141,33 @@ def _steps_outcome(steps: list[_Step], T: int, lines: tuple) -> Outcome:
     if len(steps) != T:
         missing = sorted(set(range(1, T + 1)) - set(known))
         span = f" (steps t = {known[0]}..{known[-1]})" if known else ""
-        never = f"; step{'s' * (len(missing) > 1)} {', '.join(map(str, missing[:4]))} never ran" if missing and \
-            len(known) == len(steps) else ""
-        return Outcome("sample_steps", FAIL, f"sample takes {len(steps)} steps{span}{never}; Algorithm 2 takes T = {T} "
-                       "steps, t = T, ..., 1", lines=lines)
+        never = (
+            f"; step{'s' * (len(missing) > 1)} {', '.join(map(str, missing[:4]))} never ran"
+            if missing and len(known) == len(steps)
+            else ""
+        )
+        return Outcome(
+            "sample_steps",
+            FAIL,
+            f"sample takes {len(steps)} steps{span}{never}; Algorithm 2 takes T = {T} steps, t = T, ..., 1",
+            lines=lines,
+        )
     for st in steps:
         if st.t is not None and st.t != T - st.j:
-            return Outcome("sample_steps", FAIL, f"call {st.j + 1} of the network computes step {describe_step(st.t)}, "
-                           f"where Algorithm 2 is at {describe_step(T - st.j)}: it runs t = T, ..., 1, each once",
-                           lines=lines)
+            return Outcome(
+                "sample_steps",
+                FAIL,
+                f"call {st.j + 1} of the network computes step {describe_step(st.t)}, "
+                f"where Algorithm 2 is at {describe_step(T - st.j)}: it runs t = T, ..., 1, each once",
+                lines=lines,
+            )
     unknown = [st for st in steps if st.t is None]
     if unknown:
-        return Outcome("sample_steps", UNDECIDED, f"not decided: the step of call {unknown[0].j + 1} cannot be told "
-                       "(see sample_mean)")
+        return Outcome(
+            "sample_steps",
+            UNDECIDED,
+            f"not decided: the step of call {unknown[0].j + 1} cannot be told (see sample_mean)",
+        )
     return Outcome("sample_steps", PASS)
 
 
@@ -156,8 +178,10 @@ def _mean_outcome(steps: list[_Step], s: Schedule, c: Config, first_run: list[Te
         t = st.t or (s.T - st.j if 0 < s.T - st.j <= s.T else None)
         where = _where(st, s.T)
         if not st.affine:
-            problems.append(f"at {where} x_(t-1) is not an affine function of x_t and eps_theta (eq. 11 is; clipping "
-                            "the predicted x_0 is not Algorithm 2)")
+            problems.append(
+                f"at {where} x_(t-1) is not an affine function of x_t and eps_theta (eq. 11 is; clipping "
+                "the predicted x_0 is not Algorithm 2)"
+            )
             continue
         for name, value, m, exact in (("x_t", st.A, X_FACTOR, st.exact_A), ("eps_theta", st.B, EPS_FACTOR, True)):
             want = float(values(s, m)[t]) if t else float("nan")
@@ -166,8 +190,18 @@ def _mean_outcome(steps: list[_Step], s: Schedule, c: Config, first_run: list[Te
             else:  # the first call's A by regression of the first run: a Monte Carlo estimate
                 x, y = first_run[st.j].reshape(-1), first_run[st.j + 1].reshape(-1)
                 resid = y - value * x
-                ok = mc("sample: first step's factor on x_t", value, max(float(resid.std() / x.norm()), 1e-300), want,
-                        x.numel(), c.false_alarm)[0] if t else False
+                ok = (
+                    mc(
+                        "sample: first step's factor on x_t",
+                        value,
+                        max(float(resid.std() / x.norm()), 1e-300),
+                        want,
+                        x.numel(),
+                        c.false_alarm,
+                    )[0]
+                    if t
+                    else False
+                )
             if not ok:
                 hint = explain(value, s, m, t) if not problems else None  # the first problem is worded in full
                 like = f" = {hint[0]}" + (f" at t = {hint[1]}" if hint[1] != t else "") if hint else ""
@@ -193,8 +227,10 @@ def _sigma_outcome(steps: list[_Step], s: Schedule, c: Config, lines: tuple) -> 
     problems = []
     if silent:
         named = ", ".join(describe_step(st.t) for st in silent[:3]) + (" ..." if len(silent) > 3 else "")
-        problems.append(f"no noise at {named}: Algorithm 2 adds sigma_t z at every step t > 1 (on the template's "
-                        "0-based index i, at every i > 0)")
+        problems.append(
+            f"no noise at {named}: Algorithm 2 adds sigma_t z at every step t > 1 (on the template's "
+            "0-based index i, at every i > 0)"
+        )
     noisy = [st for st in inner if not st.silent]
     passing = []
     if noisy:
@@ -216,15 +252,21 @@ def _sigma_outcome(steps: list[_Step], s: Schedule, c: Config, lines: tuple) -> 
                 sd = float(var[worst].sqrt())
                 hint = explain(sd, s, SIGMA, u, rtol=6 * (2 / n) ** 0.5)
                 like = f" = {hint[0]}" if hint and hint[0] != SIGMA else ""
-                problems.append(f"sigma_t = {sd:.4g}{like} at {describe_step(u)}; Algorithm 2 has sqrt(beta_t) = "
-                                f"{float(s.beta[u].sqrt()):.4g} or sqrt(beta_tilde_t) = "
-                                f"{float(s.beta_tilde[u].sqrt()):.4g}")
+                problems.append(
+                    f"sigma_t = {sd:.4g}{like} at {describe_step(u)}; Algorithm 2 has sqrt(beta_t) = "
+                    f"{float(s.beta[u].sqrt()):.4g} or sqrt(beta_tilde_t) = "
+                    f"{float(s.beta_tilde[u].sqrt()):.4g}"
+                )
     if problems:
         return Outcome("sample_sigma", FAIL, "; ".join(problems), lines=lines)
     unknown = [st for st in steps if st.t is None and s.T - st.j > 1]
     if unknown:
-        return Outcome("sample_sigma", UNDECIDED, f"not decided: sigma_t^2 = {passing[0]}_t at the steps identified, "
-                       f"but the step of call {unknown[0].j + 1} cannot be told (see sample_mean)")
+        return Outcome(
+            "sample_sigma",
+            UNDECIDED,
+            f"not decided: sigma_t^2 = {passing[0]}_t at the steps identified, "
+            f"but the step of call {unknown[0].j + 1} cannot be told (see sample_mean)",
+        )
     return Outcome("sample_sigma", PASS, f"sigma_t^2 = {passing[0]}_t")
 
 
@@ -237,8 +279,13 @@ def _last_outcome(steps: list[_Step], lines: tuple) -> Outcome:
     loud = [st for st in last if not st.silent]
     if not loud:
         return Outcome("sample_last_step", PASS)
-    return Outcome("sample_last_step", FAIL, f"the last step adds noise (standard deviation "
-                   f"{float(loud[0].noise.std()):.3g}): Algorithm 2 sets z = 0 at t = 1", lines=lines)
+    return Outcome(
+        "sample_last_step",
+        FAIL,
+        f"the last step adds noise (standard deviation "
+        f"{float(loud[0].noise.std()):.3g}): Algorithm 2 sets z = 0 at t = 1",
+        lines=lines,
+    )
 
 
 def _z_outcome(steps: list[_Step], c: Config, lines: tuple) -> Outcome:
@@ -253,21 +300,35 @@ def _z_outcome(steps: list[_Step], c: Config, lines: tuple) -> Outcome:
         corr = torch.stack([(a * b).mean() for a, b in zip(z, z[1:])])
         ok, worst = mc("sample: z fresh at each step", corr, 1 / n**0.5, 0.0, n, fa)
         if not ok:
-            return Outcome("sample_z", FAIL, f"z is correlated between consecutive steps ({float(corr[worst]):.3g}): "
-                           "Algorithm 2 draws a fresh z ~ N(0, I) at every step", lines=lines)
+            return Outcome(
+                "sample_z",
+                FAIL,
+                f"z is correlated between consecutive steps ({float(corr[worst]):.3g}): "
+                "Algorithm 2 draws a fresh z ~ N(0, I) at every step",
+                lines=lines,
+            )
     pairs = torch.stack([e[: e.shape[0] // 2 * 2].reshape(-1, 2, e.shape[1]) for e in z])
     corr = (pairs[:, :, 0] * pairs[:, :, 1]).mean()
     ok, _ = mc("sample: z independent across samples", corr, 1 / pairs[:, :, 0].numel() ** 0.5, 0.0, n, fa)
     if not ok:
-        return Outcome("sample_z", FAIL, f"the z of different samples are correlated ({float(corr):.3g}): "
-                       "Algorithm 2 draws z ~ N(0, I) for each sample", lines=lines)
+        return Outcome(
+            "sample_z",
+            FAIL,
+            f"the z of different samples are correlated ({float(corr):.3g}): "
+            "Algorithm 2 draws z ~ N(0, I) for each sample",
+            lines=lines,
+        )
     allz = torch.stack(z)
     ok, worst = mc("sample: z mean", allz.mean((1, 2)), 1 / n**0.5, 0.0, n, fa)
     kurt = allz.pow(4).mean()
     ok4, _ = mc("sample: z kurtosis", kurt, (24 / allz.numel()) ** 0.5, 3.0, allz.numel(), fa)
     if not (ok and ok4):
-        return Outcome("sample_z", FAIL, f"z is not N(0, I): mean {float(allz.mean()):.3g}, E[z^4] = {float(kurt):.3g} "
-                       "(N(0, 1) gives 0 and 3)", lines=lines)
+        return Outcome(
+            "sample_z",
+            FAIL,
+            f"z is not N(0, I): mean {float(allz.mean()):.3g}, E[z^4] = {float(kurt):.3g} (N(0, 1) gives 0 and 3)",
+            lines=lines,
+        )
     return Outcome("sample_z", PASS)
 
 
@@ -278,25 +339,38 @@ def _prior_outcome(xT: Tensor, c: Config, lines: tuple) -> Outcome:
     ok3, _ = mc("sample: x_T kurtosis", xT.pow(4).mean(), (96 / xT.numel()) ** 0.5, 3.0, xT.numel(), fa)
     if ok1 and ok2 and ok3:
         return Outcome("sample_prior", PASS)
-    return Outcome("sample_prior", FAIL, f"x_T is not N(0, I): mean {float(xT.mean()):.3g}, variance "
-                   f"{float(xT.var()):.3g}, E[x^4] = {float(xT.pow(4).mean()):.3g} (N(0, 1) gives 0, 1, 3)",
-                   lines=lines)
+    return Outcome(
+        "sample_prior",
+        FAIL,
+        f"x_T is not N(0, I): mean {float(xT.mean()):.3g}, variance "
+        f"{float(xT.var()):.3g}, E[x^4] = {float(xT.pow(4).mean()):.3g} (N(0, 1) gives 0, 1, 3)",
+        lines=lines,
+    )
 
 
 def _encoding_outcome(enc: list[Tensor | None], steps: list[_Step], facts: TrainingFacts, lines: tuple) -> Outcome:
     for j, e in enumerate(enc):
         if e is None:
-            return Outcome("t_encoding", FAIL, f"at call {j + 1} of sample the network is given a t that is not one "
-                           "number a sample", lines=lines)
+            return Outcome(
+                "t_encoding",
+                FAIL,
+                f"at call {j + 1} of sample the network is given a t that is not one number a sample",
+                lines=lines,
+            )
         if e.max() - e.min() > ENC_RTOL * max(1.0, float(e.abs().max())):
-            return Outcome("t_encoding", FAIL, f"at call {j + 1} of sample the network is given different t across "
-                           "the batch", lines=lines)
+            return Outcome(
+                "t_encoding",
+                FAIL,
+                f"at call {j + 1} of sample the network is given different t across the batch",
+                lines=lines,
+            )
     if facts.encoding is None:
         problem = facts.encoding_problem or "not decided: training's encoding of t is unknown (see forward_mean)"
         if problem.startswith("in training"):
             return Outcome("t_encoding", FAIL, problem, lines=tuple(facts.network_sites[:1]))
-        return Outcome("t_encoding", UNDECIDED, problem if problem.startswith("not decided") else
-                       f"not decided: {problem}")
+        return Outcome(
+            "t_encoding", UNDECIDED, problem if problem.startswith("not decided") else f"not decided: {problem}"
+        )
     compared = 0
     for st in steps:
         if st.t is None or st.t not in facts.encoding or st.j >= len(enc):
@@ -304,9 +378,13 @@ def _encoding_outcome(enc: list[Tensor | None], steps: list[_Step], facts: Train
         got, want = float(enc[st.j][0]), facts.encoding[st.t]
         compared += 1
         if abs(got - want) > ENC_RTOL * max(1.0, abs(want)):
-            return Outcome("t_encoding", FAIL, f"at {describe_step(st.t)} sampling gives the network t = {got:.6g}, "
-                           f"training gives t = {want:.6g}: the two encode t differently",
-                           lines=tuple(facts.network_sites[:1]) + lines)
+            return Outcome(
+                "t_encoding",
+                FAIL,
+                f"at {describe_step(st.t)} sampling gives the network t = {got:.6g}, "
+                f"training gives t = {want:.6g}: the two encode t differently",
+                lines=tuple(facts.network_sites[:1]) + lines,
+            )
     if not compared:
         return Outcome("t_encoding", UNDECIDED, "not decided: no sampling step was identified")
     return Outcome("t_encoding", PASS)
@@ -317,8 +395,12 @@ def _network_call(t_shapes: set, batch: int, where: str, lines: tuple) -> Outcom
     if not bad:
         return None
     got = "a number" if any(kind != "tensor" for _, kind in t_shapes) else f"t of shape {bad[0]}"
-    return Outcome("network_call", FAIL, f"{where} gives the network {got}; the template's network takes t of "
-                   f"shape (batch, 1) = ({batch}, 1)", lines=lines)
+    return Outcome(
+        "network_call",
+        FAIL,
+        f"{where} gives the network {got}; the template's network takes t of shape (batch, 1) = ({batch}, 1)",
+        lines=lines,
+    )
 
 
 def decide_network_call(c: Config, facts: TrainingFacts, train_calls: list[dict], sample_calls: list[dict]) -> Outcome:
@@ -326,15 +408,25 @@ def decide_network_call(c: Config, facts: TrainingFacts, train_calls: list[dict]
     shape = list(c.shape(c.batch, c.dim))
     for k in train_calls:
         if k["method"] == "negative_elbo" and not k["error"] and len(k["net"]) != 1:
-            return Outcome("network_call", FAIL, f"negative_elbo calls the network {len(k['net'])} times; "
-                           "Algorithm 1 evaluates eps_theta(x_t, t) once", lines=tuple(net_sites([k])[:2]))
-    for where, calls in (("negative_elbo", [k for k in train_calls if k["method"] == "negative_elbo"]),
-                         ("sample", sample_calls)):
+            return Outcome(
+                "network_call",
+                FAIL,
+                f"negative_elbo calls the network {len(k['net'])} times; Algorithm 1 evaluates eps_theta(x_t, t) once",
+                lines=tuple(net_sites([k])[:2]),
+            )
+    for where, calls in (
+        ("negative_elbo", [k for k in train_calls if k["method"] == "negative_elbo"]),
+        ("sample", sample_calls),
+    ):
         for k in calls:
             for n in k["net"]:
                 if n["x_shape"] != shape:
-                    return Outcome("network_call", FAIL, f"{where} gives the network x of shape {tuple(n['x_shape'])} "
-                                   f"for data of shape {tuple(shape)}", lines=(n["site"],))
+                    return Outcome(
+                        "network_call",
+                        FAIL,
+                        f"{where} gives the network x of shape {tuple(n['x_shape'])} for data of shape {tuple(shape)}",
+                        lines=(n["site"],),
+                    )
         t_shapes = {(tuple(n["t_shape"]), n["t_kind"]) for k in calls for n in k["net"]}
         bad = _network_call(t_shapes, c.batch, where, tuple(net_sites(calls)[:1]))
         if bad:
@@ -353,13 +445,21 @@ def decide_sampling(c: Config, facts: TrainingFacts, zero: dict | None, answer: 
     for run in (zero, answer):
         if run["error"] and not run["net"]:
             err = (run["error_site"],) if run["error_site"] else ()
-            return [Outcome("sample_prior", UNDECIDED, "not decided: sample raised before calling the network"),
-                    Outcome("sample_steps", FAIL, run["error"], lines=err)] + \
-                   [Outcome(k, UNDECIDED, "not decided: sample raised (see sample_steps)") for k in SAMPLE_SPECS[2:]]
-    out_ok = zero["out"] is not None and answer["out"] is not None and zero["out"].numel() == B * D \
-        and answer["out"].numel() == B * D and not zero["error"] and not answer["error"]
-    shape_ok = all(n["x_shape"] == list(c.shape(B, D)) and n["x"] is not None for run in (zero, answer)
-                   for n in run["net"])
+            return [
+                Outcome("sample_prior", UNDECIDED, "not decided: sample raised before calling the network"),
+                Outcome("sample_steps", FAIL, run["error"], lines=err),
+            ] + [Outcome(k, UNDECIDED, "not decided: sample raised (see sample_steps)") for k in SAMPLE_SPECS[2:]]
+    out_ok = (
+        zero["out"] is not None
+        and answer["out"] is not None
+        and zero["out"].numel() == B * D
+        and answer["out"].numel() == B * D
+        and not zero["error"]
+        and not answer["error"]
+    )
+    shape_ok = all(
+        n["x_shape"] == list(c.shape(B, D)) and n["x"] is not None for run in (zero, answer) for n in run["net"]
+    )
     outcomes = []
     first_draw = zero["draws"][0] if zero["draws"] else None
     draw_lines = tuple(draw_sites([dict(zero, draws=zero["draws"][1:])])[:2])  # the draws after x_T's
@@ -367,11 +467,17 @@ def decide_sampling(c: Config, facts: TrainingFacts, zero: dict | None, answer: 
     if shape_ok and zero["net"]:
         outcomes.append(_prior_outcome(_flat(zero["net"][0]["x"], B, D), c, prior_lines))
     else:
-        outcomes.append(Outcome("sample_prior", UNDECIDED, "not decided: x_T was not seen (the network got no x "
-                                "shaped like the data)"))
+        outcomes.append(
+            Outcome(
+                "sample_prior", UNDECIDED, "not decided: x_T was not seen (the network got no x shaped like the data)"
+            )
+        )
     if not shape_ok or len(zero["net"]) != len(answer["net"]):
-        why = ("the network got x of another shape (see network_call)" if not shape_ok else
-               f"the two runs called the network {len(zero['net'])} and {len(answer['net'])} times")
+        why = (
+            "the network got x of another shape (see network_call)"
+            if not shape_ok
+            else f"the two runs called the network {len(zero['net'])} and {len(answer['net'])} times"
+        )
         return outcomes + [Outcome(k, UNDECIDED, f"not decided: {why}") for k in SAMPLE_SPECS[1:]]
     xs0 = [_flat(n["x"], B, D) for n in zero["net"]]
     xs1 = [_flat(n["x"], B, D) for n in answer["net"]]
@@ -381,8 +487,11 @@ def decide_sampling(c: Config, facts: TrainingFacts, zero: dict | None, answer: 
         xs1.append(_flat(answer["out"], B, D))
     else:
         run = zero if zero["error"] or zero["out"] is None else answer
-        end_problem = run["error"] or (f"sample({tuple(c.shape(B, D))}) returns {run['out_desc']}" if
-                                       run["out"] is None or run["out"].numel() != B * D else "")
+        end_problem = run["error"] or (
+            f"sample({tuple(c.shape(B, D))}) returns {run['out_desc']}"
+            if run["out"] is None or run["out"].numel() != B * D
+            else ""
+        )
     steps = _fit(xs0, xs1, sample_answers(c).reshape(-1, B, D).double())  # without x_0, the
     # last call's step has no output to read and stays unmeasured
     _name_steps(steps, s)
@@ -392,9 +501,13 @@ def decide_sampling(c: Config, facts: TrainingFacts, zero: dict | None, answer: 
         outcomes.append(Outcome("sample_steps", FAIL, f"{end_problem}; the last step cannot be read", lines=lines))
     else:
         outcomes.append(_steps_outcome(steps, s.T, net_lines))
-    outcomes += [_mean_outcome(steps, s, c, xs0, net_lines), _sigma_outcome(steps, s, c, draw_lines or net_lines),
-                 _last_outcome(steps, draw_lines or net_lines), _z_outcome(steps, c, draw_lines),
-                 _encoding_outcome([n["t"] for n in zero["net"]], steps, facts, net_lines)]
+    outcomes += [
+        _mean_outcome(steps, s, c, xs0, net_lines),
+        _sigma_outcome(steps, s, c, draw_lines or net_lines),
+        _last_outcome(steps, draw_lines or net_lines),
+        _z_outcome(steps, c, draw_lines),
+        _encoding_outcome([n["t"] for n in zero["net"]], steps, facts, net_lines),
+    ]
     return outcomes
 
 
@@ -418,8 +531,11 @@ def _law_of_samples(schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
 def decide_law(c: Config, facts: TrainingFacts, plan: dict | None, law: dict | None) -> Outcome:
     """With the network answering eps* of LAW_DATA (t decoded as training encodes it), x_0 follows Algorithm 2's law."""
     if not facts.encoding:
-        return Outcome("sample_law", UNDECIDED, "not decided: the network cannot be told t without the training "
-                       "encoding (see t_encoding)")
+        return Outcome(
+            "sample_law",
+            UNDECIDED,
+            "not decided: the network cannot be told t without the training encoding (see t_encoding)",
+        )
     if plan is None or law is None:
         return Outcome("sample_law", UNDECIDED, "not decided: the law run was not observed")
     N, D = c.law_samples, LAW_DATA.dim
@@ -440,6 +556,10 @@ def decide_law(c: Config, facts: TrainingFacts, plan: dict | None, law: dict | N
         return Outcome("sample_law", PASS, f"mean and variance match Algorithm 2 with sigma_t^2 = {passing[0]}_t")
     _, m, v = results[c.sigma[0]]
     fmt = lambda x: "(" + ", ".join(f"{float(e):.3g}" for e in x) + ")"  # noqa: E731
-    return Outcome("sample_law", FAIL, f"with the exact eps* of a Gaussian, samples have mean {fmt(mean)} and variance "
-                   f"{fmt(var)}; Algorithm 2 gives mean {fmt(m)} and variance {fmt(v)}",
-                   lines=tuple(net_sites([law])[:1]))
+    return Outcome(
+        "sample_law",
+        FAIL,
+        f"with the exact eps* of a Gaussian, samples have mean {fmt(mean)} and variance "
+        f"{fmt(var)}; Algorithm 2 gives mean {fmt(m)} and variance {fmt(v)}",
+        lines=tuple(net_sites([law])[:1]),
+    )

@@ -40,8 +40,18 @@ from pathlib import Path
 
 from ddpm.verify import channel
 
-__all__ = ["OUTPUT_CAP", "ChildRun", "Limits", "adopt_orphans", "confine", "kill_adopted", "kill_cgroup", "landlock_abi",
-           "pids_cgroup", "run_child"]
+__all__ = [
+    "OUTPUT_CAP",
+    "ChildRun",
+    "Limits",
+    "adopt_orphans",
+    "confine",
+    "kill_adopted",
+    "kill_cgroup",
+    "landlock_abi",
+    "pids_cgroup",
+    "run_child",
+]
 
 OUTPUT_CAP = 64 * 1024  # bytes of the file's stdout (and of its stderr) the report keeps
 STARTUP_SECONDS = 180.0  # the child's own start (Python, torch) before the file's time limit begins
@@ -59,8 +69,13 @@ class Limits:
     processes: int = 64
 
     def to_dict(self) -> dict:
-        return dict(memory=self.memory, cpu_seconds=self.cpu_seconds, file_size=self.file_size,
-                    open_files=self.open_files, processes=self.processes)
+        return dict(
+            memory=self.memory,
+            cpu_seconds=self.cpu_seconds,
+            file_size=self.file_size,
+            open_files=self.open_files,
+            processes=self.processes,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -123,8 +138,16 @@ def _landlock(writable: list[str], write_files: list[str]) -> str:
             pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             try:
                 rule = _PathBeneath(access, pfd)
-                if libc.syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(fd), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
-                                ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+                if (
+                    libc.syscall(
+                        SYS_LANDLOCK_ADD_RULE,
+                        ctypes.c_int(fd),
+                        ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                        ctypes.byref(rule),
+                        ctypes.c_uint32(0),
+                    )
+                    != 0
+                ):
                     return f"Landlock refused a rule for {path} ({os.strerror(ctypes.get_errno())}): writes not blocked"
             finally:
                 os.close(pfd)
@@ -186,10 +209,16 @@ def pids_cgroup(limit: int) -> str | None:
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         return None
     try:
-        mount = next(line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-                     if line.split()[2] == "cgroup" and "pids" in line.split()[3].split(","))
-        rel = next(line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
-                   if "pids" in line.split(":", 2)[1].split(","))
+        mount = next(
+            line.split()[1]
+            for line in Path("/proc/self/mounts").read_text().splitlines()
+            if line.split()[2] == "cgroup" and "pids" in line.split()[3].split(",")
+        )
+        rel = next(
+            line.split(":", 2)[2]
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if "pids" in line.split(":", 2)[1].split(",")
+        )
         group = Path(mount, rel.lstrip("/"), f"ddpm-verify-{os.getpid()}-{os.urandom(4).hex()}")
         group.mkdir()
         (group / "pids.max").write_text(str(limit))
@@ -251,9 +280,14 @@ def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[s
             pass
     # RLIMIT_NPROC counts every task of the real uid: allow this many beyond those the uid already runs.
     processes = _tasks_of(os.getuid()) + limits["processes"]
-    for name, value in [("RLIMIT_AS", limits["memory"]), ("RLIMIT_CPU", limits["cpu_seconds"]),
-                        ("RLIMIT_FSIZE", limits["file_size"]), ("RLIMIT_NOFILE", limits["open_files"]),
-                        ("RLIMIT_NPROC", processes), ("RLIMIT_CORE", 0)]:
+    for name, value in [
+        ("RLIMIT_AS", limits["memory"]),
+        ("RLIMIT_CPU", limits["cpu_seconds"]),
+        ("RLIMIT_FSIZE", limits["file_size"]),
+        ("RLIMIT_NOFILE", limits["open_files"]),
+        ("RLIMIT_NPROC", processes),
+        ("RLIMIT_CORE", 0),
+    ]:
         which = getattr(resource, name)
         _, hard = resource.getrlimit(which)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -262,8 +296,10 @@ def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[s
         tasks = f"{limits['processes']} tasks (a pids cgroup, as root)"
     else:
         tasks = f"{limits['processes']} more processes" + (" (not enforced for root)" if os.getuid() == 0 else "")
-    done.append(f"limits: address space {limits['memory'] / 2**30:g} GiB, CPU {limits['cpu_seconds']} s, "
-                f"files {limits['file_size'] / 2**20:g} MiB, {limits['open_files']} open files, {tasks}")
+    done.append(
+        f"limits: address space {limits['memory'] / 2**30:g} GiB, CPU {limits['cpu_seconds']} s, "
+        f"files {limits['file_size'] / 2**20:g} MiB, {limits['open_files']} open files, {tasks}"
+    )
     if sys.platform.startswith("linux"):
         try:
             done.append(_landlock([private_dir], ["/dev/null"]))
@@ -359,7 +395,7 @@ class _Output:
 
     def feed(self, data: bytes) -> None:
         room = self.cap - len(self.kept)
-        self.kept += data[:max(room, 0)]
+        self.kept += data[: max(room, 0)]
         self.dropped += max(len(data) - max(room, 0), 0)
 
     def text(self) -> str:
@@ -402,8 +438,10 @@ class ChildRun:
             first = lines[0][:200] if lines else ""
             kept = len(out.kept)
             dropped = f"; {out.dropped} more bytes were read and dropped" if out.dropped else ""
-            notes.append(f"the file wrote {kept + out.dropped} bytes to {name} (the verifier ignores it; kept the "
-                         f"first {kept}{dropped}): {first!r}")
+            notes.append(
+                f"the file wrote {kept + out.dropped} bytes to {name} (the verifier ignores it; kept the "
+                f"first {kept}{dropped}): {first!r}"
+            )
         return notes
 
 
@@ -413,10 +451,24 @@ def _env(private: str) -> dict[str, str]:
 
     root = str(Path(ddpm.__file__).resolve().parent.parent)
     path = os.pathsep.join(dict.fromkeys([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]))
-    return {"PATH": path, "HOME": private, "TMPDIR": private, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-            "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0",
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
-            "MPLBACKEND": "Agg", "MPLCONFIGDIR": private, "TQDM_DISABLE": "1"}
+    return {
+        "PATH": path,
+        "HOME": private,
+        "TMPDIR": private,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": root,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONHASHSEED": "0",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "NUMEXPR_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": private,
+        "TQDM_DISABLE": "1",
+    }
 
 
 _started = threading.Lock()
@@ -452,9 +504,17 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
     stdout, stderr = _Output(OUTPUT_CAP), _Output(OUTPUT_CAP)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen([sys.executable, "-S", "-c", REAPER, str(wfd), str(os.getpid())], cwd=private,
-                                env=_env(private), stdin=subprocess.PIPE, stdout=out_w, stderr=err_w, pass_fds=(wfd,),
-                                close_fds=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", REAPER, str(wfd), str(os.getpid())],
+            cwd=private,
+            env=_env(private),
+            stdin=subprocess.PIPE,
+            stdout=out_w,
+            stderr=err_w,
+            pass_fds=(wfd,),
+            close_fds=True,
+            start_new_session=True,
+        )
     except BaseException:
         for fd in (rfd, out_r, err_r):
             os.close(fd)
@@ -464,12 +524,15 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
     finally:
         for fd in (wfd, out_w, err_w):
             os.close(fd)
-    threads = [threading.Thread(target=_drain, args=(fd, sink), daemon=True)
-               for fd, sink in ((rfd, reader.feed), (out_r, stdout.feed), (err_r, stderr.feed))]
+    threads = [
+        threading.Thread(target=_drain, args=(fd, sink), daemon=True)
+        for fd, sink in ((rfd, reader.feed), (out_r, stdout.feed), (err_r, stderr.feed))
+    ]
     for t in threads:
         t.start()
-    message = json.dumps({"key": key.hex(), "fd": wfd, "private": private, "limits": limits.to_dict(), "job": job,
-                          "cgroup": cgroup})
+    message = json.dumps(
+        {"key": key.hex(), "fd": wfd, "private": private, "limits": limits.to_dict(), "job": job, "cgroup": cgroup}
+    )
     del key
     try:
         proc.stdin.write(message.encode())

@@ -18,8 +18,9 @@ __all__ = ["mc", "binomial_ok"]
 
 def mc(name: str, estimate, stderr, expected, n: int, false_alarm: float) -> tuple[bool, int]:
     """``ddpm.stats.check_mc`` at ``false_alarm``; returns (passed, worst element's index). Non-finite fails."""
-    estimate, stderr, expected = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=torch.float64)
-                                                         for v in (estimate, stderr, expected)))
+    estimate, stderr, expected = torch.broadcast_tensors(
+        *(torch.as_tensor(v, dtype=torch.float64) for v in (estimate, stderr, expected))
+    )
     if not torch.isfinite(estimate).all():
         return False, int((~torch.isfinite(estimate)).flatten().nonzero()[0])
     result = check_mc(name, estimate, stderr, expected, n, false_alarm=false_alarm, raise_on_fail=False)

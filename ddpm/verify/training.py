@@ -95,8 +95,16 @@ def _assemble(c: Config, pairs: list[tuple[dict, dict]]) -> _Draws:
     enc = torch.cat([a["net"][0]["t"] for _, a in pairs])
     value = [a["out"].double() if a["out"] is not None else torch.full((0,), float("nan")) for _, a in pairs]
     per_sample = torch.cat([v.reshape(-1) for v in value]) if all(v.numel() == B for v in value) else None
-    return _Draws(x0.reshape(-1, D).double(), answer.reshape(-1, D).double(), flat(noise), flat(xt), enc,
-                  per_sample, tuple(value[0].shape), float(value[0].mean()) if value[0].numel() else float("nan"))
+    return _Draws(
+        x0.reshape(-1, D).double(),
+        answer.reshape(-1, D).double(),
+        flat(noise),
+        flat(xt),
+        enc,
+        per_sample,
+        tuple(value[0].shape),
+        float(value[0].mean()) if value[0].numel() else float("nan"),
+    )
 
 
 def _steps(d: _Draws, c: Config, lines: tuple) -> tuple[Tensor | None, Outcome]:
@@ -106,9 +114,14 @@ def _steps(d: _Draws, c: Config, lines: tuple) -> tuple[Tensor | None, Outcome]:
     a = (diff * d.x0).sum(1) / (d.x0**2).sum(1)
     resid = (diff - a[:, None] * d.x0).norm(dim=1)
     if (resid > RTOL * (d.xt.norm(dim=1) + d.noise.norm(dim=1))).any():
-        return None, Outcome("forward_mean", FAIL, "the mean of x_t is not a multiple of x_0 (x_t at x_0 minus x_t at "
-                             "x_0 = 0, with the same t and eps, is not proportional to x_0); eq. 4 has "
-                             "sqrt(alpha_bar_t) x_0", lines=lines)
+        return None, Outcome(
+            "forward_mean",
+            FAIL,
+            "the mean of x_t is not a multiple of x_0 (x_t at x_0 minus x_t at "
+            "x_0 = 0, with the same t and eps, is not proportional to x_0); eq. 4 has "
+            "sqrt(alpha_bar_t) x_0",
+            lines=lines,
+        )
     ref = values(s, SQRT_ALPHA_BAR)[1:]
     rel = (a[:, None] - ref[None, :]).abs() / ref[None, :]
     if (rel.min(1).values <= RTOL).all():
@@ -119,15 +132,24 @@ def _steps(d: _Draws, c: Config, lines: tuple) -> tuple[Tensor | None, Outcome]:
     found = explain_all(distinct, s, SQRT_ALPHA_BAR)
     if found is None:
         value = float(a[(rel.min(1).values > RTOL).nonzero()[0]])
-        return None, Outcome("forward_mean", FAIL, f"x_t has mean {value:.5g} x_0, which is sqrt(alpha_bar_t) x_0 "
-                             f"for no t in 1..{s.T} [eq. 4]", lines=lines)
+        return None, Outcome(
+            "forward_mean",
+            FAIL,
+            f"x_t has mean {value:.5g} x_0, which is sqrt(alpha_bar_t) x_0 for no t in 1..{s.T} [eq. 4]",
+            lines=lines,
+        )
     m, steps = found
     t = torch.tensor(steps)[index]
     i = int((rel.min(1).values > RTOL).nonzero()[0])
     step = int(t[i])
-    return t, Outcome("forward_mean", FAIL, f"x_t has mean {m} x_0 where eq. 4 has sqrt(alpha_bar_t) x_0 (at "
-                      f"{describe_step(step)}: {float(a[i]):.5g} x_0 instead of {float(s.alpha_bar[step].sqrt()):.5g} "
-                      "x_0)", lines=lines)
+    return t, Outcome(
+        "forward_mean",
+        FAIL,
+        f"x_t has mean {m} x_0 where eq. 4 has sqrt(alpha_bar_t) x_0 (at "
+        f"{describe_step(step)}: {float(a[i]):.5g} x_0 instead of {float(s.alpha_bar[step].sqrt()):.5g} "
+        "x_0)",
+        lines=lines,
+    )
 
 
 def _check_noise(eps: Tensor, t: Tensor, c: Config, lines: tuple) -> Outcome:
@@ -144,13 +166,22 @@ def _check_noise(eps: Tensor, t: Tensor, c: Config, lines: tuple) -> Outcome:
     kurtosis = unit.pow(4).mean()
     ok, _ = mc("train: noise kurtosis", kurtosis, (24 / (n * D)) ** 0.5, 3.0, n * D, fa)
     if not ok:
-        return Outcome("forward_noise", FAIL, f"the noise in x_t is not Gaussian: E[eps^4] / E[eps^2]^2 = "
-                       f"{float(kurtosis):.3g} where N(0, 1) gives 3 (torch.randn_like draws it, torch.rand_like not)",
-                       lines=lines)
+        return Outcome(
+            "forward_noise",
+            FAIL,
+            f"the noise in x_t is not Gaussian: E[eps^4] / E[eps^2]^2 = "
+            f"{float(kurtosis):.3g} where N(0, 1) gives 3 (torch.randn_like draws it, torch.rand_like not)",
+            lines=lines,
+        )
     ok, worst = mc("train: noise mean", unit.mean(0), 1 / n**0.5, 0.0, n, fa)
     if not ok:
-        return Outcome("forward_noise", FAIL, f"the noise in x_t has mean {float(unit.mean(0)[worst]):.3g} "
-                       f"(in units of its scale) in coordinate {worst}; eq. 4's noise has mean 0", lines=lines)
+        return Outcome(
+            "forward_noise",
+            FAIL,
+            f"the noise in x_t has mean {float(unit.mean(0)[worst]):.3g} "
+            f"(in units of its scale) in coordinate {worst}; eq. 4's noise has mean 0",
+            lines=lines,
+        )
     counts = counts[steps]
     ratio = per_step[steps]
     ok, worst = mc("train: noise variance by step", ratio, (2 / D / counts).sqrt(), 1.0, n, fa)
@@ -159,8 +190,13 @@ def _check_noise(eps: Tensor, t: Tensor, c: Config, lines: tuple) -> Outcome:
         got = float((ratio[worst] * s.one_minus_alpha_bar[u]).sqrt())
         hint = explain(got, s, NOISE_SD, u, rtol=3 * float((2 / D / counts[worst]).sqrt()), at_t_only=True)
         like = f": {hint[0]} where eq. 4 has sqrt(1 - alpha_bar_t)" if hint and hint[0] != NOISE_SD else ""
-        return Outcome("forward_noise", FAIL, f"the noise in x_t has standard deviation {got:.4g} at "
-                       f"{describe_step(u)}, not sqrt(1 - alpha_bar_t) = {float(sd[t == u][0]):.4g}{like}", lines=lines)
+        return Outcome(
+            "forward_noise",
+            FAIL,
+            f"the noise in x_t has standard deviation {got:.4g} at "
+            f"{describe_step(u)}, not sqrt(1 - alpha_bar_t) = {float(sd[t == u][0]):.4g}{like}",
+            lines=lines,
+        )
     return Outcome("forward_noise", PASS)
 
 
@@ -172,18 +208,33 @@ def _check_t(t: Tensor, c: Config, lines: tuple) -> Outcome:
     ok, _ = binomial_ok(same, len(pairs), p, c.false_alarm)
     if not ok:
         one = " (one t for the whole batch)" if same == len(pairs) else ""
-        return Outcome("train_t", FAIL, f"two samples of a batch share t with frequency {same / len(pairs):.3g}{one}, "
-                       f"not 1/T = {p:.3g}: Algorithm 1 draws t for each sample", lines=lines)
+        return Outcome(
+            "train_t",
+            FAIL,
+            f"two samples of a batch share t with frequency {same / len(pairs):.3g}{one}, "
+            f"not 1/T = {p:.3g}: Algorithm 1 draws t for each sample",
+            lines=lines,
+        )
     counts = torch.bincount(t - 1, minlength=c.T)
     ok, worst = binomial_ok(counts, n, p, c.false_alarm)
     if not ok:
         never = [u + 1 for u in range(c.T) if counts[u] == 0]
         if never:
             named = ", ".join(describe_step(u) for u in never[:3]) + (" ..." if len(never) > 3 else "")
-            return Outcome("train_t", FAIL, f"t is never {named} in {n} draws; Algorithm 1 draws t uniformly from "
-                           f"all of 1..T, and the template's index i is step i + 1", lines=lines)
-        return Outcome("train_t", FAIL, f"t = {worst + 1} is drawn with frequency {float(counts[worst]) / n:.3g}; "
-                       f"Algorithm 1 draws each of the T = {c.T} steps with frequency {p:.3g}", lines=lines)
+            return Outcome(
+                "train_t",
+                FAIL,
+                f"t is never {named} in {n} draws; Algorithm 1 draws t uniformly from "
+                f"all of 1..T, and the template's index i is step i + 1",
+                lines=lines,
+            )
+        return Outcome(
+            "train_t",
+            FAIL,
+            f"t = {worst + 1} is drawn with frequency {float(counts[worst]) / n:.3g}; "
+            f"Algorithm 1 draws each of the T = {c.T} steps with frequency {p:.3g}",
+            lines=lines,
+        )
     return Outcome("train_t", PASS)
 
 
@@ -197,16 +248,24 @@ def _check_eps(eps: Tensor, c: Config, lines: tuple) -> Outcome:
     n = pairs[:, :, 0].numel()
     ok, _ = mc("train: eps independent across samples", corr, 1 / n**0.5, 0.0, n, c.false_alarm)
     if not ok:
-        return Outcome("train_eps", FAIL, f"the eps of different samples are correlated ({float(corr):.3g}); "
-                       "Algorithm 1 draws eps ~ N(0, I) for each sample (torch.randn_like(x), not one row for all)",
-                       lines=lines)
+        return Outcome(
+            "train_eps",
+            FAIL,
+            f"the eps of different samples are correlated ({float(corr):.3g}); "
+            "Algorithm 1 draws eps ~ N(0, I) for each sample (torch.randn_like(x), not one row for all)",
+            lines=lines,
+        )
     corr = (e[0] * e[1]).mean() / scale
     ok, _ = mc("train: eps fresh across calls", corr, 1 / e[0].numel() ** 0.5, 0.0, e[0].numel(), c.false_alarm)
     if not ok:
-        return Outcome("train_eps", FAIL, "eps repeats between calls of negative_elbo (correlation "
-                       f"{float(corr):.3g}): "
-                       "it is fixed once (a stored tensor or a seed set inside), not drawn afresh at each call",
-                       lines=lines)
+        return Outcome(
+            "train_eps",
+            FAIL,
+            "eps repeats between calls of negative_elbo (correlation "
+            f"{float(corr):.3g}): "
+            "it is fixed once (a stored tensor or a seed set inside), not drawn afresh at each call",
+            lines=lines,
+        )
     return Outcome("train_eps", PASS)
 
 
@@ -216,11 +275,19 @@ def _check_value(d: _Draws, t: Tensor, eps: Tensor, c: Config, lines: tuple) -> 
     v = d.value
     if v is None:
         if math.prod(d.value_shape) == 1:
-            return Outcome("loss_value", FAIL, "negative_elbo returns one number for the whole batch; eq. 14 "
-                           "(Algorithm 1) gives one value per sample, shape (batch,), and loss() takes the mean",
-                           lines=lines)
-        return Outcome("loss_value", FAIL, f"negative_elbo returns shape {d.value_shape}; eq. 14 gives one "
-                       f"value per sample, shape ({c.batch},)", lines=lines)
+            return Outcome(
+                "loss_value",
+                FAIL,
+                "negative_elbo returns one number for the whole batch; eq. 14 "
+                "(Algorithm 1) gives one value per sample, shape (batch,), and loss() takes the mean",
+                lines=lines,
+            )
+        return Outcome(
+            "loss_value",
+            FAIL,
+            f"negative_elbo returns shape {d.value_shape}; eq. 14 gives one value per sample, shape ({c.batch},)",
+            lines=lines,
+        )
     o = d.answer
 
     def proportional(target: Tensor) -> tuple[bool, Tensor]:
@@ -230,8 +297,13 @@ def _check_value(d: _Draws, t: Tensor, eps: Tensor, c: Config, lines: tuple) -> 
     ok, ratio = proportional(((eps - o) ** 2).sum(1))
     if ok:
         factor = float(ratio.median())
-        words = ("a sum over dimensions" if abs(factor - 1) <= RTOL else
-                 f"a mean over the {D} dimensions" if abs(factor * D - 1) <= RTOL else f"factor c = {factor:.6g}")
+        words = (
+            "a sum over dimensions"
+            if abs(factor - 1) <= RTOL
+            else f"a mean over the {D} dimensions"
+            if abs(factor * D - 1) <= RTOL
+            else f"factor c = {factor:.6g}"
+        )
         return Outcome("loss_value", PASS, f"||eps - eps_theta||^2 times c = {factor:.6g}: {words}")
     alternatives = {
         "||eps - eps_theta|| (the norm, not squared)": (eps - o).norm(dim=1),
@@ -242,14 +314,28 @@ def _check_value(d: _Draws, t: Tensor, eps: Tensor, c: Config, lines: tuple) -> 
     }
     for name, target in alternatives.items():
         if proportional(target)[0]:
-            return Outcome("loss_value", FAIL, f"negative_elbo returns {name}; eq. 14 is ||eps - eps_theta(x_t, t)||^2",
-                           lines=lines)
+            return Outcome(
+                "loss_value",
+                FAIL,
+                f"negative_elbo returns {name}; eq. 14 is ||eps - eps_theta(x_t, t)||^2",
+                lines=lines,
+            )
     by_step = [ratio[t == u] for u in t.unique()]
     if all(r.max() - r.min() <= RTOL * r.abs().max() for r in by_step):
-        return Outcome("loss_value", FAIL, "negative_elbo weights ||eps - eps_theta||^2 by a factor that depends on t; "
-                       "eq. 14 drops the weights (one constant factor for every t)", lines=lines)
-    return Outcome("loss_value", FAIL, f"negative_elbo is not c ||eps - eps_theta(x_t, t)||^2 per sample: its ratio to "
-                   f"it ranges over [{float(ratio.min()):.4g}, {float(ratio.max()):.4g}]", lines=lines)
+        return Outcome(
+            "loss_value",
+            FAIL,
+            "negative_elbo weights ||eps - eps_theta||^2 by a factor that depends on t; "
+            "eq. 14 drops the weights (one constant factor for every t)",
+            lines=lines,
+        )
+    return Outcome(
+        "loss_value",
+        FAIL,
+        f"negative_elbo is not c ||eps - eps_theta(x_t, t)||^2 per sample: its ratio to "
+        f"it ranges over [{float(ratio.min()):.4g}, {float(ratio.max()):.4g}]",
+        lines=lines,
+    )
 
 
 def _check_loss(loss_call: dict | None, first: dict | None, c: Config) -> Outcome:
@@ -268,8 +354,12 @@ def _check_loss(loss_call: dict | None, first: dict | None, c: Config) -> Outcom
         return Outcome("loss_mean", FAIL, f"loss(x) returns shape {tuple(got_t.shape)}, not a number", lines=lines)
     got = float(got_t)
     if not abs(got - want) <= RTOL * abs(want):
-        return Outcome("loss_mean", FAIL, f"loss(x) = {got:.6g} but negative_elbo(x).mean() = {want:.6g} "
-                       "with the same draws", lines=lines)
+        return Outcome(
+            "loss_mean",
+            FAIL,
+            f"loss(x) = {got:.6g} but negative_elbo(x).mean() = {want:.6g} with the same draws",
+            lines=lines,
+        )
     return Outcome("loss_mean", PASS)
 
 
@@ -279,16 +369,20 @@ def _encoding(enc: Tensor, t: Tensor) -> tuple[dict[int, float] | None, str]:
     for u in t.unique().tolist():
         e = enc[t == u]
         if e.max() - e.min() > ENC_RTOL * max(1.0, float(e.abs().max())):
-            return None, (f"in training the network is given different t ({float(e.min()):.4g} and "
-                          f"{float(e.max()):.4g})"
-                          f" for the same step {describe_step(u)}")
+            return None, (
+                f"in training the network is given different t ({float(e.min()):.4g} and "
+                f"{float(e.max()):.4g})"
+                f" for the same step {describe_step(u)}"
+            )
         found[u] = float(e[0])
     steps = sorted(found)
     for a, b in zip(steps, steps[1:]):
         if abs(found[a] - found[b]) <= ENC_RTOL * max(1.0, abs(found[a])):
-            return None, (f"in training the network is given the same t = {found[a]:.4g} for steps t = {a} and "
-                          f"t = {b}: "
-                          "it cannot tell the steps apart (integer division?)")
+            return None, (
+                f"in training the network is given the same t = {found[a]:.4g} for steps t = {a} and "
+                f"t = {b}: "
+                "it cannot tell the steps apart (integer division?)"
+            )
     return found, ""
 
 
@@ -306,8 +400,10 @@ def _usable(c: Config, pairs: list[tuple[dict, dict]]) -> str:
                 return f"negative_elbo calls the network {len(call['net'])} times"
             net = call["net"][0]
             if net["x_shape"] != shape or net["t"] is None or net["x"] is None:
-                return (f"negative_elbo gives the network x of shape {tuple(net['x_shape'])} for data of shape "
-                        f"{tuple(shape)}")
+                return (
+                    f"negative_elbo gives the network x of shape {tuple(net['x_shape'])} for data of shape "
+                    f"{tuple(shape)}"
+                )
     return ""
 
 
@@ -345,10 +441,14 @@ def decide_training(c: Config, calls: list[dict]) -> TrainingFacts:
         return facts
     d = _assemble(c, pairs)
     data_numel = c.batch * c.dim
-    eps_lines = tuple(draw_sites(elbo_calls, lambda k: math.prod(k["shape"]) in (data_numel, c.dim)
-                                 and "randint" not in k["fn"])[:2])
-    t_lines = tuple(draw_sites(elbo_calls, lambda k: "randint" in k["fn"] or len(k["shape"]) <= 1
-                               and math.prod(k["shape"]) in (1, c.batch))[:2])
+    eps_lines = tuple(
+        draw_sites(elbo_calls, lambda k: math.prod(k["shape"]) in (data_numel, c.dim) and "randint" not in k["fn"])[:2]
+    )
+    t_lines = tuple(
+        draw_sites(
+            elbo_calls, lambda k: "randint" in k["fn"] or len(k["shape"]) <= 1 and math.prod(k["shape"]) in (1, c.batch)
+        )[:2]
+    )
     value_lines = tuple(filter(None, [first.get("return_site")])) + net_lines[:1]
     t, outcome = _steps(d, c, net_lines + eps_lines)
     out.append(outcome)
@@ -363,13 +463,19 @@ def decide_training(c: Config, calls: list[dict]) -> TrainingFacts:
     if independent.status == PASS:
         noise = _check_noise(eps, t, c, net_lines[:1] + eps_lines)
     else:
-        noise = Outcome("forward_noise", UNDECIDED, "not decided: the law of the noise needs eps independent across "
-                        "samples (see train_eps)")
+        noise = Outcome(
+            "forward_noise",
+            UNDECIDED,
+            "not decided: the law of the noise needs eps independent across samples (see train_eps)",
+        )
     value = _check_value(d, t, eps, c, value_lines)
     about_shape = "shape" in value.detail or "one number" in value.detail
     if value.status == FAIL and noise.status != PASS and not about_shape:
-        value = Outcome("loss_value", UNDECIDED, "not decided: eps cannot be read off x_t while its noise is wrong "
-                        "(see forward_noise)")
+        value = Outcome(
+            "loss_value",
+            UNDECIDED,
+            "not decided: eps cannot be read off x_t while its noise is wrong (see forward_noise)",
+        )
     out += [noise, _check_t(t, c, t_lines), independent, value, _check_loss(loss_call, first, c)]
     facts.encoding, facts.encoding_problem = _encoding(d.enc, t)
     return facts

@@ -76,16 +76,29 @@ class _Driver:
         random.seed(seed)
         try:
             import numpy
+
             numpy.random.seed(seed % 2**32)
         except ImportError:  # pragma: no cover - numpy is a dependency
             pass
 
-    def call(self, method: str, probe: Probe, arg, seed: int, role: str, round: int = 0,
-             shift: torch.Tensor | None = None) -> dict:
+    def call(
+        self, method: str, probe: Probe, arg, seed: int, role: str, round: int = 0, shift: torch.Tensor | None = None
+    ) -> dict:
         """``DDPM(probe, ...).method(arg)`` with the global generators seeded; the fields of a ``call`` record."""
         c = self.config
-        fields = {"method": method, "role": role, "round": round, "seed": seed, "image": c.image,
-                  "out": None, "out_desc": "", "error": None, "error_site": "", "return_site": "", "built": True}
+        fields = {
+            "method": method,
+            "role": role,
+            "round": round,
+            "seed": seed,
+            "image": c.image,
+            "out": None,
+            "out_desc": "",
+            "error": None,
+            "error_site": "",
+            "return_site": "",
+            "built": True,
+        }
         returns: list[tuple[int, str]] = []
         path = self.path
 
@@ -99,8 +112,11 @@ class _Driver:
         except BaseException as exc:  # noqa: BLE001 - the student's failure, recorded
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            fields.update(built=False, error=f"DDPM(network, beta_1, beta_T, T) raised "
-                          f"{loader.describe_exception(exc, path)}", error_site=_error_site(exc, path))
+            fields.update(
+                built=False,
+                error=f"DDPM(network, beta_1, beta_T, T) raised {loader.describe_exception(exc, path)}",
+                error_site=_error_site(exc, path),
+            )
             model = None
         self.tracer.shift = shift  # the method's first draw (x_T in sample) moved by this chosen delta
         with self.tracer.recording() as draws:
@@ -116,8 +132,10 @@ class _Driver:
                 except BaseException as exc:  # noqa: BLE001 - SystemExit too: the student's failure, recorded
                     if isinstance(exc, KeyboardInterrupt):
                         raise
-                    fields.update(error=f"{method} raised {loader.describe_exception(exc, path)}",
-                                  error_site=_error_site(exc, path))
+                    fields.update(
+                        error=f"{method} raised {loader.describe_exception(exc, path)}",
+                        error_site=_error_site(exc, path),
+                    )
                 finally:
                     if own_profiler:
                         sys.setprofile(None)
@@ -141,8 +159,14 @@ def _schedule_tensors(model, T: int) -> dict[str, torch.Tensor]:
     if isinstance(model, torch.nn.Module):
         items += list(model.named_parameters(recurse=False)) + list(model.named_buffers(recurse=False))
     for name, value in items:
-        if (isinstance(value, torch.Tensor) and value.dim() == 1 and value.numel() in (T, T + 1)
-                and value.is_floating_point() and value.device.type != "meta" and len(found) < MAX_TENSORS):
+        if (
+            isinstance(value, torch.Tensor)
+            and value.dim() == 1
+            and value.numel() in (T, T + 1)
+            and value.is_floating_point()
+            and value.device.type != "meta"
+            and len(found) < MAX_TENSORS
+        ):
             found[str(name)] = value.detach().to("cpu", torch.float64).clone()
     return found
 
@@ -217,8 +241,11 @@ def _observe(path: str, c: Config, emit, tracer: DrawTracer, running: list) -> N
         image_shape = list(image.shape(c.batch, c.dim))
         if not any(f["error"] or any(n["x_shape"] != image_shape for n in f["net"]) for f in trial):
             flat_error = next((f["error"] for f in first if f["error"]), None) or next(
-                f"negative_elbo gives the network x of shape {tuple(n['x_shape'])}" for f in first for n in f["net"]
-                if n["x_shape"] != shape)
+                f"negative_elbo gives the network x of shape {tuple(n['x_shape'])}"
+                for f in first
+                for n in f["net"]
+                if n["x_shape"] != shape
+            )
             emit("shape_fallback", error=flat_error, shape=list(image.shape(c.batch, c.dim)))
             c, d, first = image, d_image, trial
     train_calls = first + _training(d, c, range(1, ROUNDS))

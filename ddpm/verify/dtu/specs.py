@@ -13,8 +13,17 @@ import torch
 from ddpm.schedule import SIGMA2_CHOICES, Schedule, linear_schedule
 from ddpm.stats import FALSE_ALARM, generator_for
 
-__all__ = ["SPECS_02460", "Config", "default_config_02460", "looks_like_02460", "RECORD_KINDS", "ROUNDS",
-           "train_inputs", "sample_answers", "start_shift"]
+__all__ = [
+    "SPECS_02460",
+    "Config",
+    "default_config_02460",
+    "looks_like_02460",
+    "RECORD_KINDS",
+    "ROUNDS",
+    "train_inputs",
+    "sample_answers",
+    "start_shift",
+]
 
 # id: (claim, citation), in the order they are reported.
 SPECS_02460 = {

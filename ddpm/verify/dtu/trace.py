@@ -24,10 +24,29 @@ import torch
 
 __all__ = ["site", "DrawTracer", "restored", "DRAW_FUNCTIONS", "TENSOR_DRAW_METHODS"]
 
-DRAW_FUNCTIONS = ("randn", "randn_like", "rand", "rand_like", "randint", "randint_like", "normal", "randperm",
-                  "multinomial", "bernoulli", "poisson")
-TENSOR_DRAW_METHODS = ("normal_", "uniform_", "random_", "exponential_", "bernoulli_", "geometric_",
-                       "log_normal_", "cauchy_")
+DRAW_FUNCTIONS = (
+    "randn",
+    "randn_like",
+    "rand",
+    "rand_like",
+    "randint",
+    "randint_like",
+    "normal",
+    "randperm",
+    "multinomial",
+    "bernoulli",
+    "poisson",
+)
+TENSOR_DRAW_METHODS = (
+    "normal_",
+    "uniform_",
+    "random_",
+    "exponential_",
+    "bernoulli_",
+    "geometric_",
+    "log_normal_",
+    "cauchy_",
+)
 
 
 def site(path: str, frame=None) -> str | None:
@@ -64,15 +83,27 @@ class DrawTracer:
                 gen = kwargs.get("generator")
                 shape = list(out.shape) if isinstance(out, torch.Tensor) else []
                 shifted = False
-                if (tracer.shift is not None and not tracer.draws and isinstance(out, torch.Tensor)
-                        and out.is_floating_point() and tuple(out.shape) == tuple(tracer.shift.shape)):
+                if (
+                    tracer.shift is not None
+                    and not tracer.draws
+                    and isinstance(out, torch.Tensor)
+                    and out.is_floating_point()
+                    and tuple(out.shape) == tuple(tracer.shift.shape)
+                ):
                     # The verifier's chosen start: the run's first draw (x_T) moved by a known delta.
                     delta = tracer.shift.to(out.device, out.dtype)
                     out = out.add_(delta) if name.startswith("Tensor.") else out + delta
                     shifted = True
-                tracer.draws.append({"fn": name, "shape": shape, "site": site(tracer.path, sys._getframe(1)) or "",
-                                     "own_generator": gen is not None and gen is not torch.default_generator,
-                                     "after_calls": tracer.on_draw(), "shifted": shifted})
+                tracer.draws.append(
+                    {
+                        "fn": name,
+                        "shape": shape,
+                        "site": site(tracer.path, sys._getframe(1)) or "",
+                        "own_generator": gen is not None and gen is not torch.default_generator,
+                        "after_calls": tracer.on_draw(),
+                        "shifted": shifted,
+                    }
+                )
             return out
 
         return draw
@@ -109,6 +140,7 @@ def restored():
     torch_state, py_state, threads = torch.get_rng_state(), random.getstate(), torch.get_num_threads()
     try:
         import numpy
+
         np_state = numpy.random.get_state()
     except ImportError:  # pragma: no cover - numpy is a dependency
         numpy = np_state = None

@@ -34,8 +34,25 @@ from ddpm.verify.s183.specs import LOSS_SPECS, SAMPLE_SPECS, SPECS_S183
 
 __all__ = ["decide", "EXPECTED_KINDS"]
 
-EXPECTED_KINDS = {"notebook", "plan", "definitions", "train_run", "train_returned", "batch", "sigma_draw", "draw",
-                  "net", "grad", "yield", "error", "run_end", "sample_run", "rand_input", "law_output", "crash"}
+EXPECTED_KINDS = {
+    "notebook",
+    "plan",
+    "definitions",
+    "train_run",
+    "train_returned",
+    "batch",
+    "sigma_draw",
+    "draw",
+    "net",
+    "grad",
+    "yield",
+    "error",
+    "run_end",
+    "sample_run",
+    "rand_input",
+    "law_output",
+    "crash",
+}
 RTOL = 1e-4  # float32 training: values agree to ~1e-6 relative; every planted mistake is off by O(1)
 COEF_TOL = 2e-5  # sampler coefficients (float64 inputs; float32 arithmetic in the file stays far below this)
 STANDIN_TYPES = ("ProbeModel", "Schedule", "Accelerator", "ProbeLoader", "_Tqdm")
@@ -125,10 +142,16 @@ class Source:
         fn = self.function(name)
         if fn is None:
             return []
-        yielded = {n.id for y in ast.walk(fn) if isinstance(y, (ast.Yield, ast.YieldFrom)) and y.value is not None
-                   for n in ast.walk(y.value) if isinstance(n, ast.Name)}
-        in_loops = {id(node) for loop in ast.walk(fn) if isinstance(loop, (ast.For, ast.While))
-                    for node in ast.walk(loop)}
+        yielded = {
+            n.id
+            for y in ast.walk(fn)
+            if isinstance(y, (ast.Yield, ast.YieldFrom)) and y.value is not None
+            for n in ast.walk(y.value)
+            if isinstance(n, ast.Name)
+        }
+        in_loops = {
+            id(node) for loop in ast.walk(fn) if isinstance(loop, (ast.For, ast.While)) for node in ast.walk(loop)
+        }
         assigns = []
         for node in ast.walk(fn):
             if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and node.value is not None:
@@ -152,13 +175,29 @@ class Source:
         fn = self.function(name)
         if fn is None:
             return []
-        yielded = {n.id for y in ast.walk(fn) if isinstance(y, (ast.Yield, ast.YieldFrom)) and y.value is not None
-                   for n in ast.walk(y.value) if isinstance(n, ast.Name)}
-        in_loops = {id(node) for loop in ast.walk(fn) if isinstance(loop, (ast.For, ast.While))
-                    for node in ast.walk(loop)}
-        lines = sorted({node.lineno for node in ast.walk(fn) if isinstance(node, (ast.Assign, ast.AnnAssign))
-                        and id(node) not in in_loops and any(isinstance(t, ast.Name) and t.id in yielded for tt in
-                        (node.targets if isinstance(node, ast.Assign) else [node.target]) for t in ast.walk(tt))})
+        yielded = {
+            n.id
+            for y in ast.walk(fn)
+            if isinstance(y, (ast.Yield, ast.YieldFrom)) and y.value is not None
+            for n in ast.walk(y.value)
+            if isinstance(n, ast.Name)
+        }
+        in_loops = {
+            id(node) for loop in ast.walk(fn) if isinstance(loop, (ast.For, ast.While)) for node in ast.walk(loop)
+        }
+        lines = sorted(
+            {
+                node.lineno
+                for node in ast.walk(fn)
+                if isinstance(node, (ast.Assign, ast.AnnAssign))
+                and id(node) not in in_loops
+                and any(
+                    isinstance(t, ast.Name) and t.id in yielded
+                    for tt in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    for t in ast.walk(tt)
+                )
+            }
+        )
         return [self.line(fn.cell, n) for n in lines]
 
 
@@ -190,17 +229,45 @@ SCHEMA = {
     "train_returned": {"run": _I, "generator": bool},
     "batch": {"index": _I, "x0": _T},
     "sigma_draw": {"index": _T, "value": _T, "cell": _OPT_I, "line": _OPT_I},
-    "draw": {"id": _I, "fn": _S, "?value": (_T, float, type(None)), "own_generator": bool, "cell": _OPT_I,
-             "line": _OPT_I},
-    "net": {"call": _I, "x_shape": list, "sigma_shape": list, "sigma": _T, "?x": _T, "?out": _T, "cell": _OPT_I,
-            "line": _OPT_I},
+    "draw": {
+        "id": _I,
+        "fn": _S,
+        "?value": (_T, float, type(None)),
+        "own_generator": bool,
+        "cell": _OPT_I,
+        "line": _OPT_I,
+    },
+    "net": {
+        "call": _I,
+        "x_shape": list,
+        "sigma_shape": list,
+        "sigma": _T,
+        "?x": _T,
+        "?out": _T,
+        "cell": _OPT_I,
+        "line": _OPT_I,
+    },
     "grad": {"call": _I, "grad": _T},
-    "yield": {"phase": _S, "run": _I, "index": _I, "type": _S, "?value": (_T, float, type(None)), "?shape": list,
-              "?dtype": _S},
+    "yield": {
+        "phase": _S,
+        "run": _I,
+        "index": _I,
+        "type": _S,
+        "?value": (_T, float, type(None)),
+        "?shape": list,
+        "?dtype": _S,
+    },
     "error": {"phase": _S, "run": _I, "type": _S, "message": _S, "cell": _OPT_I, "line": _OPT_I, "?unrun": _S},
     "run_end": {"phase": _S, "run": _I, "yields": _I, "limit": _I},
-    "sample_run": {"run": _I, "probe": _S, "gam": _N, "batchsize": _I, "sigmas": _T, "xt": (_T, type(None)),
-                   "law": (dict, type(None))},
+    "sample_run": {
+        "run": _I,
+        "probe": _S,
+        "gam": _N,
+        "batchsize": _I,
+        "sigmas": _T,
+        "xt": (_T, type(None)),
+        "law": (dict, type(None)),
+    },
     "rand_input": {"batchsize": _I, "value": _T, "cell": _OPT_I, "line": _OPT_I},
     "law_output": {"run": _I, "type": _S, "?value": (_T, float, type(None)), "?shape": list, "?dtype": _S},
     "crash": {"error": _S, "?traceback": _S},
@@ -261,8 +328,10 @@ def _cannot(error: dict | None) -> str | None:
     if error.get("unrun"):
         return f"the code needs something the verifier cannot give it: {error['unrun']}"
     if kind == "StandInUsed":
-        return f"the code uses {msg}; the verifier stands in for smalldiffusion, accelerate and tqdm only as far as " \
-               "the sheet's training_loop and samples need them"
+        return (
+            f"the code uses {msg}; the verifier stands in for smalldiffusion, accelerate and tqdm only as far as "
+            "the sheet's training_loop and samples need them"
+        )
     if kind == "AttributeError" and any(f"'{t}' object" in msg for t in STANDIN_TYPES):
         return f"the code uses something the verifier's stand-in does not have ({msg})"
     return None
@@ -337,8 +406,14 @@ def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = RTOL) -> bool:
 
 
 def _scale_name(a: torch.Tensor, s: torch.Tensor) -> str | None:
-    for name, want in (("sigma^2", s * s), ("-sigma (x_0 - sigma eps: the wrong sign)", -s), ("1 (no sigma)",
-                       torch.ones_like(s)), ("sqrt(sigma)", s.sqrt()), ("sigma / 2", s / 2), ("2 sigma", 2 * s)):
+    for name, want in (
+        ("sigma^2", s * s),
+        ("-sigma (x_0 - sigma eps: the wrong sign)", -s),
+        ("1 (no sigma)", torch.ones_like(s)),
+        ("sqrt(sigma)", s.sqrt()),
+        ("sigma / 2", s / 2),
+        ("2 sigma", 2 * s),
+    ):
         if _close(a, want):
             return name
     if a.numel() > 1 and _close(a, a[:1].expand_as(a)):
@@ -404,8 +479,9 @@ def _loss_facts(step: Step, all_draws: list[dict], levels: torch.Tensor) -> Loss
     return facts
 
 
-def _decide_loss(src: Source, train: list[Run], fn_lines: list[str],
-                 levels: torch.Tensor) -> tuple[list[Outcome], list[str], str | None]:
+def _decide_loss(
+    src: Source, train: list[Run], fn_lines: list[str], levels: torch.Tensor
+) -> tuple[list[Outcome], list[str], str | None]:
     notes: list[str] = []
     facts: list[LossFacts] = []
     errors = []
@@ -428,8 +504,14 @@ def _decide_loss(src: Source, train: list[Run], fn_lines: list[str],
     def no_evidence(spec: str) -> Outcome:
         if err is not None:
             return _out(spec, FAIL, _raised(src, err, "training_loop"), [src.line(err.get("cell"), err.get("line"))])
-        return _out(spec, FAIL if facts else UNDECIDED, "training_loop never called the network on a batch" if facts
-                    else "not decided: training_loop handed out no batch", fn_lines)
+        return _out(
+            spec,
+            FAIL if facts else UNDECIDED,
+            "training_loop never called the network on a batch"
+            if facts
+            else "not decided: training_loop handed out no batch",
+            fn_lines,
+        )
 
     out = []
     # loss_input -------------------------------------------------------------------------------------------------
@@ -461,16 +543,22 @@ def _loss_input(src: Source, facts: list[LossFacts], levels: torch.Tensor) -> Ou
         x0, x_in = f.step.x0, _t(f.net["x"], "net.x")
         where = f"batch {f.step.index + 1} of run {f.step.run + 1}"
         if x_in.shape != x0.shape:
-            return _out("loss_input", FAIL, f"{where}: the network's x has shape {tuple(x_in.shape)}, the batch x_0 "
-                        f"{tuple(x0.shape)}", [_net_line(src, f)])
+            return _out(
+                "loss_input",
+                FAIL,
+                f"{where}: the network's x has shape {tuple(x_in.shape)}, the batch x_0 {tuple(x0.shape)}",
+                [_net_line(src, f)],
+            )
         if f.noise is None:
             if _close(x_in, x0, 1e-6):
                 detail = "the network sees x_0 itself, no noise added"
             else:
                 i = 0
-                detail = (f"x_in is not x_0 plus a multiple of any draw the code made: example {i} x_0 = "
-                          f"{_vec(x0[i])}, "
-                          f"x_in = {_vec(x_in[i])}")
+                detail = (
+                    f"x_in is not x_0 plus a multiple of any draw the code made: example {i} x_0 = "
+                    f"{_vec(x0[i])}, "
+                    f"x_in = {_vec(x_in[i])}"
+                )
             return _out("loss_input", FAIL, f"{where}: {detail}", [_net_line(src, f)])
         s = f.sigma_ref
         if s is None and _in_levels(f.noise_scale, levels) and not _close(f.noise_scale, f.noise_scale[:1]):
@@ -481,16 +569,22 @@ def _loss_input(src: Source, facts: list[LossFacts], levels: torch.Tensor) -> Ou
             got = f"x_in = x_0 + a eps with a = {_vec(f.noise_scale)} (eps from {f.noise['fn']} at {draw_at})"
             want = f"a = sigma = {_vec(s)}" if s is not None else "a = sigma"
             detail = f"{where}: {got}; expected {want}" + (f": the noise is scaled by {name}" if name else "")
-            return _out("loss_input", FAIL, detail,
-                        [_net_line(src, f), src.line(f.noise.get("cell"), f.noise.get("line"))])
+            return _out(
+                "loss_input", FAIL, detail, [_net_line(src, f), src.line(f.noise.get("cell"), f.noise.get("line"))]
+            )
     f = facts[0]
     return _out("loss_input", PASS, lines=[_net_line(src, f)])
 
 
 def _schedule_levels(config: dict) -> torch.Tensor:
     """The levels of the schedule handed to training_loop (the observer's: float32, as the notebook's)."""
-    return log_linear_sigmas(int(config.get("N", 200)), float(config.get("sigma_min", 0.005)),
-                             float(config.get("sigma_max", 10.0))).float().double()
+    return (
+        log_linear_sigmas(
+            int(config.get("N", 200)), float(config.get("sigma_min", 0.005)), float(config.get("sigma_max", 10.0))
+        )
+        .float()
+        .double()
+    )
 
 
 def _loss_sigma(src: Source, facts: list[LossFacts], levels: torch.Tensor) -> Outcome:
@@ -500,26 +594,55 @@ def _loss_sigma(src: Source, facts: list[LossFacts], levels: torch.Tensor) -> Ou
         B = f.step.x0.shape[0]
         lines = [_net_line(src, f)] + [src.line(d.get("cell"), d.get("line")) for d in f.step.sigma_draws[-1:]]
         if sig.numel() not in (1, B):
-            return _out("loss_sigma", FAIL, f"{where}: eps_theta is told {sig.numel()} levels of shape "
-                        f"{tuple(sig.shape)} for a batch of {B}", lines)
+            return _out(
+                "loss_sigma",
+                FAIL,
+                f"{where}: eps_theta is told {sig.numel()} levels of shape {tuple(sig.shape)} for a batch of {B}",
+                lines,
+            )
         if sig.numel() == 1 and B > 1:
-            return _out("loss_sigma", FAIL, f"{where}: eps_theta is told one level, {_f(float(sig))}, for the whole "
-                        f"batch of {B}; each example has its own sigma", lines)
+            return _out(
+                "loss_sigma",
+                FAIL,
+                f"{where}: eps_theta is told one level, {_f(float(sig))}, for the whole "
+                f"batch of {B}; each example has its own sigma",
+                lines,
+            )
         s_net = sig.reshape(-1)
         if B >= 8 and bool((s_net == s_net[0]).all()):
-            return _out("loss_sigma", FAIL, f"{where}: every example of the batch of {B} gets the same sigma "
-                        f"{_f(float(s_net[0]))}: one level drawn per batch, not per example", lines)
+            return _out(
+                "loss_sigma",
+                FAIL,
+                f"{where}: every example of the batch of {B} gets the same sigma "
+                f"{_f(float(s_net[0]))}: one level drawn per batch, not per example",
+                lines,
+            )
         if f.step.sigma_draws:
             ref = _t(f.step.sigma_draws[-1]["value"], "sigma").reshape(-1)
             if ref.numel() == B and not _close(s_net, ref):
-                name = next((n for n, w in (("sigma^2", ref * ref), ("log sigma", ref.log()),
-                                            ("sqrt(sigma)", ref.sqrt())) if _close(s_net, w)), None)
-                return _out("loss_sigma", FAIL, f"{where}: eps_theta is told {_vec(s_net)} for examples whose levels "
-                            f"are sigma = {_vec(ref)}" + (f": it is told {name}" if name else ""), lines)
+                name = next(
+                    (
+                        n
+                        for n, w in (("sigma^2", ref * ref), ("log sigma", ref.log()), ("sqrt(sigma)", ref.sqrt()))
+                        if _close(s_net, w)
+                    ),
+                    None,
+                )
+                return _out(
+                    "loss_sigma",
+                    FAIL,
+                    f"{where}: eps_theta is told {_vec(s_net)} for examples whose levels "
+                    f"are sigma = {_vec(ref)}" + (f": it is told {name}" if name else ""),
+                    lines,
+                )
         if not f.step.sigma_draws and not _in_levels(s_net, levels):
             scale = f" (the noise added has scale {_vec(f.noise_scale)})" if f.noise_scale is not None else ""
-            return _out("loss_sigma", FAIL, f"{where}: eps_theta is told {_vec(s_net)}, which are not levels of the "
-                        f"schedule{scale}", lines)
+            return _out(
+                "loss_sigma",
+                FAIL,
+                f"{where}: eps_theta is told {_vec(s_net)}, which are not levels of the schedule{scale}",
+                lines,
+            )
     return _out("loss_sigma", PASS, lines=[_net_line(src, facts[0])])
 
 
@@ -528,26 +651,44 @@ def _loss_eps(src: Source, facts: list[LossFacts]) -> Outcome:
     for f in facts:
         where = f"batch {f.step.index + 1} of run {f.step.run + 1}"
         if f.noise is None:
-            return _out("loss_eps", UNDECIDED, f"not decided: in {where} no draw of the code's reaches the network's "
-                        "input (see loss_input)", [_net_line(src, f)])
+            return _out(
+                "loss_eps",
+                UNDECIDED,
+                f"not decided: in {where} no draw of the code's reaches the network's input (see loss_input)",
+                [_net_line(src, f)],
+            )
         d = f.noise
         line = [src.line(d.get("cell"), d.get("line"))]
         if not _standard(d):
             extra = f" (mean {d.get('mean')}, std {d.get('std')})" if "mean" in d else ""
             return _out("loss_eps", FAIL, f"{where}: eps is drawn by {d['fn']}{extra}, not N(0, I)", line)
         if f.expanded:
-            return _out("loss_eps", FAIL, f"{where}: eps has shape {tuple(d['value'].shape)}, one draw shared by the "
-                        f"batch of shape {tuple(f.step.x0.shape)} (broadcast): each example and coordinate needs its "
-                        "own", line)
+            return _out(
+                "loss_eps",
+                FAIL,
+                f"{where}: eps has shape {tuple(d['value'].shape)}, one draw shared by the "
+                f"batch of shape {tuple(f.step.x0.shape)} (broadcast): each example and coordinate needs its "
+                "own",
+                line,
+            )
         if int(d["id"]) in used:
             first = used[int(d["id"])]
-            return _out("loss_eps", FAIL, f"{where} reuses the eps of batch {first.step.index + 1} of run "
-                        f"{first.step.run + 1} (drawn once at {src.where(d.get('cell'), d.get('line'))}): eps must be "
-                        "fresh for every batch", line)
+            return _out(
+                "loss_eps",
+                FAIL,
+                f"{where} reuses the eps of batch {first.step.index + 1} of run "
+                f"{first.step.run + 1} (drawn once at {src.where(d.get('cell'), d.get('line'))}): eps must be "
+                "fresh for every batch",
+                line,
+            )
         used[int(d["id"])] = f
     own = [f for f in facts if f.noise is not None and f.noise.get("own_generator")]
-    return _out("loss_eps", PASS, "" if not own else "eps drawn with the file's own generator (the verifier drew it)",
-                [src.line(facts[0].noise.get("cell"), facts[0].noise.get("line"))])
+    return _out(
+        "loss_eps",
+        PASS,
+        "" if not own else "eps drawn with the file's own generator (the verifier drew it)",
+        [src.line(facts[0].noise.get("cell"), facts[0].noise.get("line"))],
+    )
 
 
 def _candidates(f: LossFacts) -> dict[str, torch.Tensor]:
@@ -555,8 +696,16 @@ def _candidates(f: LossFacts) -> dict[str, torch.Tensor]:
     c = {}
     noise = f.noise
     if noise is None:  # no noise in the network's input: eps is still the batch's last standard normal draw
-        noise = next((d for d in reversed(f.step.draws) if _standard(d) and isinstance(d.get("value"), torch.Tensor)
-                      and tuple(d["value"].shape) == tuple(x0.shape)), None)
+        noise = next(
+            (
+                d
+                for d in reversed(f.step.draws)
+                if _standard(d)
+                and isinstance(d.get("value"), torch.Tensor)
+                and tuple(d["value"].shape) == tuple(x0.shape)
+            ),
+            None,
+        )
     if noise is not None:
         e = _t(noise["value"], "eps").expand_as(x0)
         c["eps"] = e
@@ -579,8 +728,12 @@ def _loss_target(src: Source, facts: list[LossFacts]) -> tuple[Outcome, dict]:
         if g is None:
             continue
         if g.norm() == 0:
-            failure = failure or _out("loss_target", FAIL, f"{where}: the loss does not depend on the network's "
-                                      "answer (zero gradient)", [_net_line(src, f)])
+            failure = failure or _out(
+                "loss_target",
+                FAIL,
+                f"{where}: the loss does not depend on the network's answer (zero gradient)",
+                [_net_line(src, f)],
+            )
             continue
         fits = []
         for name, T in _candidates(f).items():
@@ -592,18 +745,31 @@ def _loss_target(src: Source, facts: list[LossFacts]) -> tuple[Outcome, dict]:
         if failure is not None:
             continue
         if resid >= 1e-3:
-            failure = _out("loss_target", FAIL, f"{where}: the loss's gradient with respect to eps_theta is not "
-                           "proportional to eps_theta - T for any target T (eps, x_0, ...): not a squared error "
-                           f"(best: T = {name}, residual {resid:.2g})", [_net_line(src, f)])
+            failure = _out(
+                "loss_target",
+                FAIL,
+                f"{where}: the loss's gradient with respect to eps_theta is not "
+                "proportional to eps_theta - T for any target T (eps, x_0, ...): not a squared error "
+                f"(best: T = {name}, residual {resid:.2g})",
+                [_net_line(src, f)],
+            )
         elif name != "eps" or k <= 0:
             what = f"the target is {name}" if name != "eps" else "the loss decreases as eps_theta moves away from eps"
-            failure = _out("loss_target", FAIL, f"{where}: {what}, not eps (the gradient is {_f(k)} (eps_theta - "
-                           f"{name}))", [_net_line(src, f)])
+            failure = _out(
+                "loss_target",
+                FAIL,
+                f"{where}: {what}, not eps (the gradient is {_f(k)} (eps_theta - {name}))",
+                [_net_line(src, f)],
+            )
     if failure is not None:
         return failure, targets
     if not targets:
-        return _out("loss_target", UNDECIDED, "not decided: the loss was never backpropagated to the network's "
-                    "answer (no gradient reached it)", [_net_line(src, facts[0])]), targets
+        return _out(
+            "loss_target",
+            UNDECIDED,
+            "not decided: the loss was never backpropagated to the network's answer (no gradient reached it)",
+            [_net_line(src, facts[0])],
+        ), targets
     return _out("loss_target", PASS, lines=[_net_line(src, facts[0])]), targets
 
 
@@ -622,25 +788,44 @@ def _loss_reduction(src: Source, facts: list[LossFacts], targets: dict, notes: l
         m = float(((out - T) ** 2).mean())
         cs.append((float(ys[0]["value"]) / m if m > 0 else math.nan, f))
     if not cs:
-        return _out("loss_reduction", UNDECIDED, "not decided: no yielded loss value to compare (see loss_yields)",
-                    [_net_line(src, facts[0])])
+        return _out(
+            "loss_reduction",
+            UNDECIDED,
+            "not decided: no yielded loss value to compare (see loss_yields)",
+            [_net_line(src, facts[0])],
+        )
     c0, f0 = cs[0]
     for c, f in cs:
         B = f.step.x0.shape[0]
         if not (c > 0) or not math.isfinite(c):
-            return _out("loss_reduction", FAIL, f"batch {f.step.index + 1} of run {f.step.run + 1}: the loss is "
-                        f"{_f(c)} times mean((eps_theta - eps)^2); the scale must be positive", [_net_line(src, f)])
+            return _out(
+                "loss_reduction",
+                FAIL,
+                f"batch {f.step.index + 1} of run {f.step.run + 1}: the loss is "
+                f"{_f(c)} times mean((eps_theta - eps)^2); the scale must be positive",
+                [_net_line(src, f)],
+            )
         if abs(c - c0) > RTOL * (1 + abs(c0)) * 10:
             B0 = f0.step.x0.shape[0]
-            hint = " (it grows with the batch size: a sum over the batch, not a mean)" if \
-                abs(c / c0 - B / B0) < 1e-3 else ""
-            return _out("loss_reduction", FAIL, f"the loss is {_f(c0)} mean((eps_theta - eps)^2) on a batch of {B0} "
-                        f"but {_f(c)} times it on a batch of {B}{hint}", [_net_line(src, f)])
+            hint = (
+                " (it grows with the batch size: a sum over the batch, not a mean)"
+                if abs(c / c0 - B / B0) < 1e-3
+                else ""
+            )
+            return _out(
+                "loss_reduction",
+                FAIL,
+                f"the loss is {_f(c0)} mean((eps_theta - eps)^2) on a batch of {B0} "
+                f"but {_f(c)} times it on a batch of {B}{hint}",
+                [_net_line(src, f)],
+            )
     if abs(c0 - 1) > 1e-4:
         D = f0.step.x0.shape[1] if f0.step.x0.ndim > 1 else 1
         why = " (the squared norm over the D = 2 coordinates, averaged over the batch)" if abs(c0 - D) < 1e-3 else ""
-        notes.append(f"loss_reduction: the loss is {_f(c0)} times mse_loss's mean of squares{why}; a constant scale "
-                     "c > 0 gives the same minimiser")
+        notes.append(
+            f"loss_reduction: the loss is {_f(c0)} times mse_loss's mean of squares{why}; a constant scale "
+            "c > 0 gives the same minimiser"
+        )
     return _out("loss_reduction", PASS, lines=[_net_line(src, f0)])
 
 
@@ -653,19 +838,36 @@ def _loss_yields(src: Source, runs_steps, err) -> Outcome:
         for s in steps:
             if len(s.yields) != 1:
                 why = f" ({_raised(src, run_err, 'training_loop')})" if run_err and not s.yields else ""
-                return _out("loss_yields", FAIL, f"run {r}: batch {s.index + 1} of size {s.x0.shape[0]} gives "
-                            f"{len(s.yields)} yields, not one{why}", lines + ([src.line(run_err.get("cell"),
-                                                                               run_err.get("line"))] if why else []))
+                return _out(
+                    "loss_yields",
+                    FAIL,
+                    f"run {r}: batch {s.index + 1} of size {s.x0.shape[0]} gives {len(s.yields)} yields, not one{why}",
+                    lines + ([src.line(run_err.get("cell"), run_err.get("line"))] if why else []),
+                )
             if s.yield_before_net:
-                return _out("loss_yields", FAIL, f"run {r}: batch {s.index + 1}'s yield comes before the network "
-                            "sees the batch: it is not this batch's loss", lines)
+                return _out(
+                    "loss_yields",
+                    FAIL,
+                    f"run {r}: batch {s.index + 1}'s yield comes before the network "
+                    "sees the batch: it is not this batch's loss",
+                    lines,
+                )
             if s.yields[0].get("value") is None:
-                return _out("loss_yields", FAIL, f"run {r}: the yield is a {s.yields[0].get('type')}, not the loss's "
-                            "value (loss.item())", lines)
+                return _out(
+                    "loss_yields",
+                    FAIL,
+                    f"run {r}: the yield is a {s.yields[0].get('type')}, not the loss's value (loss.item())",
+                    lines,
+                )
         if len(steps) != want:
             why = f"; {_raised(src, err, 'training_loop')}" if err else ""
-            return _out("loss_yields", FAIL, f"run {r}: {len(steps)} batches handed out for {len(run.info['sizes'])} "
-                        f"batches x {run.info['epochs']} epochs{why}", lines)
+            return _out(
+                "loss_yields",
+                FAIL,
+                f"run {r}: {len(steps)} batches handed out for {len(run.info['sizes'])} "
+                f"batches x {run.info['epochs']} epochs{why}",
+                lines,
+            )
     return _out("loss_yields", PASS, lines=lines[:1])
 
 
@@ -731,8 +933,18 @@ def _sample_facts(run: Run) -> SampleFacts:
     basis += [(f"eps{j}", e.out, e.order) for j, e in enumerate(evals)]
     basis += [(f"{d['fn']} at {d.get('cell')}:{d.get('line')}", _t(d["value"], "draw"), i) for i, d in draws]
     errors = run.of("error")
-    return SampleFacts(run, float(info["gam"]), sigmas, start, evals, yields, draws, basis,
-                       errors[0] if errors else None, _per_level(evals, sigmas))
+    return SampleFacts(
+        run,
+        float(info["gam"]),
+        sigmas,
+        start,
+        evals,
+        yields,
+        draws,
+        basis,
+        errors[0] if errors else None,
+        _per_level(evals, sigmas),
+    )
 
 
 def _at_level(s: torch.Tensor, level: float) -> bool:
@@ -798,37 +1010,63 @@ def _alternatives(n: int, slot, k: int, s: torch.Tensor, gam: float) -> list[tup
     u0 = _unit(n, slot(0))
     sk, sn = float(s[k]), float(s[k + 1])
     eb = eps_bar(u, up, gam)
-    alts = [("x does not move: the step's size is 0 (is sigma_{t-1} overwritten before the step?)", z),
-            ("the step has the wrong sign (x_t + (sigma_t - sigma_{t-1}) eps_bar)", gam_mu_step(z, sn, sk, eb)),
-            ("the step is sigma_t eps_bar, not (sigma_t - sigma_{t-1}) eps_bar", gam_mu_step(z, sk, 0.0, eb)),
-            ("the step is sigma_{t-1} eps_bar, not (sigma_t - sigma_{t-1}) eps_bar", gam_mu_step(z, sn, 0.0, eb)),
-            ("the step is (sigma_t^2 - sigma_{t-1}^2) eps_bar, not (sigma_t - sigma_{t-1}) eps_bar",
-             gam_mu_step(z, sk * sk, sn * sn, eb))]
+    alts = [
+        ("x does not move: the step's size is 0 (is sigma_{t-1} overwritten before the step?)", z),
+        ("the step has the wrong sign (x_t + (sigma_t - sigma_{t-1}) eps_bar)", gam_mu_step(z, sn, sk, eb)),
+        ("the step is sigma_t eps_bar, not (sigma_t - sigma_{t-1}) eps_bar", gam_mu_step(z, sk, 0.0, eb)),
+        ("the step is sigma_{t-1} eps_bar, not (sigma_t - sigma_{t-1}) eps_bar", gam_mu_step(z, sn, 0.0, eb)),
+        (
+            "the step is (sigma_t^2 - sigma_{t-1}^2) eps_bar, not (sigma_t - sigma_{t-1}) eps_bar",
+            gam_mu_step(z, sk * sk, sn * sn, eb),
+        ),
+    ]
     if k + 2 < len(s):
-        alts.append(("the step size is the next step's, sigma_{t-1} - sigma_{t-2}",
-                     gam_mu_step(z, sn, float(s[k + 2]), eb)))
+        alts.append(
+            ("the step size is the next step's, sigma_{t-1} - sigma_{t-2}", gam_mu_step(z, sn, float(s[k + 2]), eb))
+        )
     if k > 0:
-        alts.append(("the step size is the previous step's, sigma_{t+1} - sigma_t",
-                     gam_mu_step(z, float(s[k - 1]), sk, eb)))
-        alts.append(("gam weighs the previous prediction: eps_bar = gam eps_{t+1} + (1 - gam) eps_t",
-                     gam_mu_step(z, sk, sn, eps_bar(up, u, gam))))
-        alts.append(("gam is off by one: eps_bar = eps_t + gam (eps_t - eps_{t+1})",
-                     gam_mu_step(z, sk, sn, eps_bar(u, up, gam + 1.0))))
-        alts.append(("gam is ignored (the DDIM step eps_bar = eps_theta(x_t, sigma_t))",
-                     gam_mu_step(z, sk, sn, eps_bar(u, up, 1.0))))
-        alts.append(("eps_{t+1} is never updated: it stays the first level's prediction",
-                     gam_mu_step(z, sk, sn, eps_bar(u, u0, gam))))
+        alts.append(
+            ("the step size is the previous step's, sigma_{t+1} - sigma_t", gam_mu_step(z, float(s[k - 1]), sk, eb))
+        )
+        alts.append(
+            (
+                "gam weighs the previous prediction: eps_bar = gam eps_{t+1} + (1 - gam) eps_t",
+                gam_mu_step(z, sk, sn, eps_bar(up, u, gam)),
+            )
+        )
+        alts.append(
+            (
+                "gam is off by one: eps_bar = eps_t + gam (eps_t - eps_{t+1})",
+                gam_mu_step(z, sk, sn, eps_bar(u, up, gam + 1.0)),
+            )
+        )
+        alts.append(
+            (
+                "gam is ignored (the DDIM step eps_bar = eps_theta(x_t, sigma_t))",
+                gam_mu_step(z, sk, sn, eps_bar(u, up, 1.0)),
+            )
+        )
+        alts.append(
+            (
+                "eps_{t+1} is never updated: it stays the first level's prediction",
+                gam_mu_step(z, sk, sn, eps_bar(u, u0, gam)),
+            )
+        )
         prev_bar = None
         for j in range(k + 1):  # eps_prev set to the previous eps_bar instead of the previous prediction
             prev_bar = eps_bar(_unit(n, slot(j)), prev_bar, gam)
-        alts.append(("eps_{t+1} is the previous eps_bar, not the previous prediction eps_theta(x_{t+1}, sigma_{t+1})",
-                     gam_mu_step(z, sk, sn, prev_bar)))
+        alts.append(
+            (
+                "eps_{t+1} is the previous eps_bar, not the previous prediction eps_theta(x_{t+1}, sigma_{t+1})",
+                gam_mu_step(z, sk, sn, prev_bar),
+            )
+        )
     else:
         alts.append(("the first step uses gam eps_theta with eps_{t+1} = 0", gam_mu_step(z, sk, sn, gam * u)))
     return alts
 
 
-def _label(sf: "SampleFacts", j: int, k: int) -> str:
+def _label(sf: SampleFacts, j: int, k: int) -> str:
     if j == sf.slot(k):
         return "eps_theta(x_t, sigma_t)"
     if j == sf.slot(k - 1):
@@ -839,7 +1077,7 @@ def _label(sf: "SampleFacts", j: int, k: int) -> str:
     return name
 
 
-def _combo(sf: "SampleFacts", v: torch.Tensor, k: int) -> str:
+def _combo(sf: SampleFacts, v: torch.Tensor, k: int) -> str:
     terms = [f"{_f(float(v[j]))} {_label(sf, j, k)}" for j in range(len(v)) if abs(float(v[j])) > 1e-9]
     return " + ".join(terms).replace("+ -", "- ") or "0"
 
@@ -848,12 +1086,21 @@ def _tol(v: torch.Tensor) -> float:
     return COEF_TOL * (1 + float(v.abs().max()) if v.numel() else 1)
 
 
-def _stale(sf: "SampleFacts") -> int | None:
+def _stale(sf: SampleFacts) -> int | None:
     """The first step whose network call sees the x of the step before (x_{t+1}) although the code has yielded
     a new x_t since, if any."""
     evals, ys = sf.level_evals, [y for _, y, _ in sf.yields]
-    return next((k for k in range(1, len(evals)) if same_as(evals[k].x, evals[k - 1].x) and k - 1 < len(ys)
-                 and ys[k - 1] is not None and not same_as(ys[k - 1], evals[k].x)), None)
+    return next(
+        (
+            k
+            for k in range(1, len(evals))
+            if same_as(evals[k].x, evals[k - 1].x)
+            and k - 1 < len(ys)
+            and ys[k - 1] is not None
+            and not same_as(ys[k - 1], evals[k].x)
+        ),
+        None,
+    )
 
 
 def _states(sf: SampleFacts) -> tuple[list[tuple[torch.Tensor, int]] | None, str]:
@@ -866,8 +1113,11 @@ def _states(sf: SampleFacts) -> tuple[list[tuple[torch.Tensor, int]] | None, str
         first = sf.basis[0]
         from_yields = [(first[1] * (float(sf.sigmas[0]) if first[0] == "z" else 1.0), first[2] + 1)] + ys[:-1]
     evals = sf.level_evals
-    if evals and (len(sf.evals) <= K or len(sf.per_level) == K and
-                  all(_at_level(e.sigma, float(sf.sigmas[k])) for k, e in enumerate(evals))):
+    if evals and (
+        len(sf.evals) <= K
+        or len(sf.per_level) == K
+        and all(_at_level(e.sigma, float(sf.sigmas[k])) for k, e in enumerate(evals))
+    ):
         if _stale(sf) is None or from_yields is None:
             return [(e.x, e.order) for e in evals], "network inputs"
     if from_yields is not None:
@@ -900,12 +1150,16 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
             c_k, r_k = _coefs(x_k, sf.basis, order_k)
             c_n, r_n = _coefs(x_next, sf.basis, order_next)
             spec_first = k == 0
-            where = f"gam = {_f(sf.gam)}, step {k + 1} of {K} (sigma_t = {_f(float(sf.sigmas[k]))} -> " \
-                    f"sigma_{{t-1}} = " \
-                    f"{_f(float(sf.sigmas[k + 1]))})"
+            where = (
+                f"gam = {_f(sf.gam)}, step {k + 1} of {K} (sigma_t = {_f(float(sf.sigmas[k]))} -> "
+                f"sigma_{{t-1}} = "
+                f"{_f(float(sf.sigmas[k + 1]))})"
+            )
             if max(r_k, r_n) > 1e-5:
-                detail = f"{where}: x_{{t-1}} is not x_t plus a combination of the network's answers (residual " \
-                         f"{max(r_k, r_n):.2g}): the step is not linear in eps_theta's answers"
+                detail = (
+                    f"{where}: x_{{t-1}} is not x_t plus a combination of the network's answers (residual "
+                    f"{max(r_k, r_n):.2g}): the step is not linear in eps_theta's answers"
+                )
                 bad = (detail, lines_update)
             else:
                 delta = c_n - c_k
@@ -916,10 +1170,17 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
                     else:
                         decided_update = True
                     continue
-                name = next((nm for nm, alt in _alternatives(n, slot, k, sf.sigmas, sf.gam)
-                             if float((delta - alt).abs().max()) <= _tol(alt)), None)
-                detail = f"{where}: x_{{t-1}} - x_t = {_combo(sf, delta, k)}; expected " \
-                         f"{_combo(sf, want, k)}" + (f": {name}" if name else "")
+                name = next(
+                    (
+                        nm
+                        for nm, alt in _alternatives(n, slot, k, sf.sigmas, sf.gam)
+                        if float((delta - alt).abs().max()) <= _tol(alt)
+                    ),
+                    None,
+                )
+                detail = f"{where}: x_{{t-1}} - x_t = {_combo(sf, delta, k)}; expected {_combo(sf, want, k)}" + (
+                    f": {name}" if name else ""
+                )
                 bad = (detail, lines_update)
             if spec_first:
                 decided_first = True
@@ -928,8 +1189,10 @@ def _decide_sampler_steps(src: Source, facts: list[SampleFacts], lines_update: l
                 decided_update = True
                 update_fail = update_fail or bad
     out = []
-    for spec, fail, decided in (("sample_first_step", first_fail, decided_first),
-                                ("sample_update", update_fail, decided_update)):
+    for spec, fail, decided in (
+        ("sample_first_step", first_fail, decided_first),
+        ("sample_update", update_fail, decided_update),
+    ):
         if fail:
             out.append(_out(spec, FAIL, fail[0], fail[1]))
         elif decided:
@@ -952,17 +1215,32 @@ def _decide_network_call(src: Source, facts: list[SampleFacts], notes: list[str]
                 which = " (sigma_{t-1})" if j + 1 < len(sf.sigmas) and _at_level(s, float(sf.sigmas[j + 1])) else ""
                 if not which and j > 0 and _at_level(s, float(sf.sigmas[j - 1])):
                     which = " (sigma_{t+1})"
-                return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step {j + 1}: eps_theta is called at "
-                            f"sigma = {_vec(s)}{which}; expected sigma_t = {_f(want)}", [src.line(e.cell, e.line)])
+                return _out(
+                    "sample_network_call",
+                    FAIL,
+                    f"gam = {_f(sf.gam)}, step {j + 1}: eps_theta is called at "
+                    f"sigma = {_vec(s)}{which}; expected sigma_t = {_f(want)}",
+                    [src.line(e.cell, e.line)],
+                )
         k = _stale(sf)
         if k is not None:
             e = sf.level_evals[k]
-            return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}, step {k + 1}: eps_theta is called at the x "
-                        "of the step before (x_{t+1}), not at the current x_t", [src.line(e.cell, e.line)])
+            return _out(
+                "sample_network_call",
+                FAIL,
+                f"gam = {_f(sf.gam)}, step {k + 1}: eps_theta is called at the x "
+                "of the step before (x_{t+1}), not at the current x_t",
+                [src.line(e.cell, e.line)],
+            )
         if len(sf.per_level) < K:
             levels = [float(e.sigma.reshape(-1)[0]) for e in sf.evals]
-            return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}: eps_theta is evaluated at {len(sf.evals)} "
-                        f"distinct points for {K} steps (levels {', '.join(_f(v) for v in levels)})", lines)
+            return _out(
+                "sample_network_call",
+                FAIL,
+                f"gam = {_f(sf.gam)}: eps_theta is evaluated at {len(sf.evals)} "
+                f"distinct points for {K} steps (levels {', '.join(_f(v) for v in levels)})",
+                lines,
+            )
         extras = [j for j in range(len(sf.evals)) if j not in sf.per_level]
         if extras:
             n_start = sum(1 for b in sf.basis if b[0] in ("x_T", "z"))
@@ -974,11 +1252,18 @@ def _decide_network_call(src: Source, facts: list[SampleFacts], notes: list[str]
             e = sf.evals[(used or extras)[0]]
             where = f"sigma = {_f(float(e.sigma.reshape(-1)[0]))}"
             if used or any(y is None for _, y, _ in sf.yields):
-                return _out("sample_network_call", FAIL, f"gam = {_f(sf.gam)}: eps_theta is evaluated at "
-                            f"{len(sf.evals)} distinct points for {K} steps, and the answer at the extra point "
-                            f"({where}) enters the samples", [src.line(e.cell, e.line)])
-            notes.append(f"sample_network_call: eps_theta is also called at {len(extras)} other point(s) (first at "
-                         f"{where}, {src.where(e.cell, e.line)}); their answers do not enter the samples")
+                return _out(
+                    "sample_network_call",
+                    FAIL,
+                    f"gam = {_f(sf.gam)}: eps_theta is evaluated at "
+                    f"{len(sf.evals)} distinct points for {K} steps, and the answer at the extra point "
+                    f"({where}) enters the samples",
+                    [src.line(e.cell, e.line)],
+                )
+            notes.append(
+                f"sample_network_call: eps_theta is also called at {len(extras)} other point(s) (first at "
+                f"{where}, {src.where(e.cell, e.line)}); their answers do not enter the samples"
+            )
     if not any(sf.evals for sf in facts):
         return None
     e = next(sf.evals[0] for sf in facts if sf.evals)
@@ -994,8 +1279,9 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
         where = f"gam = {_f(sf.gam)}, {K} steps"
         if any(y is None for _, y, _ in ys):
             f = next(f for _, y, f in ys if y is None)
-            return _out("sample_yields", FAIL, f"{where}: a yield is a {f.get('type')}, not the tensor x_{{t-1}}",
-                        lines)
+            return _out(
+                "sample_yields", FAIL, f"{where}: a yield is a {f.get('type')}, not the tensor x_{{t-1}}", lines
+            )
         if len(ys) != K:
             hint = ""
             if len(ys) == K + 1 and sf.start is not None and torch.equal(ys[0][1], sf.start):
@@ -1012,13 +1298,22 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
                     if not same_as(y, want):
                         same = same_as(y, evals[j].x)
                         hint = ": it is x_t before the step (yielded one step early)" if same else ""
-                        return _out("sample_yields", FAIL, f"{where}: yield {j + 1} is not the x_{{t-1}} the next step "
-                                    f"starts from{hint}", lines)
+                        return _out(
+                            "sample_yields",
+                            FAIL,
+                            f"{where}: yield {j + 1} is not the x_{{t-1}} the next step starts from{hint}",
+                            lines,
+                        )
                 else:
                     moved = K < 2 or not same_as(evals[j].x, evals[j - 1].x)
                     if moved and same_as(y, evals[j].x):
-                        return _out("sample_yields", FAIL, f"{where}: the last yield is x_t before the last step, not "
-                                    "x_0 after it (yielded one step early)", lines)
+                        return _out(
+                            "sample_yields",
+                            FAIL,
+                            f"{where}: the last yield is x_t before the last step, not "
+                            "x_0 after it (yielded one step early)",
+                            lines,
+                        )
             decided = True
     if not decided:
         return None
@@ -1042,31 +1337,58 @@ def _decide_start(src: Source, facts: list[SampleFacts], notes: list[str]) -> Ou
         if sf.start is not None:  # xt given: used as is
             if rand:
                 r = rand[0]
-                return _out("sample_start", FAIL, f"xt is given but samples draws model.rand_input({r['batchsize']}) "
-                            "anyway", [src.line(r.get("cell"), r.get("line"))] + start_lines)
+                return _out(
+                    "sample_start",
+                    FAIL,
+                    f"xt is given but samples draws model.rand_input({r['batchsize']}) anyway",
+                    [src.line(r.get("cell"), r.get("line"))] + start_lines,
+                )
             if first is not None:
                 if same_as(first.x, sf.start):
                     decided = True
                 elif same_as(first.x, sf.start * s0):
-                    return _out("sample_start", FAIL, f"the given xt is multiplied by sigmas[0] = {_f(s0)}; xt is "
-                                "used as given", start_lines + [src.line(first.cell, first.line)])
+                    return _out(
+                        "sample_start",
+                        FAIL,
+                        f"the given xt is multiplied by sigmas[0] = {_f(s0)}; xt is used as given",
+                        start_lines + [src.line(first.cell, first.line)],
+                    )
                 else:
-                    return _out("sample_start", FAIL, f"xt = {_vec(sf.start)} is given but the first network call "
-                                f"sees x = {_vec(first.x)}", start_lines + [src.line(first.cell, first.line)])
+                    return _out(
+                        "sample_start",
+                        FAIL,
+                        f"xt = {_vec(sf.start)} is given but the first network call sees x = {_vec(first.x)}",
+                        start_lines + [src.line(first.cell, first.line)],
+                    )
             continue
         if not rand:
             draws = [f for i, f in sf.draws]
-            own = next((d for d in draws if _standard(d) and first is not None and
-                        same_as(first.x, _t(d["value"], "draw") * s0)), None)
+            own = next(
+                (
+                    d
+                    for d in draws
+                    if _standard(d) and first is not None and same_as(first.x, _t(d["value"], "draw") * s0)
+                ),
+                None,
+            )
             if own is not None:  # the same law by other means: a name is not maths
-                notes.append(f"sample_start: the start is sigmas[0] times a draw of {own['fn']} at "
-                             f"{src.where(own.get('cell'), own.get('line'))}, not model.rand_input(batchsize)")
+                notes.append(
+                    f"sample_start: the start is sigmas[0] times a draw of {own['fn']} at "
+                    f"{src.where(own.get('cell'), own.get('line'))}, not model.rand_input(batchsize)"
+                )
                 decided = True
                 continue
-            what = f"; it draws with {draws[0]['fn']} at {src.where(draws[0].get('cell'), draws[0].get('line'))}" \
-                if draws else ""
-            return _out("sample_start", FAIL, f"with xt = None, samples never calls model.rand_input(batchsize){what}",
-                        ([src.line(draws[0].get("cell"), draws[0].get("line"))] if draws else []) + start_lines)
+            what = (
+                f"; it draws with {draws[0]['fn']} at {src.where(draws[0].get('cell'), draws[0].get('line'))}"
+                if draws
+                else ""
+            )
+            return _out(
+                "sample_start",
+                FAIL,
+                f"with xt = None, samples never calls model.rand_input(batchsize){what}",
+                ([src.line(draws[0].get("cell"), draws[0].get("line"))] if draws else []) + start_lines,
+            )
         r = rand[0]
         line = [src.line(r.get("cell"), r.get("line"))] + start_lines
         if int(r["batchsize"]) != B:
@@ -1078,14 +1400,27 @@ def _decide_start(src: Source, facts: list[SampleFacts], notes: list[str]) -> Ou
             decided = True
             continue
         if same_as(first.x, z):
-            return _out("sample_start", FAIL, f"x_T = model.rand_input(batchsize), without sigmas[0]: the start has "
-                        f"std 1, not sigmas[0] = {_f(s0)}", line)
+            return _out(
+                "sample_start",
+                FAIL,
+                f"x_T = model.rand_input(batchsize), without sigmas[0]: the start has std 1, not sigmas[0] = {_f(s0)}",
+                line,
+            )
         if same_as(first.x, z * float(sf.sigmas[-1])):
-            return _out("sample_start", FAIL, f"x_T = model.rand_input(batchsize) * sigmas[-1] "
-                        f"({_f(float(sf.sigmas[-1]))})"
-                        f", not sigmas[0] ({_f(s0)})", line)
-        return _out("sample_start", FAIL, f"the first network call sees x = {_vec(first.x)}; expected sigmas[0] z = "
-                    f"{_vec(z * s0)}", line)
+            return _out(
+                "sample_start",
+                FAIL,
+                f"x_T = model.rand_input(batchsize) * sigmas[-1] "
+                f"({_f(float(sf.sigmas[-1]))})"
+                f", not sigmas[0] ({_f(s0)})",
+                line,
+            )
+        return _out(
+            "sample_start",
+            FAIL,
+            f"the first network call sees x = {_vec(first.x)}; expected sigmas[0] z = {_vec(z * s0)}",
+            line,
+        )
     if not decided:
         return None
     return _out("sample_start", PASS)
@@ -1102,15 +1437,22 @@ def _decide_law(src: Source, runs: list[Run], lines: list[str]) -> Outcome | Non
         x = _t(outs[0]["value"], "law_output")
         n = x.shape[0]
         if x.ndim != 2 or n != int(info["batchsize"]):
-            return _out("sample_law", FAIL, f"gam = {_f(float(info['gam']))}: the last yield has shape {tuple(x.shape)}"
-                        f"; expected ({info['batchsize']}, 2)")
+            return _out(
+                "sample_law",
+                FAIL,
+                f"gam = {_f(float(info['gam']))}: the last yield has shape {tuple(x.shape)}"
+                f"; expected ({info['batchsize']}, 2)",
+            )
         sigmas = _t(info["sigmas"], "sigmas")
-        expected = gaussian_gam_law(torch.tensor(law["m"], dtype=torch.float64), float(law["c"]), sigmas,
-                                    float(info["gam"]))
+        expected = gaussian_gam_law(
+            torch.tensor(law["m"], dtype=torch.float64), float(law["c"]), sigmas, float(info["gam"])
+        )
         mean, var = x.mean(0), x.var(0)
         ev = float(expected.std) ** 2
-        for name, est, se, want in (("mean", mean, float(expected.std) / math.sqrt(n), expected.mean),
-                                    ("variance", var, ev * math.sqrt(2 / (n - 1)), torch.full_like(var, ev))):
+        for name, est, se, want in (
+            ("mean", mean, float(expected.std) / math.sqrt(n), expected.mean),
+            ("variance", var, ev * math.sqrt(2 / (n - 1)), torch.full_like(var, ev)),
+        ):
             if not torch.isfinite(est).all():
                 return _out("sample_law", FAIL, f"gam = {_f(float(info['gam']))}: the samples are not finite")
             check = check_mc(f"sample {name}", est, se, want, n, raise_on_fail=False)
@@ -1119,9 +1461,14 @@ def _decide_law(src: Source, runs: list[Run], lines: list[str]) -> Outcome | Non
         return None
     for check, name, est, want, info in results:
         if not check.passed:
-            return _out("sample_law", FAIL, f"gam = {_f(float(info['gam']))}, eps* of N({info['law']['m']}, "
-                        f"{info['law']['c']} I), {len(info['sigmas']) - 1} steps: the samples' {name} is {_vec(est)}; "
-                        f"the closed form gives {_vec(want)} (z = {check.z:.1f} > {check.k:.1f}, n = {check.n})", lines)
+            return _out(
+                "sample_law",
+                FAIL,
+                f"gam = {_f(float(info['gam']))}, eps* of N({info['law']['m']}, "
+                f"{info['law']['c']} I), {len(info['sigmas']) - 1} steps: the samples' {name} is {_vec(est)}; "
+                f"the closed form gives {_vec(want)} (z = {check.z:.1f} > {check.k:.1f}, n = {check.n})",
+                lines,
+            )
     return _out("sample_law", PASS)
 
 
@@ -1151,11 +1498,15 @@ def _decide_sampler(src: Source, sample: list[Run], notes: list[str]) -> tuple[l
         "sample_yields": _decide_yields(src, probes),
         "sample_law": _decide_law(src, laws, lines_update),
     }
-    why = {"sample_start": "no network call or rand_input to see the start", "sample_network_call":
-           "samples never called the network", "sample_first_step": "the states of the sampler could not be followed "
-           "(see sample_network_call and sample_yields)", "sample_update": "the states of the sampler could not be "
-           "followed (see sample_network_call and sample_yields)", "sample_yields": "no probe run ended with one "
-           "network evaluation per step", "sample_law": "no samples came out of the law runs"}
+    why = {
+        "sample_start": "no network call or rand_input to see the start",
+        "sample_network_call": "samples never called the network",
+        "sample_first_step": "the states of the sampler could not be followed "
+        "(see sample_network_call and sample_yields)",
+        "sample_update": "the states of the sampler could not be followed (see sample_network_call and sample_yields)",
+        "sample_yields": "no probe run ended with one network evaluation per step",
+        "sample_law": "no samples came out of the law runs",
+    }
     return [decided[k] or missing(k, why[k]) for k in SAMPLE_SPECS], None
 
 
@@ -1167,8 +1518,11 @@ def _absent(spec_ids, reason: str, status: str = UNDECIDED, lines=()) -> list[Ou
 def _function_reason(src: Source, head: dict, name: str) -> str:
     info = head["definitions"].get("functions", {}).get(name, {})
     status = info.get("status")
-    bad_cells = [(c, ln, m) for c, ln, m in head["plan"].get("syntax_errors", [])
-                 if f"def {name}" in src.cells.get(int(c), {}).get("text", "")]
+    bad_cells = [
+        (c, ln, m)
+        for c, ln, m in head["plan"].get("syntax_errors", [])
+        if f"def {name}" in src.cells.get(int(c), {}).get("text", "")
+    ]
     if bad_cells:
         c, ln, m = bad_cells[-1]
         return f"not decided: the cell defining {name} does not parse ({src.where(c, ln)}: {m})"
@@ -1238,23 +1592,30 @@ def _decide(records, config: dict | None) -> Decision:
     return Decision(outcomes, notes, None, cannot)
 
 
-def _held_to_complete_runs(outcomes: list[Outcome], train: list[Run], sample: list[Run], config: dict,
-                           head: dict) -> list[Outcome]:
+def _held_to_complete_runs(
+    outcomes: list[Outcome], train: list[Run], sample: list[Run], config: dict, head: dict
+) -> list[Outcome]:
     """A pass needs every run of its answer to have ended: from a cut stream, what would pass is undecided."""
     from ddpm.verify.s183.observe import default_config
 
     want = {**default_config(), **config}
     functions = head["definitions"].get("functions", {})
     cut = {}
-    for phase, runs, n, name in (("loss_", train, len(want["train_runs"]), "training_loop"),
-                                 ("sample_", sample, len(want["sample_runs"]), "samples")):
+    for phase, runs, n, name in (
+        ("loss_", train, len(want["train_runs"]), "training_loop"),
+        ("sample_", sample, len(want["sample_runs"]), "samples"),
+    ):
         if functions.get(name, {}).get("status") != "notebook":
             continue
         ended = sum(1 for r in runs if r.of("run_end"))
         if ended < n:
             cut[phase] = f"not decided: the record stream stops after {ended} of the {n} runs of {name}"
-    return [Outcome(o.spec, UNDECIDED, cut[p], o.cites, o.lines) if o.status == PASS and
-            (p := "loss_" if o.spec.startswith("loss_") else "sample_") in cut else o for o in outcomes]
+    return [
+        Outcome(o.spec, UNDECIDED, cut[p], o.cites, o.lines)
+        if o.status == PASS and (p := "loss_" if o.spec.startswith("loss_") else "sample_") in cut
+        else o
+        for o in outcomes
+    ]
 
 
 def _load_notes(src: Source, head: dict) -> list[str]:
@@ -1263,8 +1624,10 @@ def _load_notes(src: Source, head: dict) -> list[str]:
     if plan.get("skipped"):
         first = plan.get("skipped_first") or []
         eg = f", e.g. {src.where(first[0][0], first[0][1])}: {first[0][2]}" if first else ""
-        notes.append(f"ran only the notebook's imports and definitions; {plan['skipped']} top-level statements "
-                     f"(calls, loops, plots) were not run{eg}")
+        notes.append(
+            f"ran only the notebook's imports and definitions; {plan['skipped']} top-level statements "
+            f"(calls, loops, plots) were not run{eg}"
+        )
     dropped = [d for c in src.cells.values() for d in c.get("dropped", [])]
     if dropped:
         notes.append(f"dropped {len(dropped)} shell/magic line(s), e.g. {dropped[0][:60]!r}")

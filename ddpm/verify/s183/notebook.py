@@ -21,8 +21,18 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Cell", "Notebook", "read_cells", "read_text", "plan", "run_definitions", "where", "cell_of_filename",
-           "looks_like_s183", "STUDENT_FUNCTIONS"]
+__all__ = [
+    "Cell",
+    "Notebook",
+    "read_cells",
+    "read_text",
+    "plan",
+    "run_definitions",
+    "where",
+    "cell_of_filename",
+    "looks_like_s183",
+    "STUDENT_FUNCTIONS",
+]
 
 STUDENT_FUNCTIONS = ("training_loop", "samples")
 
@@ -32,10 +42,48 @@ _MARKER = re.compile(r"^#\s*(%%|In\s*\[[\d\s]*\]\s*:)")
 _MAGIC_LINE = re.compile(r"^\s*([!%]|[\w.]+\s*=\s*[!%])")
 _HELP_LINE = re.compile(r"^\s*[\w.]+\?\??\s*$")
 # Calls an assignment may make and still count as a constant (names or attribute tails).
-SAFE_CALLS = {"int", "float", "str", "bool", "tuple", "list", "dict", "set", "frozenset", "range", "len", "complex",
-              "slice", "tensor", "as_tensor", "device", "dtype", "array", "asarray", "sqrt", "log", "exp", "linspace",
-              "arange", "zeros", "ones", "full", "is_available", "float32", "float64", "getattr", "pow", "abs",
-              "min", "max", "round", "Path", "namedtuple", "TypeVar", "field"}
+SAFE_CALLS = {
+    "int",
+    "float",
+    "str",
+    "bool",
+    "tuple",
+    "list",
+    "dict",
+    "set",
+    "frozenset",
+    "range",
+    "len",
+    "complex",
+    "slice",
+    "tensor",
+    "as_tensor",
+    "device",
+    "dtype",
+    "array",
+    "asarray",
+    "sqrt",
+    "log",
+    "exp",
+    "linspace",
+    "arange",
+    "zeros",
+    "ones",
+    "full",
+    "is_available",
+    "float32",
+    "float64",
+    "getattr",
+    "pow",
+    "abs",
+    "min",
+    "max",
+    "round",
+    "Path",
+    "namedtuple",
+    "TypeVar",
+    "field",
+}
 
 
 @dataclass(frozen=True)
@@ -64,9 +112,15 @@ class Notebook:
 
 
 def where(kind: str, cells, cell: int, line: int) -> str:
-    """"cell 7, line 4" (and the file line for a ``# %%`` script; "line 57" for a plain script)."""
-    first = next((c.first_line if isinstance(c, Cell) else c["first_line"] for c in cells
-                  if (c.number if isinstance(c, Cell) else c["number"]) == cell), 0)
+    """ "cell 7, line 4" (and the file line for a ``# %%`` script; "line 57" for a plain script)."""
+    first = next(
+        (
+            c.first_line if isinstance(c, Cell) else c["first_line"]
+            for c in cells
+            if (c.number if isinstance(c, Cell) else c["number"]) == cell
+        ),
+        0,
+    )
     if kind == "script":
         return f"line {first + line - 1}"
     if kind == "cells":
@@ -150,8 +204,10 @@ def _constant_expr(node: ast.AST) -> bool:
     """No call in ``node`` (lambda bodies aside) but to :data:`SAFE_CALLS`, no await, no yield."""
     if isinstance(node, ast.Lambda):
         return all(_constant_expr(d) for d in node.args.defaults + [d for d in node.args.kw_defaults if d])
-    if isinstance(node, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.ListComp, ast.SetComp,
-                         ast.DictComp, ast.GeneratorExp)):
+    if isinstance(
+        node,
+        (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp),
+    ):
         return False
     if isinstance(node, ast.Call) and _call_name(node.func) not in SAFE_CALLS:
         return False
@@ -164,9 +220,12 @@ def _keep(stmt: ast.stmt) -> bool:
         return True
     if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
         targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-        simple = all(isinstance(t, (ast.Name, ast.Tuple)) and all(isinstance(e, ast.Name) for e in ast.walk(t)
-                                                                   if isinstance(e, ast.expr) and e is not t)
-                     or isinstance(t, ast.Name) for t in targets)
+        simple = all(
+            isinstance(t, (ast.Name, ast.Tuple))
+            and all(isinstance(e, ast.Name) for e in ast.walk(t) if isinstance(e, ast.expr) and e is not t)
+            or isinstance(t, ast.Name)
+            for t in targets
+        )
         return simple and stmt.value is not None and _constant_expr(stmt.value)
     if isinstance(stmt, ast.Try):
         body = stmt.body + stmt.orelse + stmt.finalbody + [s for h in stmt.handlers for s in h.body]
@@ -226,8 +285,11 @@ class NotRun(NameError):
 class Skipped:
     """What a name bound by a statement the verifier never ran stands for; any use raises, naming it."""
 
-    def __init__(self, name: str, why: str = "is set by a top-level statement the verifier does not run (only "
-                                             "imports and definitions run)"):
+    def __init__(
+        self,
+        name: str,
+        why: str = "is set by a top-level statement the verifier does not run (only imports and definitions run)",
+    ):
         object.__setattr__(self, "_name", name)
         object.__setattr__(self, "_why", why)
 
@@ -273,8 +335,9 @@ def run_definitions(p: Plan, namespace: dict) -> list[tuple[int, int, str]]:
                         bound = alias.asname or alias.name.split(".")[0]
                         if bound != "*" and bound not in namespace:
                             source = f"{module}.{alias.name}" if module else alias.name
-                            namespace[bound] = Skipped(bound, f"comes from {source}, which cannot be imported here "
-                                                              f"({type(e).__name__})")
+                            namespace[bound] = Skipped(
+                                bound, f"comes from {source}, which cannot be imported here ({type(e).__name__})"
+                            )
                 break
     return errors
 

@@ -27,10 +27,17 @@ from pathlib import Path
 import torch
 
 from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
-from ddpm.verify.s183.notebook import (STUDENT_FUNCTIONS, NotRun, cell_of_filename, plan, read_cells,
-                                      run_definitions)
-from ddpm.verify.s183.standins import (ProbeLoader, ProbeModel, Schedule, install_modules, light_optimizers,
-                                       recorded_draws, skip_dynamo_import, snap)
+from ddpm.verify.s183.notebook import STUDENT_FUNCTIONS, NotRun, cell_of_filename, plan, read_cells, run_definitions
+from ddpm.verify.s183.standins import (
+    ProbeLoader,
+    ProbeModel,
+    Schedule,
+    install_modules,
+    light_optimizers,
+    recorded_draws,
+    skip_dynamo_import,
+    snap,
+)
 
 __all__ = ["observe", "default_config", "TRAIN_RUNS", "SAMPLE_RUNS"]
 
@@ -48,9 +55,16 @@ LAW_GAUSSIAN = {"m": [0.6, -0.4], "c": 0.25}
 
 def default_config() -> dict:
     """The 6.S183 run's settings (all JSON): the seed, the runs, the Gaussian of the law check."""
-    return {"seed": 0, "lr": 1e-3, "N": 200, "sigma_min": 0.005, "sigma_max": 10.0,
-            "train_runs": [dict(r) for r in TRAIN_RUNS], "sample_runs": [dict(r) for r in SAMPLE_RUNS],
-            "law": dict(LAW_GAUSSIAN)}
+    return {
+        "seed": 0,
+        "lr": 1e-3,
+        "N": 200,
+        "sigma_min": 0.005,
+        "sigma_max": 10.0,
+        "train_runs": [dict(r) for r in TRAIN_RUNS],
+        "sample_runs": [dict(r) for r in SAMPLE_RUNS],
+        "law": dict(LAW_GAUSSIAN),
+    }
 
 
 def _site_of(exc: BaseException) -> tuple[int | None, int | None]:
@@ -76,10 +90,11 @@ def _error(emit, phase: str, run: int, exc: BaseException) -> None:
     if isinstance(exc, NotRun):
         fields["unrun"] = str(exc)[:300]
     elif name and name in _UNRUN:
-        fields["unrun"] = (f"{name} is set by a top-level statement the verifier does not run ({_UNRUN[name]}; only "
-                           "imports and definitions run)")
-    emit("error", phase=phase, run=run, type=type(exc).__name__, message=str(exc)[:500], cell=cell, line=line,
-         **fields)
+        fields["unrun"] = (
+            f"{name} is set by a top-level statement the verifier does not run ({_UNRUN[name]}; only "
+            "imports and definitions run)"
+        )
+    emit("error", phase=phase, run=run, type=type(exc).__name__, message=str(exc)[:500], cell=cell, line=line, **fields)
 
 
 ALIASES = {
@@ -146,8 +161,16 @@ def _observe_training(fn, config: dict, emit) -> None:
         count = 0
         with recorded_draws(gen, emit, seed), light_optimizers(), skip_dynamo_import():
             try:
-                args, kwargs = bind(fn, [("loader", loader), ("model", model), ("schedule", schedule),
-                                         ("epochs", epochs), ("lr", float(config["lr"]))])
+                args, kwargs = bind(
+                    fn,
+                    [
+                        ("loader", loader),
+                        ("model", model),
+                        ("schedule", schedule),
+                        ("epochs", epochs),
+                        ("lr", float(config["lr"])),
+                    ],
+                )
                 result = fn(*args, **kwargs)
                 emit("train_returned", run=run, generator=isinstance(result, types.GeneratorType))
                 for value in _iterate(result, limit):
@@ -204,17 +227,32 @@ def _observe_sampling(fn, config: dict, emit) -> None:
         sigmas = sample_sigmas(base, int(spec["steps"]))
         kind, gam, batchsize = spec["kind"], float(spec["gam"]), int(spec["batchsize"])
         xt = (torch.randn(batchsize, 2, generator=gen, dtype=torch.float64) * sigmas[0]) if spec["xt"] else None
-        emit("sample_run", run=run, probe=kind, gam=gam, batchsize=batchsize, sigmas=sigmas.clone(),
-             xt=None if xt is None else xt.clone(), law=dict(law) if kind == "law" else None)
+        emit(
+            "sample_run",
+            run=run,
+            probe=kind,
+            gam=gam,
+            batchsize=batchsize,
+            sigmas=sigmas.clone(),
+            xt=None if xt is None else xt.clone(),
+            law=dict(law) if kind == "law" else None,
+        )
         answer = _law_answer(law["m"], float(law["c"])) if kind == "law" else None
         model = ProbeModel(emit, gen, dtype=torch.float64, answer=answer, record_tensors=kind != "law")
         limit = len(sigmas) + 8
         count, last = 0, None
         with recorded_draws(gen, emit, seed):
             try:
-                args, kwargs = bind(fn, [("model", model), ("sigmas", sigmas.clone()),
-                                         ("xt", None if xt is None else xt.clone()), ("gam", gam),
-                                         ("batchsize", batchsize)])
+                args, kwargs = bind(
+                    fn,
+                    [
+                        ("model", model),
+                        ("sigmas", sigmas.clone()),
+                        ("xt", None if xt is None else xt.clone()),
+                        ("gam", gam),
+                        ("batchsize", batchsize),
+                    ],
+                )
                 result = fn(*args, **kwargs)
                 for value in _iterate(result, limit):
                     keep = kind != "law"
@@ -238,8 +276,13 @@ def _describe(fn) -> dict:
     cell = cell_of_filename(code.co_filename) if code else None
     if cell is None:
         return {"status": "other", "type": type(fn).__name__, "module": getattr(fn, "__module__", None)}
-    return {"status": "notebook", "cell": cell, "line": code.co_firstlineno, "name": inner.__name__,
-            "generator": inspect.isgeneratorfunction(inner)}
+    return {
+        "status": "notebook",
+        "cell": cell,
+        "line": code.co_firstlineno,
+        "name": inner.__name__,
+        "generator": inspect.isgeneratorfunction(inner),
+    }
 
 
 def observe(path: Path, config: dict, emit) -> None:
@@ -249,16 +292,28 @@ def observe(path: Path, config: dict, emit) -> None:
     try:
         nb = read_cells(Path(path))
     except Exception as exc:  # noqa: BLE001 - a file that is no notebook: said in one line, as a crash of loading
-        raise ValueError(f"cannot read {Path(path).name} as a notebook or script: {type(exc).__name__}: "
-                         f"{str(exc)[:200]}") from None
-    emit("notebook", name=nb.name, form=nb.kind,
-         cells=[{"number": c.number, "text": c.text, "first_line": c.first_line, "dropped": list(c.dropped)}
-                for c in nb.cells])
+        raise ValueError(
+            f"cannot read {Path(path).name} as a notebook or script: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    emit(
+        "notebook",
+        name=nb.name,
+        form=nb.kind,
+        cells=[
+            {"number": c.number, "text": c.text, "first_line": c.first_line, "dropped": list(c.dropped)}
+            for c in nb.cells
+        ],
+    )
     p = plan(nb)
     _UNRUN.clear()
     _UNRUN.update({k: nb.where(*v) for k, v in p.unrun.items()})
-    emit("plan", defines={k: list(v) for k, v in p.defines.items()}, skipped=len(p.skipped),
-         skipped_first=[list(s) for s in p.skipped[:5]], syntax_errors=[list(s) for s in p.syntax_errors])
+    emit(
+        "plan",
+        defines={k: list(v) for k, v in p.defines.items()},
+        skipped=len(p.skipped),
+        skipped_first=[list(s) for s in p.skipped[:5]],
+        syntax_errors=[list(s) for s in p.syntax_errors],
+    )
     old = install_modules()
     try:
         namespace = {"__name__": "__notebook__", "__builtins__": builtins}

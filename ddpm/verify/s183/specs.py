@@ -14,8 +14,11 @@ _STEP = "[6.S183 Q2: Q3 step; PY23 App. A]"
 
 # id: (claim with its equation, citation), in report order.
 SPECS_S183 = {
-    "loss_input": ("the network sees x_0 + sigma eps, each example with its own sigma: "
-                   "L = E||eps_theta(x_0 + sigma eps, sigma) - eps||^2", _LOSS),
+    "loss_input": (
+        "the network sees x_0 + sigma eps, each example with its own sigma: "
+        "L = E||eps_theta(x_0 + sigma eps, sigma) - eps||^2",
+        _LOSS,
+    ),
     "loss_sigma": ("eps_theta is told each example's sigma, drawn per example from the schedule", _LOSS),
     "loss_eps": ("eps ~ N(0, I), fresh for every example and every batch", _LOSS),
     "loss_target": ("the regression target is eps (the gradient is c (eps_theta - eps))", _LOSS),
@@ -24,11 +27,16 @@ SPECS_S183 = {
     "sample_start": ("x = model.rand_input(batchsize) * sigmas[0], or xt as given", "[6.S183 Q2: samples]"),
     "sample_network_call": ("eps_theta evaluated once per level, at (x_t, sigma_t)", _STEP),
     "sample_first_step": ("the first step uses eps_bar = eps_theta(x_t, sigma_t)", _STEP),
-    "sample_update": ("x_{t-1} = x_t - (sigma_t - sigma_{t-1}) eps_bar_t, eps_bar_t = gam eps_theta(x_t, sigma_t) "
-                      "+ (1 - gam) eps_theta(x_{t+1}, sigma_{t+1}), for gam = 1, 1.5, 2", _STEP),
+    "sample_update": (
+        "x_{t-1} = x_t - (sigma_t - sigma_{t-1}) eps_bar_t, eps_bar_t = gam eps_theta(x_t, sigma_t) "
+        "+ (1 - gam) eps_theta(x_{t+1}, sigma_{t+1}), for gam = 1, 1.5, 2",
+        _STEP,
+    ),
     "sample_yields": ("one yield per step, x_{t-1} after the step; the last is x_0", "[6.S183 Q2: samples]"),
-    "sample_law": ("with the exact eps* of N(m, c I), the samples follow the closed-form law",
-                   "[6.S183 Q1b; PY23 App. A]"),
+    "sample_law": (
+        "with the exact eps* of N(m, c I), the samples follow the closed-form law",
+        "[6.S183 Q1b; PY23 App. A]",
+    ),
 }
 LOSS_SPECS = [k for k in SPECS_S183 if k.startswith("loss_")]
 SAMPLE_SPECS = [k for k in SPECS_S183 if k.startswith("sample_")]

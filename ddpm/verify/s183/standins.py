@@ -31,8 +31,20 @@ from torch import Tensor, nn
 from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
 from ddpm.verify.s183.notebook import cell_of_filename
 
-__all__ = ["StandInUsed", "Unavailable", "Accelerator", "Schedule", "ScheduleLogLinear", "ProbeModel", "ProbeLoader",
-           "probe_answer", "student_site", "install_modules", "recorded_draws", "STANDIN_MODULES"]
+__all__ = [
+    "StandInUsed",
+    "Unavailable",
+    "Accelerator",
+    "Schedule",
+    "ScheduleLogLinear",
+    "ProbeModel",
+    "ProbeLoader",
+    "probe_answer",
+    "student_site",
+    "install_modules",
+    "recorded_draws",
+    "STANDIN_MODULES",
+]
 
 
 class StandInUsed(RuntimeError):
@@ -244,8 +256,10 @@ def probe_answer(x: Tensor, sigma) -> Tensor:
     if s.ndim and s.numel() == x.shape[0]:
         s = s.reshape(-1, *([1] * (x.ndim - 1)))
     elif s.numel() != 1:
-        raise ValueError(f"eps_theta(x, sigma): sigma has {s.numel()} values of shape {tuple(s.shape)} for a batch "
-                         f"x of shape {tuple(x.shape)} (one level, or one per example)")
+        raise ValueError(
+            f"eps_theta(x, sigma): sigma has {s.numel()} values of shape {tuple(s.shape)} for a batch "
+            f"x of shape {tuple(x.shape)} (one level, or one per example)"
+        )
     else:
         s = s.reshape(())
     ls = torch.log(s.abs().clamp_min(1e-12))
@@ -255,8 +269,17 @@ def probe_answer(x: Tensor, sigma) -> Tensor:
 class ProbeModel(nn.Module):
     """The network handed to the student's functions: eps_theta(x, sigma) answers, each call recorded."""
 
-    def __init__(self, emit, generator: torch.Generator, *, input_dims=(2,), dtype=torch.float64, answer=None,
-                 record_tensors: bool = True, trainable: bool = False):
+    def __init__(
+        self,
+        emit,
+        generator: torch.Generator,
+        *,
+        input_dims=(2,),
+        dtype=torch.float64,
+        answer=None,
+        record_tensors: bool = True,
+        trainable: bool = False,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.ones((), dtype=dtype))
         self.input_dims = tuple(input_dims)
@@ -331,8 +354,14 @@ def recorded_draws(generator: torch.Generator, emit, seed: int = 0):
 
     def record(fn, value, **extra):
         site = student_site(3)
-        emit("draw", id=next(_draw_ids), fn=fn, value=snap(value) if isinstance(value, Tensor) else value,
-             **extra, **_site_fields(site))
+        emit(
+            "draw",
+            id=next(_draw_ids),
+            fn=fn,
+            value=snap(value) if isinstance(value, Tensor) else value,
+            **extra,
+            **_site_fields(site),
+        )
         return value
 
     def mine() -> bool:
@@ -371,6 +400,7 @@ def recorded_draws(generator: torch.Generator, emit, seed: int = 0):
             if kwargs.get("requires_grad"):
                 value.requires_grad_(True)
             return record(f"torch.{name}", value, own_generator=own)
+
         return draw
 
     def normal(*args, **kwargs):
@@ -408,13 +438,19 @@ def recorded_draws(generator: torch.Generator, emit, seed: int = 0):
             value = make(*args, **kwargs)
             record(f"numpy.random.{name}", torch.as_tensor(np.asarray(value)), own_generator=False)
             return value
+
         return draw
 
     globals_generator = [generator]
     patches = {
-        (torch, "randn"): randn, (torch, "rand"): rand, (torch, "randn_like"): like("randn_like", "randn"),
-        (torch, "rand_like"): like("rand_like", "rand"), (torch, "normal"): normal, (torch, "randint"): randint,
-        (torch.Tensor, "normal_"): normal_, (torch.Tensor, "uniform_"): uniform_,
+        (torch, "randn"): randn,
+        (torch, "rand"): rand,
+        (torch, "randn_like"): like("randn_like", "randn"),
+        (torch, "rand_like"): like("rand_like", "rand"),
+        (torch, "normal"): normal,
+        (torch, "randint"): randint,
+        (torch.Tensor, "normal_"): normal_,
+        (torch.Tensor, "uniform_"): uniform_,
         (np.random, "randn"): np_draw("randn", lambda *s: np_rng.standard_normal(s)),
         (np.random, "standard_normal"): np_draw("standard_normal", lambda size=None: np_rng.standard_normal(size)),
         (np.random, "normal"): np_draw("normal", lambda loc=0.0, scale=1.0, size=None: np_rng.normal(loc, scale, size)),
@@ -437,8 +473,9 @@ def _module(name: str, attrs: dict, fallback) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attrs)
     module.__all__ = [k for k in attrs if not k.startswith("_")]
-    module.__getattr__ = lambda attr: (_ for _ in ()).throw(AttributeError(attr)) if attr.startswith("__") \
-        else fallback(f"{name}.{attr}")
+    module.__getattr__ = lambda attr: (
+        (_ for _ in ()).throw(AttributeError(attr)) if attr.startswith("__") else fallback(f"{name}.{attr}")
+    )
     module.__path__ = []  # a package, so that its submodules import
     module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
     module.__s183_standin__ = True
@@ -448,6 +485,7 @@ def _module(name: str, attrs: dict, fallback) -> types.ModuleType:
 def _library_function(name: str):
     def library(*args, **kwargs):
         raise StandInUsed(f"smalldiffusion.{name}: the library's own {name}, not one the notebook defines")
+
     library.__s183_library__ = name
     return library
 
@@ -490,8 +528,12 @@ def skip_dynamo_import():
         for klass in cls.__mro__:
             for value in vars(klass).values():
                 code, fn = getattr(value, "__code__", None), getattr(value, "__wrapped__", None)
-                if code is not None and fn is not None and code.co_filename.endswith("_compile.py") \
-                        and getattr(fn, "__dynamo_disable", None) is None:
+                if (
+                    code is not None
+                    and fn is not None
+                    and code.co_filename.endswith("_compile.py")
+                    and getattr(fn, "__dynamo_disable", None) is None
+                ):
                     fn.__dynamo_disable = fn
                     spared.append(fn)
     try:
@@ -558,9 +600,14 @@ def install_modules() -> dict:
     """Bind the stood-in packages in sys.modules (installed or not); returns the entries they replace."""
     unavailable = Unavailable
     anything = lambda name: _Anything()  # noqa: E731
-    sd = {"Schedule": Schedule, "ScheduleLogLinear": ScheduleLogLinear, "ModelMixin": ModelMixin,
-          "get_sigma_embeds": get_sigma_embeds, "training_loop": _library_function("training_loop"),
-          "samples": _library_function("samples")}
+    sd = {
+        "Schedule": Schedule,
+        "ScheduleLogLinear": ScheduleLogLinear,
+        "ModelMixin": ModelMixin,
+        "get_sigma_embeds": get_sigma_embeds,
+        "training_loop": _library_function("training_loop"),
+        "samples": _library_function("samples"),
+    }
     tq = {"tqdm": _Tqdm, "trange": _trange}
     modules = {
         "smalldiffusion": _module("smalldiffusion", sd, unavailable),
@@ -570,8 +617,17 @@ def install_modules() -> dict:
         "tqdm.notebook": _module("tqdm.notebook", tq, anything),
         "tqdm.autonotebook": _module("tqdm.autonotebook", tq, anything),
     }
-    for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.animation", "matplotlib.cm", "matplotlib.colors",
-                 "IPython", "IPython.display", "IPython.core", "IPython.core.display"):
+    for name in (
+        "matplotlib",
+        "matplotlib.pyplot",
+        "matplotlib.animation",
+        "matplotlib.cm",
+        "matplotlib.colors",
+        "IPython",
+        "IPython.display",
+        "IPython.core",
+        "IPython.core.display",
+    ):
         modules[name] = _module(name, {}, anything)
     for sub in ("diffusion", "model", "data", "utils"):
         modules[f"smalldiffusion.{sub}"] = _module(f"smalldiffusion.{sub}", sd, unavailable)
@@ -582,4 +638,3 @@ def install_modules() -> dict:
             parent, _, child = name.rpartition(".")
             setattr(modules[parent], child, module)
     return old
-
