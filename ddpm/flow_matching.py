@@ -88,8 +88,8 @@ def fm_euler_steps(
 def fm_euler_sample(v_model: VModel, ts, u: Tensor | None = None, **kwargs) -> Tensor:
     """The last u of :func:`fm_euler_steps` [6.S183 Q2 §6.3]."""
     out = u
-    for out in fm_euler_steps(v_model, ts, u, **kwargs):
-        pass
+    for step in fm_euler_steps(v_model, ts, u, **kwargs):
+        out = step
     return out
 
 

@@ -222,10 +222,10 @@ def gam_mu_sample(
     notebook's 10-step accelerated sampler.
     """
     out = x
-    for out in gam_mu_steps(
+    for step in gam_mu_steps(
         eps_model, sigmas, x, shape=shape, gam=gam, mu=mu, generator=generator, device=device, dtype=dtype
     ):
-        pass
+        out = step
     return out
 
 

@@ -30,11 +30,13 @@ CLAIMS: dict[str, tuple[str, str]] = {
     "q1c": ("q1c_transport", "The transport equation for v = E[sigma' eps | x_t = x] [6.S183 Q1c]"),
     "s183-vevp": (
         "s183_ve_vp",
-        "x_VE = x_VP / sqrt(alpha_bar_t), sigma_t = sqrt((1 - alpha_bar_t)/alpha_bar_t); eps_theta the same function [Song21 §4.3]",
+        "x_VE = x_VP / sqrt(alpha_bar_t), sigma_t = sqrt((1 - alpha_bar_t)/alpha_bar_t); "
+        "eps_theta the same function [Song21 §4.3]",
     ),
     "s183-mu": (
         "s183_mu_step",
-        "The mu = 1/2 step on the sigma twin is Algorithm 2 with beta_tilde; the mu-step keeps the marginal [PY23 App. A]",
+        "The mu = 1/2 step on the sigma twin is Algorithm 2 with beta_tilde; "
+        "the mu-step keeps the marginal [PY23 App. A]",
     ),
     "s183-ddim": (
         "s183_ddim_flow",

@@ -55,14 +55,14 @@ def mixture_moments(mixture: GaussianMixture) -> Tensor:
     w, m = mixture.weights.to(torch.float64), mixture.means.to(torch.float64)
     first = w @ m
     second = torch.einsum("k,kij->ij", w, component_covs(mixture) + m[:, :, None] * m[:, None, :])
-    j, l = _pairs(mixture.dim)
-    return torch.cat([first, second[j, l]])
+    j, k = _pairs(mixture.dim)
+    return torch.cat([first, second[j, k]])
 
 
 def moment_values(x: Tensor) -> Tensor:
     """Per draw: x_j, then x_j x_l (j <= l), shape (n, D + D (D + 1) / 2), float64."""
-    j, l = _pairs(x.shape[1])
-    return torch.cat([x, x[:, j] * x[:, l]], dim=1).to(torch.float64)
+    j, k = _pairs(x.shape[1])
+    return torch.cat([x, x[:, j] * x[:, k]], dim=1).to(torch.float64)
 
 
 def sample_moments(x: Tensor) -> tuple[Tensor, Tensor]:

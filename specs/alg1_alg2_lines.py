@@ -1,4 +1,6 @@
-"""Algorithms 1 and 2 line by line, each line cited against the code that runs it and its formula checked [Ho20 alg. 1, alg. 2, eq. 14].
+"""Algorithms 1 and 2 line by line, cited against the code that runs it [Ho20 alg. 1, alg. 2, eq. 14].
+
+Each line is cited against the code that runs it, and its formula is checked.
 
 Algorithm 1 (training): x_0 ~ q(x_0); t ~ Uniform{1..T}; eps ~ N(0, I); a gradient step on
 ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2. The argument of eps_theta is a

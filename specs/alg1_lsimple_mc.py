@@ -2,8 +2,10 @@
 
 For x_0 ~ N(m, diag(s_d^2)) and x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eps and x_t
 are jointly Gaussian, so eps*(x_t) = E[eps | x_t] and the residual variance is, per coordinate,
-1 - (1 - alpha_bar_t) / (alpha_bar_t s_d^2 + 1 - alpha_bar_t) = alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t).
-Algorithm 1 draws t uniformly from 1..T, so E[L_simple(eps*)] = (1/T) sum_t sum_d alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t).
+1 - (1 - alpha_bar_t) / (alpha_bar_t s_d^2 + 1 - alpha_bar_t)
+  = alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t).
+Algorithm 1 draws t uniformly from 1..T, so
+E[L_simple(eps*)] = (1/T) sum_t sum_d alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t).
 Monte Carlo: ``ddpm.losses.l_simple`` with ``ddpm.oracles.OptimalEps`` over Algorithm 1's draws.
 """
 

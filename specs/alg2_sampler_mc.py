@@ -56,7 +56,10 @@ class LinearEps:
 
     @classmethod
     def optimal_for_gaussian(cls, schedule: Schedule, m: Tensor, C: Tensor) -> LinearEps:
-        """eps*(x_t) = sqrt(1 - alpha_bar) (alpha_bar C + (1 - alpha_bar) I)^-1 (x_t - sqrt(alpha_bar) m) for x_0 ~ N(m, C) [6.S183 Q1b]."""
+        """The exact eps* for x_0 ~ N(m, C) [6.S183 Q1b].
+
+        eps*(x_t) = sqrt(1 - alpha_bar) (alpha_bar C + (1 - alpha_bar) I)^-1 (x_t - sqrt(alpha_bar) m).
+        """
         ab, omab = schedule.alpha_bar[:, None, None], schedule.one_minus_alpha_bar[:, None, None]
         A = omab.sqrt() * torch.linalg.inv(ab * C + omab * torch.eye(C.shape[0], dtype=torch.float64))
         return cls(A, -(A @ m) * ab[:, :, 0].sqrt())
@@ -97,7 +100,10 @@ def check_linear_eps_recursion(
 
 
 def sampling_kl(T: int, sigma2: str, optimal=LinearEps.optimal_for_gaussian) -> float:
-    """KL(law of Algorithm 2's x_0 || N(m, C)) with the exact eps* of N(m, C), for the linear schedule rescaled to T steps."""
+    """KL(law of Algorithm 2's x_0 || N(m, C)) with the exact eps* of N(m, C).
+
+    The schedule is the linear one rescaled to T steps.
+    """
     m = torch.tensor([1.5, -0.5], dtype=torch.float64)
     C = torch.tensor([[0.09, 0.03], [0.03, 0.25]], dtype=torch.float64)
     schedule = linear_schedule(T, 1e-4 * 1000 / T, 0.02 * 1000 / T)

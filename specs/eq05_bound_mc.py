@@ -48,7 +48,10 @@ def _log_normal(x: Tensor, mean: Tensor, var: Tensor | float) -> Tensor:
 
 
 def eq3_per_trajectory(schedule: Schedule, x0: Tensor, generator: torch.Generator) -> Tensor:
-    """-log p(x_T) - sum_t log p_theta(x_{t-1} | x_t) / q(x_t | x_{t-1}) along one forward trajectory per row [Ho20 eq. 3]."""
+    """Eq. 3's integrand along one forward trajectory per row [Ho20 eq. 3].
+
+    -log p(x_T) - sum_t log p_theta(x_{t-1} | x_t) / q(x_t | x_{t-1}).
+    """
     eps_model = OptimalEps(DATA, schedule)
     total, x_prev = torch.zeros(x0.shape[0], dtype=x0.dtype), x0
     for t in range(1, schedule.T + 1):
@@ -97,7 +100,10 @@ def eq5_closed_form(schedule: Schedule, *, posterior_var: str = "beta_tilde", pr
 
 
 def check_bound(n: int, generator: torch.Generator, *, raise_on_fail: bool = True, **planted) -> MonteCarloCheck:
-    """The mean of eq. 3 over n forward trajectories against eq. 5 in closed form (``planted``: see ``eq5_closed_form``)."""
+    """The mean of eq. 3 over n forward trajectories against eq. 5 in closed form.
+
+    ``planted``: see ``eq5_closed_form``.
+    """
     x0 = DATA.sample(n, generator)
     values = eq3_per_trajectory(SCHEDULE, x0, generator)
     return check_mc(

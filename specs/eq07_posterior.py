@@ -5,7 +5,8 @@ q(x_t | x_{t-1}, x_0) = q(x_t | x_{t-1})). Every factor is an isotropic Gaussian
 are independent and one coordinate carries the whole derivation. Its log is quadratic in x_{t-1};
 completing the square gives
 
-    mu_tilde = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0 + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t,
+    mu_tilde = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
+               + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t,
     beta_tilde = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t,
 
 and the x_{t-1}-free remainder is exactly the normaliser of N(mu_tilde, beta_tilde): Bayes'

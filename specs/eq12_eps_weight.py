@@ -1,4 +1,7 @@
-"""In the eps-parameterisation mu_tilde = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) and L_{t-1} - C = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) ||eps - eps_theta||^2 [Ho20 eqs. 9-12].
+"""The eps-parameterisation of mu_tilde and the weight of L_{t-1} [Ho20 eqs. 9-12].
+
+mu_tilde = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) and
+L_{t-1} - C = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) ||eps - eps_theta||^2.
 
 Eq. 4 solved for x_0 gives x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (eq. 9);
 put into eq. 7's mu_tilde it collapses to eq. 10. With mu_theta of the same form in eps_theta
@@ -148,11 +151,16 @@ def check_batched_float32(
     @given(schedules(max_T=12), st.data(), st.integers(2, 6))
     def run(schedule, data, batch):
         t = torch.tensor(data.draw(st.lists(st.integers(1, schedule.T), min_size=batch, max_size=batch), label="t"))
-        floats = lambda b: st.floats(-b, b, width=32, allow_subnormal=False)  # noqa: E731
-        draw = lambda b: torch.tensor(
-            data.draw(st.lists(floats(b), min_size=batch * 2, max_size=batch * 2)),  # noqa: E731
-            dtype=dtype,
-        ).reshape(batch, 2)
+
+        def floats(b):
+            return st.floats(-b, b, width=32, allow_subnormal=False)
+
+        def draw(b):
+            return torch.tensor(
+                data.draw(st.lists(floats(b), min_size=batch * 2, max_size=batch * 2)),
+                dtype=dtype,
+            ).reshape(batch, 2)
+
         one(schedule, t, draw(1.0), draw(3.0), draw(3.0))
 
     run()

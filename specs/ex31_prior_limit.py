@@ -85,7 +85,8 @@ def derivation(kl=sheet_kl) -> Derivation:
     }
     d.step(
         "Ho et al.'s linear schedule, T = 1000 [Ho20 §4]: alpha_bar_T about 4e-5, L_T about 1e-5 bits/dim",
-        f"alpha_bar_1000 = {float(paper):.4e}, E L_T = {figures['paper_mean']:.2e}, max L_T = {figures['paper_worst']:.2e} bits/dim",
+        f"alpha_bar_1000 = {float(paper):.4e}, E L_T = {figures['paper_mean']:.2e}, "
+        f"max L_T = {figures['paper_worst']:.2e} bits/dim",
     )
     d.step(
         "The trap of the sheet's default T = 100: x_T keeps sqrt(alpha_bar_T) = 0.6 of x_0",

@@ -1,4 +1,6 @@
-"""Eq. 3 rewritten as eq. 5, L = L_T + sum_{t>1} L_{t-1} + L_0, each step of App. A executable [02460 ex. 3.2; Ho20 eq. 5, App. A eqs. 17-22].
+"""Eq. 3 rewritten as eq. 5, step by step [02460 ex. 3.2; Ho20 eq. 5, App. A eqs. 17-22].
+
+L = L_T + sum_{t>1} L_{t-1} + L_0, each step of App. A executable.
 
 (17) L = E_q[-log p(x_T) - sum_{t>=1} log p_theta(x_{t-1} | x_t) / q(x_t | x_{t-1})]; (18) the t = 1 term
 split off; (19) for t > 1 the Markov property q(x_t | x_{t-1}) = q(x_t | x_{t-1}, x_0) and Bayes' rule

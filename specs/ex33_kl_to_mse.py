@@ -1,4 +1,6 @@
-"""L_{t-1} = KL(N(mu_tilde, beta_tilde I) || N(mu_theta, sigma_t^2 I)) = ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) + C [02460 ex. 3.3; Ho20 eq. 8].
+"""L_{t-1} = ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) + C [02460 ex. 3.3; Ho20 eq. 8].
+
+L_{t-1} = KL(N(mu_tilde, beta_tilde I) || N(mu_theta, sigma_t^2 I)) = ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) + C.
 
 From the sheet's general formula (its eq. 29, Rasmussen and Williams eq. A.23)
 

@@ -6,9 +6,10 @@ m(y) = E[x | y] = ``GaussianMixture.posterior_mean(y, 1, sigma)``.
 1. Orthogonality: E[(x - m(y)) g(y)] = 0 for g = 1, y, tanh(y), sin(2 y) (one ``check_mc`` call).
 2. The risk of m + delta h exceeds that of m by exactly delta^2 E[h(y)^2]: delta^2 for h = 1 and
    delta^2 (E[x^2] + sigma^2) for h(y) = y (paired differences on one sample).
-3. (slow tier: no provable false-alarm rate, see the tests) A small network trained on the loss approaches m: its excess risk E[(f(y) - m(y))^2], integrated
-   over p(y) on a grid (deterministic given the trained net), closes at least 99% of the gap
-   between the best constant predictor (risk Var(x)) and m (the Bayes risk).
+3. (slow tier: no provable false-alarm rate, see the tests) A small network trained on the loss
+   approaches m: its excess risk E[(f(y) - m(y))^2], integrated over p(y) on a grid (deterministic
+   given the trained net), closes at least 99% of the gap between
+   the best constant predictor (risk Var(x)) and m (the Bayes risk).
 """
 
 from __future__ import annotations

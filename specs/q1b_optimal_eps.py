@@ -52,7 +52,8 @@ def derivation(log_evidence: sp.Expr = COMPONENT_LOG_EVIDENCE, component_mean: s
     )
     d.step("and the posterior mean of x_0 under the component", equal(mean, component_mean, "component posterior mean"))
     d.step(
-        "Mixture: E[x_0 | x] = sum_k softmax_k(log w_k + log N(x; a m_k, (a^2 c_k + s^2) I)) (m_k + a c_k (x - a m_k) / (a^2 c_k + s^2))",
+        "Mixture: E[x_0 | x] = sum_k softmax_k(log w_k + log N(x; a m_k, (a^2 c_k + s^2) I)) "
+        "(m_k + a c_k (x - a m_k) / (a^2 c_k + s^2))",
         "the component responsibilities are Bayes' rule over k with the evidences above",
     )
     d.step(

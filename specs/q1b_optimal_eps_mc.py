@@ -9,7 +9,8 @@ For x_sigma = x_0 + sigma eps with x_0 from a 2D Gaussian mixture, and for a fin
    sqrt(sum w_i^2 (f_i - R)^2) / sum w_i. The points sit where the effective sample size is in the
    thousands, so the ratio's normal approximation holds at the 1e-6 level up to a small skew.
 2. Loss (1) at eps* equals its predicted minimum E[tr Cov(eps | x_sigma)], with
-   tr Cov(eps | x) = (sum_k pi_k(x) (D c_k sigma^2 / (c_k + sigma^2) + ||mu_k(x)||^2) - ||sum_k pi_k(x) mu_k(x)||^2) / sigma^2
+   tr Cov(eps | x) = (sum_k pi_k(x) (D c_k sigma^2 / (c_k + sigma^2) + ||mu_k(x)||^2)
+                      - ||sum_k pi_k(x) mu_k(x)||^2) / sigma^2
    (the law of total variance over the components; pi_k, mu_k the component posterior weights and
    means), integrated over p_sigma on a grid (trapezoid rule, exact to ~1e-12 for these Gaussians);
    and eps* + delta h raises the loss by exactly delta^2 E||h||^2: delta^2 ||u||^2 for h = u

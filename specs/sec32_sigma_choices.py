@@ -1,4 +1,7 @@
-"""sigma_t^2 = beta_t is the optimal reverse variance for x_0 ~ N(0, I), sigma_t^2 = beta_tilde_t for x_0 a point mass [Ho20 §3.2].
+"""The optimal sigma_t^2: beta_t for x_0 ~ N(0, I), beta_tilde_t for a point mass [Ho20 §3.2].
+
+sigma_t^2 = beta_t is the optimal reverse variance for x_0 ~ N(0, I), sigma_t^2 = beta_tilde_t for x_0
+a point mass.
 
 For a fixed x_t, the Gaussian p(x_{t-1} | x_t) = N(mu, sigma^2) minimising the expected L_{t-1} = E_{x_0 | x_t}
 KL(N(mu_tilde, beta_tilde) || N(mu, sigma^2)) (one coordinate) has mu = E[mu_tilde | x_t] and
@@ -31,7 +34,8 @@ def derivation(standard_normal: sp.Expr = FOR_STANDARD_NORMAL, point_mass: sp.Ex
     """Derive the optimal sigma^2 and its two extremes, checked against the stated ones."""
     d = Derivation("The optimal sigma_t^2: beta_t for x_0 ~ N(0, I), beta_tilde_t for a point mass [Ho20 §3.2]")
     bt = sp.Symbol("beta_tilde", positive=True)
-    # E KL = 1/2 (log(sigma^2 / beta_tilde) + (beta_tilde + E(mu_tilde - mu)^2) / sigma^2 - 1), at mu = E[mu_tilde | x_t]
+    # E KL = 1/2 (log(sigma^2 / beta_tilde) + (beta_tilde + E(mu_tilde - mu)^2) / sigma^2 - 1),
+    # at mu = E[mu_tilde | x_t]
     expected_kl = (sp.log(s2 / bt) + (bt + v) / s2 - 1) / 2
     d.step(
         "Expected KL at the best mean mu = E[mu_tilde | x_t], with V = Var(mu_tilde | x_t)",

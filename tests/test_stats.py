@@ -1,4 +1,4 @@
-"""The one Monte Carlo assertion, ``ddpm.stats.check_mc``: its threshold, its messages, and its real false-alarm rate."""
+"""The one Monte Carlo assertion, ``ddpm.stats.check_mc``: threshold, messages, real false-alarm rate."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def _null_statistics(generator: torch.Generator, n_sim: int):
     from specs._mc import moment_values, separating_halfplanes
 
     out = []
-    for name, law, n, planes in [
+    for name, law, n, _ in [
         ("alg. 2 vs mixture", alg2_sampler_mc.MIXTURE, alg2_sampler_mc.N_MIXTURE, None),
         ("q1c flow vs mixture", q1c_transport_mc.MIXTURE, q1c_transport_mc.N, None),
     ]:

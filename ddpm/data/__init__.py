@@ -1,4 +1,8 @@
-"""The data sets: the 02460 toy sets in [-1, 1]^2 (``toy``), the 6.S183 Swissroll (``swissroll``) and MNIST from its IDX files (``mnist``)."""
+"""The data sets: the 02460 toy sets, the 6.S183 Swissroll and MNIST.
+
+The 02460 toy sets in [-1, 1]^2 (``toy``), the 6.S183 Swissroll (``swissroll``) and MNIST from its
+IDX files (``mnist``).
+"""
 
 from __future__ import annotations
 

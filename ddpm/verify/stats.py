@@ -1,9 +1,10 @@
 """The verifier's statistical tests: ``ddpm.stats.check_mc`` for means, exact binomial tails for counts.
 
 A count of events (two samples sharing t; draws of one step) is binomial under the claim, and its
-exact two-sided tail is cheap (``ddpm.stats.binomial_tail``), so it is used instead of the normal approximation (which issue 12 item 4 found running at ~2.3x the
-nominal rate at the verifier's sizes). Each tail gets ``false_alarm / (2 count)``: the rate of the whole check is at
-most ``false_alarm`` (exactly, not asymptotically; less where the distribution is discrete).
+exact two-sided tail is cheap (``ddpm.stats.binomial_tail``), so it is used instead of the normal
+approximation (which issue 12 item 4 found running at ~2.3x the nominal rate at the verifier's sizes).
+Each tail gets ``false_alarm / (2 count)``: the rate of the whole check is at most ``false_alarm``
+(exactly, not asymptotically; less where the distribution is discrete).
 """
 
 from __future__ import annotations

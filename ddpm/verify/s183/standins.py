@@ -456,7 +456,7 @@ def recorded_draws(generator: torch.Generator, emit, seed: int = 0):
         (np.random, "normal"): np_draw("normal", lambda loc=0.0, scale=1.0, size=None: np_rng.normal(loc, scale, size)),
         (np.random, "rand"): np_draw("rand", lambda *s: np_rng.random(s)),
     }
-    for (owner, name), fn in patches.items():
+    for owner, name in patches:
         key = f"np.{name}" if owner is np.random else name
         originals[key] = getattr(owner, name)
     try:
@@ -464,7 +464,7 @@ def recorded_draws(generator: torch.Generator, emit, seed: int = 0):
             setattr(owner, name, fn)
         yield
     finally:
-        for (owner, name), fn in patches.items():
+        for owner, name in patches:
             key = f"np.{name}" if owner is np.random else name
             setattr(owner, name, originals[key])
 
