@@ -1,4 +1,7 @@
-"""Suite-wide test settings: the ``--seed`` option of the statistical checks and the hypothesis profiles."""
+"""Suite-wide test settings.
+
+The ``--seed`` option of the statistical checks and the hypothesis profiles.
+"""
 
 from __future__ import annotations
 

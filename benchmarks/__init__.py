@@ -1,1 +1,4 @@
-"""Benchmarks of ddpm's sampler and training step beside a peer (diffusers' DDPMScheduler loops); see README.md."""
+"""Benchmarks of ddpm's sampler and training step beside a peer (diffusers' DDPMScheduler loops).
+
+See README.md.
+"""

@@ -1,4 +1,6 @@
-"""The sigma world's workloads: the DDIM and accelerated samplers (10 and 50 steps) and the sigma training step,
+"""The sigma world's workloads.
+
+The DDIM and accelerated samplers (10 and 50 steps) and the sigma training step,
 each beside diffusers' DDIMScheduler loop (and the training step a diffusers user writes) with the same network.
 
 The network is the 6.S183 MLP, ``SigmaMLP`` (eps_theta(x, sigma)). diffusers counts in the beta world, so the
@@ -33,7 +35,9 @@ LR = 1e-3
 
 
 class SigmaNetAsVP(nn.Module):
-    """eps_theta(x_VP, timestep) = net(x_VP / sqrt(alpha_bar_t), sigma_t), t = timestep + 1: a sigma-world net called
+    """eps_theta(x_VP, timestep) = net(x_VP / sqrt(alpha_bar_t), sigma_t), t = timestep + 1.
+
+    A sigma-world net called
     as diffusers calls a model. ``gam`` != 1 mixes in the previous call's prediction: gam eps + (1 - gam) eps_prev."""
 
     def __init__(self, net: nn.Module, schedule, gam: float = 1.0):

@@ -1,4 +1,6 @@
-"""pytest-benchmark view of the quick workloads, ours and the peer side by side (one group a workload).
+"""pytest-benchmark view of the quick workloads.
+
+Ours and the peer side by side (one group a workload).
 
     pytest benchmarks                      # every quick workload on CPU (and CUDA where present)
     pytest benchmarks -k "fc64 and sample"

@@ -1,4 +1,6 @@
-"""The sigma workloads' two sides compute the same thing: the same samples (DDIM and the accelerated sampler through the
+"""The sigma workloads' two sides compute the same thing.
+
+The same samples (DDIM and the accelerated sampler through the
 bridge) and the same training loss, before any timing is trusted."""
 
 from __future__ import annotations

@@ -145,7 +145,9 @@ def _mnist_like(n: int) -> torch.Tensor:
 
 
 def workloads(device: torch.device, quick: bool = False) -> list[Workload]:
-    """Every workload on ``device``; ``quick`` takes fewer rounds, a shorter U-Net chain and, on CPU, leaves out
+    """Every workload on ``device``.
+
+    ``quick`` takes fewer rounds, a shorter U-Net chain and, on CPU, leaves out
     the width-128 sampler at N = 5000."""
     cpu = device.type == "cpu"
     T = 1000

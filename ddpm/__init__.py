@@ -1,4 +1,6 @@
-"""A minimal, fast DDPM (Ho, Jain & Abbeel 2020) whose every formula is checked against its derivation.
+"""A minimal, fast DDPM (Ho, Jain & Abbeel 2020).
+
+Every formula is checked against its derivation.
 
 The public API uses the paper's time index t = 1..T throughout; see ``ddpm.schedule``.
 """

@@ -333,7 +333,10 @@ def _progress(args: argparse.Namespace) -> bool | None:
 
 
 def _save_tensor(path: Path, x: torch.Tensor) -> None:
-    """torch.save through memory, so that a full disk is an OSError naming the file, not torch's RuntimeError."""
+    """torch.save through memory, so that a full disk is an OSError naming the file.
+
+    Not torch's RuntimeError.
+    """
     buffer = io.BytesIO()
     torch.save(x, buffer)
     try:
@@ -570,7 +573,10 @@ def _sample_and_report(
 
 
 def _sample_sigma_world(args: argparse.Namespace, model, config: TrainConfig, png: Path, *, n: int, seed: int) -> int:
-    """Sigma-world samples by the gamma / mu sampler, their picture over the spiral, the quality report [6.S183 Q2]."""
+    """Sigma-world samples by the gamma / mu sampler, their picture over the spiral [6.S183 Q2].
+
+    And the quality report.
+    """
     from ddpm.s183 import format_swissroll_report, plot_swissroll, sample_sigma_world, swissroll_quality
     from ddpm.sigma_schedule import log_linear_sigmas
 
@@ -596,7 +602,10 @@ def _sample_sigma_world(args: argparse.Namespace, model, config: TrainConfig, pn
 
 
 def check_elbo(args: argparse.Namespace) -> None:
-    """Every value of ``ddpm elbo``; loads and verifies the checkpoint (``args.ckpt``), finds MNIST's test split."""
+    """Every value of ``ddpm elbo``.
+
+    Loads and verifies the checkpoint (``args.ckpt``), finds MNIST's test split.
+    """
     args.ckpt = load_checkpoint(args.checkpoint)
     config = args.ckpt.config
     if is_sigma_world(config.data):

@@ -1,4 +1,6 @@
-"""Flow matching: the loss ||v_theta((1-t) x_0 + t eps, t) - (eps - x_0)||^2 and its Euler sampler [6.S183 Q2 §6.3].
+"""Flow matching [6.S183 Q2 §6.3].
+
+The loss ||v_theta((1-t) x_0 + t eps, t) - (eps - x_0)||^2 and its Euler sampler.
 
 The path u_t = (1 - t) x_0 + t eps, t in [0, 1], is the sigma world's x_sigma = x_0 + sigma eps
 divided by 1 + sigma, with t = sigma / (1 + sigma) (``ve_to_fm``, ``ts_from_sigmas``). Under that map
@@ -47,7 +49,10 @@ def fm_interpolate(x0: Tensor, t: Tensor | float, eps: Tensor) -> Tensor:
 
 
 def fm_loss(v_model: VModel, x0: Tensor, t: Tensor | float, eps: Tensor) -> Tensor:
-    """||v_theta((1 - t) x_0 + t eps, t) - (eps - x_0)||^2 per sample, summed over the data [6.S183 Q2 §6.3]."""
+    """||v_theta((1 - t) x_0 + t eps, t) - (eps - x_0)||^2 per sample [6.S183 Q2 §6.3].
+
+    Summed over the data.
+    """
     t = _times(t, x0)
     if t.shape != (x0.shape[0],):
         raise ValueError(f"t must have shape ({x0.shape[0]},) or (), got {tuple(t.shape)}")
@@ -65,7 +70,9 @@ def fm_euler_steps(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Iterator[Tensor]:
-    """Yield u after each Euler step u_{t'} = u_t + (t' - t) v_theta(u_t, t), ``ts`` decreasing [6.S183 Q2 §6.3].
+    """Yield u after each Euler step u_{t'} = u_t + (t' - t) v_theta(u_t, t) [6.S183 Q2 §6.3].
+
+    ``ts`` decreasing.
 
     Starts at u = ts[0] z, z ~ N(0, I) of ``shape`` (u_1 ~ N(0, I) when ts[0] = 1) unless ``u`` is given.
     """
@@ -100,7 +107,10 @@ def ts_from_sigmas(sigmas: Tensor) -> Tensor:
 
 
 def ve_to_fm(x: Tensor, sigma: Tensor | float) -> Tensor:
-    """u = x / (1 + sigma): x_0 + sigma eps becomes (1 - t) x_0 + t eps, t = sigma / (1 + sigma) [6.S183 Q2 §6.3]."""
+    """u = x / (1 + sigma) [6.S183 Q2 §6.3].
+
+    x_0 + sigma eps becomes (1 - t) x_0 + t eps, t = sigma / (1 + sigma).
+    """
     return x / batch_scale(1 + torch.as_tensor(sigma, dtype=torch.float64), x)
 
 

@@ -1,4 +1,6 @@
-"""The training loss L_simple [Ho20 eq. 14] and the full variational bound L = L_T + sum L_{t-1} + L_0 [Ho20 eq. 5].
+"""The training loss L_simple and the full variational bound [Ho20 eqs. 5, 14].
+
+L_simple is eq. 14; the bound is L = L_T + sum L_{t-1} + L_0 (eq. 5).
 
 ``eps_model(x_t, t)`` is any callable predicting eps from x_t and integer steps t of shape (batch,),
 t in 1..T. Per-sample values are summed over every dimension but the first (the batch).
@@ -60,7 +62,9 @@ def gaussian_kl(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) -> Ten
 
 
 def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    """log of N(mean, var) integrated over the bin of each x_0 on the 256-level grid in [-1, 1] [Ho20 eq. 13].
+    """log of N(mean, var)'s mass on each x_0's bin of the 256-level grid [Ho20 eq. 13].
+
+    The bins lie on the 256-level grid in [-1, 1].
 
     The bin of x is [x - 1/255, x + 1/255], its outer edge at -inf for x = -1 and at +inf for x = 1.
     Per coordinate, in nats; the difference of normal CDFs is taken in the lower tail, in log space,
@@ -78,7 +82,10 @@ def discretized_gaussian_log_likelihood(x0: Tensor, mean: Tensor, var: Tensor) -
 
 
 def l_simple(eps_model: EpsModel, schedule: Schedule, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    """||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2 per sample [Ho20 eq. 14, alg. 1]."""
+    """L_simple per sample [Ho20 eq. 14, alg. 1].
+
+    ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2.
+    """
     return sum_per_sample((eps - eps_model(q_sample(schedule, x0, t, eps), t)) ** 2)
 
 
@@ -138,7 +145,9 @@ def negative_elbo(
     sigma2: str = "beta",
     progress: Callable[[int], None] | None = None,
 ) -> Bound:
-    """Every term of the bound [Ho20 eq. 5] for a batch x_0, each L_{t-1} estimated at one fresh draw of x_t.
+    """Every term of the bound [Ho20 eq. 5] for a batch x_0.
+
+    Each L_{t-1} estimated at one fresh draw of x_t.
 
     ``progress(t)`` is called after each step, for a progress bar.
     """

@@ -126,7 +126,9 @@ def transport_velocity(mixture: GaussianMixture, x: Tensor, sigma: Tensor | floa
 
 
 class OptimalEps:
-    """eps*(x_t, t) for DDPM's x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps [Ho20 eq. 4; 6.S183 Q1b].
+    """eps*(x_t, t) for DDPM's x_t [Ho20 eq. 4; 6.S183 Q1b].
+
+    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
 
     A drop-in ``eps_model`` for data of shape (batch, D): what a perfectly trained network predicts.
     """
@@ -142,7 +144,9 @@ class OptimalEps:
 
 
 class SigmaOptimalEps:
-    """eps*(x, sigma) = E[eps | x_0 + sigma eps = x] for the sigma world's x_sigma = x_0 + sigma eps [6.S183 Q1b].
+    """eps*(x, sigma) = E[eps | x_0 + sigma eps = x] [6.S183 Q1b].
+
+    For the sigma world's x_sigma = x_0 + sigma eps.
 
     The same function as the beta world's :class:`OptimalEps` through the bridge x_VE = x_VP / sqrt(alpha_bar_t),
     sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t): eps*(x_VP; a, s) is unchanged when x_VP, a and s are

@@ -1,4 +1,7 @@
-"""The forward-process posterior q(x_{t-1} | x_t, x_0) [Ho20 eqs. 6-7] and its eps-parameterisation [eqs. 9-11]."""
+"""The forward-process posterior and its eps-parameterisation [Ho20 eqs. 6-7, 9-11].
+
+The posterior is q(x_{t-1} | x_t, x_0) (eqs. 6-7); the eps-parameterisation is eqs. 9-11.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""A pytest plugin: ``pytest --ddpm-verify path/to/ddpm.py`` turns each spec of ``ddpm verify`` into a test.
+"""A pytest plugin.
+
+``pytest --ddpm-verify path/to/ddpm.py`` turns each spec of ``ddpm verify`` into a test.
 
 Registered through the ``pytest11`` entry point, so installing ``ddpm`` is enough. Each file given
 (a ``.py``, a notebook, or a directory of them; the option may repeat) is verified once, in the

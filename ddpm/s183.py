@@ -1,4 +1,6 @@
-"""The 6.S183 run end to end: sampling a sigma-world model, the Swissroll quality report [6.S183 Q2, Q3; PY23 App. A].
+"""The 6.S183 run end to end [6.S183 Q2, Q3; PY23 App. A].
+
+Sampling a sigma-world model, the Swissroll quality report.
 
 ``ddpm train --data swissroll`` and ``ddpm sample`` call these: ``sample_sigma_world`` runs a named sampler
 (``ddim``, ``ddpm``, ``accel``) over ``sample_sigmas(levels, steps)``; ``swissroll_quality`` measures the mean
@@ -63,7 +65,10 @@ def sample_sigma_world(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> Tensor:
-    """n samples (n, 2) by the named sampler over ``sample_sigmas(levels, steps)`` [6.S183 Q2, Q3; PY23 App. A]."""
+    """n samples (n, 2) by the named sampler [6.S183 Q2, Q3; PY23 App. A].
+
+    The levels are ``sample_sigmas(levels, steps)``.
+    """
     if n < 1:
         raise ValueError(f"the number of samples must be >= 1, got {n}")
     sigmas = sample_sigmas(levels, steps)
@@ -82,7 +87,9 @@ def swissroll_quality(
     levels: Tensor | None = None,
     data: Swissroll | None = None,
 ) -> dict[str, Any]:
-    """The mean distance of ``samples`` to the spiral, and the ideal denoiser's by the same sampler [6.S183 Q2].
+    """The mean distance of ``samples`` to the spiral [6.S183 Q2].
+
+    And the ideal denoiser's by the same sampler.
 
     The ideal denoiser (eps* of the 200 points) draws as many samples, from the same seed, by the same
     sampler over the same levels: its number is what memorising the training points gives.

@@ -29,7 +29,9 @@ def noise_draws(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> Iterator[Tensor]:
-    """Algorithm 2's standard normal draws in their one documented order: x_T, then z at t = T, ..., 2 [Ho20 alg. 2].
+    """Algorithm 2's standard normal draws in their one documented order [Ho20 alg. 2].
+
+    x_T, then z at t = T, ..., 2.
 
     ``sample`` draws through it; a replay of Algorithm 2 with the same generator uses it too.
     """
@@ -208,7 +210,9 @@ def sample_fast(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """One batch x_0 by Algorithm 2 on the fast path, the same draw as ``sample`` to round-off [Ho20 alg. 2].
+    """One batch x_0 by Algorithm 2 on the fast path [Ho20 alg. 2].
+
+    The same draw as ``sample`` to round-off.
 
     The eager fast loop of :class:`FastSampler`; build a ``FastSampler`` instead to sample repeatedly,
     and on CUDA to replay a captured graph.

@@ -1,4 +1,6 @@
-"""Noise schedules: beta, alpha, alpha_bar and beta_tilde, indexed by the paper's t = 0..T [Ho20 §2, §4].
+"""Noise schedules [Ho20 §2, §4].
+
+beta, alpha, alpha_bar and beta_tilde, indexed by the paper's t = 0..T.
 
 Every coefficient is a float64 tensor of length T + 1 whose entry ``t`` belongs to step ``t``:
 ``schedule.beta[t]`` is beta_t for t = 1..T. Entry 0 is the convention for "no step taken":
@@ -89,12 +91,18 @@ class Schedule:
 
     @cached_property
     def posterior_coef_x0(self) -> Tensor:
-        """sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t), the weight of x_0 in mu_tilde [Ho20 eq. 7]; 0 at t = 0."""
+        """sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t), the weight of x_0 in mu_tilde [Ho20 eq. 7].
+
+        0 at t = 0.
+        """
         return self._pad(self.alpha_bar[:-1].sqrt() * self.betas / self.one_minus_alpha_bar[1:])
 
     @cached_property
     def posterior_coef_xt(self) -> Tensor:
-        """sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), the weight of x_t in mu_tilde [Ho20 eq. 7]."""
+        """sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) [Ho20 eq. 7].
+
+        The weight of x_t in mu_tilde.
+        """
         omab = self.one_minus_alpha_bar
         return self._pad(self.alpha[1:].sqrt() * omab[:-1] / omab[1:])
 
@@ -136,7 +144,10 @@ def linear_schedule(T: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -
 
 
 def cosine_schedule(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
-    """alpha_bar_t = f(t) / f(0), f(t) = cos^2((t/T + s) / (1 + s) pi/2), beta capped at max_beta [ND21 eq. 17]."""
+    """alpha_bar_t = f(t) / f(0), f(t) = cos^2((t/T + s) / (1 + s) pi/2) [ND21 eq. 17].
+
+    beta capped at max_beta.
+    """
     T = _check_T(T)
     max_beta = _check_beta("max_beta", max_beta)
     if not (math.isfinite(s) and s >= 0):
@@ -170,7 +181,10 @@ def reverse_variance(schedule: Schedule, sigma2: str = "beta") -> Tensor:
 
 
 def per_sample(values: Tensor, x: Tensor) -> Tensor:
-    """``values`` of shape (batch,) viewed as (batch, 1, ..., 1) to broadcast over a batch ``x``; a 0-d tensor as is."""
+    """``values`` of shape (batch,) viewed as (batch, 1, ..., 1) to broadcast over a batch ``x``.
+
+    A 0-d tensor as is.
+    """
     return values.reshape(-1, *([1] * (x.ndim - 1))) if values.ndim else values
 
 

@@ -1,4 +1,7 @@
-"""The denoising loss of the sigma world, ||eps_theta(x_0 + sigma eps, sigma) - eps||^2 [6.S183 Q1b, Q2]."""
+"""The denoising loss of the sigma world [6.S183 Q1b, Q2].
+
+||eps_theta(x_0 + sigma eps, sigma) - eps||^2.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ __all__ = ["sigma_loss", "sample_train_sigmas"]
 
 
 def sigma_loss(eps_model: SigmaEpsModel, x0: Tensor, sigma: Tensor, eps: Tensor) -> Tensor:
-    """||eps_theta(x_0 + sigma eps, sigma) - eps||^2 per sample, summed over all but the batch [6.S183 Q1b, Q2].
+    """||eps_theta(x_0 + sigma eps, sigma) - eps||^2 per sample [6.S183 Q1b, Q2].
+
+    Summed over all but the batch.
 
     ``sigma`` is a tensor (batch,) of levels, one per sample (or a 0-d tensor for all); the network
     receives it as a (batch,) tensor in x_0's dtype. Its mean over the batch divided by the number of
@@ -28,7 +33,10 @@ def sigma_loss(eps_model: SigmaEpsModel, x0: Tensor, sigma: Tensor, eps: Tensor)
 
 
 def sample_train_sigmas(sigmas: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """n levels drawn uniformly from the schedule's ``sigmas`` (float64), one per training example [6.S183 Q2]."""
+    """n levels drawn uniformly from the schedule's ``sigmas`` (float64) [6.S183 Q2].
+
+    One per training example.
+    """
     device = generator.device if generator is not None else sigmas.device
     i = torch.randint(sigmas.numel(), (n,), generator=generator, device=device)
     return sigmas.to(device)[i]

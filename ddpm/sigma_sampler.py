@@ -1,4 +1,6 @@
-"""The gamma / mu sampler family of the sigma world: DDIM, DDPM-like and accelerated steps [PY23 App. A; 6.S183 Q2, Q3].
+"""The gamma / mu sampler family of the sigma world [PY23 App. A; 6.S183 Q2, Q3].
+
+DDIM, DDPM-like and accelerated steps.
 
 One step from level sigma to the next level sigma' < sigma (Permenter and Yuan 2023, arXiv 2306.04848, App. A):
 
@@ -54,7 +56,9 @@ PRESETS = {"ddim": DDIM, "ddpm": DDPM, "accel": ACCEL}
 
 
 class VPEpsAsSigma:
-    """A beta-world eps_theta(x_t, t) as eps(x, sigma_t) = eps_theta(sqrt(alpha_bar_t) x, t) [Song21 §4.3].
+    """A beta-world eps_theta(x_t, t) as a sigma-world eps(x, sigma_t) [Song21 §4.3].
+
+    eps(x, sigma_t) = eps_theta(sqrt(alpha_bar_t) x, t).
 
     x_VE = x_VP / sqrt(alpha_bar_t) and sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) (the bridge of
     ``ddpm.sigma_schedule``); the noise eps is the same in both worlds, so the prediction is passed on
@@ -106,7 +110,9 @@ def _check_gam(gam: float) -> float:
 
 
 def step_levels(sigma, sigma_next, mu: float = 0.0):
-    """(sigma_p, eta): sigma_p = (sigma' / sigma^mu)^(1/(1-mu)), eta = sqrt(sigma'^2 - sigma_p^2) [PY23 App. A].
+    """(sigma_p, eta) [PY23 App. A].
+
+    sigma_p = (sigma' / sigma^mu)^(1/(1-mu)), eta = sqrt(sigma'^2 - sigma_p^2).
 
     Computed as sigma' (sigma' / sigma)^(mu / (1 - mu)), the same number with fewer roundings (sigma'^2 / sigma
     at mu = 1/2). Floats give floats (computed in float64), tensors give float64 tensors. sigma_p <= sigma' whenever
@@ -123,7 +129,10 @@ def step_levels(sigma, sigma_next, mu: float = 0.0):
 
 
 def _per_sample(value, x: Tensor) -> Tensor | float:
-    """A float as is; a tensor (a scalar or one per sample) shaped to broadcast over the batch x, in x's dtype."""
+    """A float as is.
+
+    A tensor (a scalar or one per sample) shaped to broadcast over the batch x, in x's dtype.
+    """
     if not isinstance(value, Tensor):
         return value
     v = value.to(device=x.device, dtype=x.dtype)
@@ -176,7 +185,9 @@ def gam_mu_steps(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Iterator[Tensor]:
-    """Yield x after each step of the gamma / mu sampler over the decreasing ``sigmas`` [PY23 App. A; 6.S183 Q2, Q3].
+    """Yield x after each step of the gamma / mu sampler [PY23 App. A; 6.S183 Q2, Q3].
+
+    The steps run over the decreasing ``sigmas``.
 
     Starts at x = sigmas[0] z, z ~ N(0, I) of ``shape`` (unless ``x`` is given) and takes
     len(sigmas) - 1 steps, the i-th from sigmas[i] to sigmas[i + 1]. Noise comes from ``generator``
@@ -239,7 +250,9 @@ class GaussianLaw(NamedTuple):
 def gaussian_gam_recursion(
     c: float, sigmas, gam: float, x_scale: float | None = None, mu: float = 0.0
 ) -> tuple[float, float]:
-    """(gain, var): the sampler's output x - m on N(m, c I) is N(gain E[y_0], var) [PY23 App. A; 6.S183 Q1b].
+    """(gain, var) of the sampler's output on N(m, c I) [PY23 App. A; 6.S183 Q1b].
+
+    The output x - m is N(gain E[y_0], var).
 
     eps*(x, sigma) = sigma (x - m) / (c + sigma^2), so y = x - m follows the scalar linear recursion
     y_{i+1} = (1 - d_i gam a_i) y_i - d_i (1 - gam) a_{i-1} y_{i-1} + eta_i z_i, a_i = sigma_i / (c + sigma_i^2),
@@ -268,7 +281,9 @@ def gaussian_gam_recursion(
 
 
 def gaussian_gam_law(m, c: float, sigmas, gam: float, x_scale: float | None = None, mu: float = 0.0) -> GaussianLaw:
-    """The exact output law of the gamma / mu sampler driven by the exact eps* of N(m, c I) [PY23 App. A; 6.S183 Q1b].
+    """The exact output law of the gamma / mu sampler on N(m, c I) [PY23 App. A; 6.S183 Q1b].
+
+    The sampler is driven by the exact eps* of N(m, c I).
 
     Started at x = x_scale z (x_scale defaults to sigmas[0]), y_0 = x - m ~ N(-m, x_scale^2) and the
     scalar linear recursion of :func:`gaussian_gam_recursion` gives the output N(m (1 - gain), var)

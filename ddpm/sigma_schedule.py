@@ -1,4 +1,6 @@
-"""Noise levels sigma of x_sigma = x_0 + sigma eps, and the one bridge to the beta world [6.S183 Q2; Song21 §4.3].
+"""Noise levels sigma of x_sigma = x_0 + sigma eps [6.S183 Q2; Song21 §4.3].
+
+And the one bridge to the beta world.
 
 A sigma schedule is a float64 tensor of N increasing levels, stored as the 6.S183 notebook (and the
 ``smalldiffusion`` library it builds on) stores them; ``sample_sigmas`` picks the k + 1 decreasing
@@ -54,7 +56,9 @@ def log_linear_sigmas(N: int = 200, sigma_min: float = 0.005, sigma_max: float =
 
 
 def sigmas_from_alpha_bar(alpha_bar: Tensor) -> Tensor:
-    """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t), the sigma twin of a beta schedule, float64 [Song21 §4.3].
+    """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t), the sigma twin of a beta schedule [Song21 §4.3].
+
+    float64.
 
     Given ``schedule.alpha_bar`` (t = 0..T) it returns sigma_0 = 0, sigma_1, ..., sigma_T, increasing.
     """
@@ -67,12 +71,18 @@ def sigmas_from_alpha_bar(alpha_bar: Tensor) -> Tensor:
 
 
 def sigma_twin(schedule: Schedule) -> Tensor:
-    """sigma_t = sqrt(expm1(-log alpha_bar_t)) = sqrt(1 / alpha_bar_t - 1), t = 0..T, no cancellation [Song21 §4.3]."""
+    """sigma_t = sqrt(expm1(-log alpha_bar_t)) = sqrt(1 / alpha_bar_t - 1), t = 0..T [Song21 §4.3].
+
+    No cancellation.
+    """
     return torch.expm1(-schedule.log_alpha_bar).clamp_min(0).sqrt()
 
 
 def check_sigmas(sigmas: Tensor, *, increasing: bool = True, name: str = "sigmas") -> Tensor:
-    """``sigmas`` as a 1-D float64 tensor of finite levels >= 0, monotone; else a ValueError naming the entry."""
+    """``sigmas`` as a 1-D float64 tensor of finite levels >= 0, monotone.
+
+    Else a ValueError naming the entry.
+    """
     s = torch.as_tensor(sigmas, dtype=torch.float64)
     if s.ndim != 1 or s.numel() < 2:
         raise ValueError(f"{name} must be a 1-D tensor of at least 2 levels, got shape {tuple(s.shape)}")
@@ -91,7 +101,9 @@ def check_sigmas(sigmas: Tensor, *, increasing: bool = True, name: str = "sigmas
 
 
 def trailing_indices(N: int, k: int) -> list[int]:
-    """round(N (1 - i/k)) - 1 for i = 0..k-1, then 0: the "trailing" spacing [6.S183 Q2; Lin et al. 2024, Table 2].
+    """round(N (1 - i/k)) - 1 for i = 0..k-1, then 0 [6.S183 Q2; Lin et al. 2024, Table 2].
+
+    The "trailing" spacing.
 
     N (k - i) / k is rounded exactly, half to even, as numpy's ``round`` does on the exact value.
     """
@@ -106,7 +118,9 @@ def trailing_indices(N: int, k: int) -> list[int]:
 
 
 def sample_sigmas(sigmas: Tensor, k: int) -> Tensor:
-    """k + 1 decreasing levels of the increasing ``sigmas`` by trailing spacing, ending at sigmas[0] [6.S183 Q2].
+    """k + 1 decreasing levels of the increasing ``sigmas`` by trailing spacing [6.S183 Q2].
+
+    Ending at sigmas[0].
 
     The indices are round(N (1 - i/k)) - 1 for i = 0..k-1, then 0: the walk starts at the top level
     sigma_max and ends at sigma_min, not at 0. At k = N the last two levels coincide (a step of size 0),

@@ -1,4 +1,6 @@
-"""Training in the sigma world: a level per example, loss ||eps_theta(x_0 + sigma eps, sigma) - eps||^2 [6.S183 Q2].
+"""Training in the sigma world [6.S183 Q2].
+
+A level per example, loss ||eps_theta(x_0 + sigma eps, sigma) - eps||^2.
 
 The 6.S183 notebook's setup: the 200 Swissroll points as the batch of every step, sigma drawn
 uniformly from the N = 200 log-linear levels (0.005..10), eps ~ N(0, I), AdamW at lr 1e-3.
@@ -31,7 +33,10 @@ def sigma_train_step(
 
 
 def sigma_batch(x0: Tensor, sigmas: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """(sigma, eps) for a batch x_0: one level per example, uniformly from ``sigmas``, and eps ~ N(0, I) [6.S183 Q2]."""
+    """(sigma, eps) for a batch x_0 [6.S183 Q2].
+
+    One level per example, uniformly from ``sigmas``, and eps ~ N(0, I).
+    """
     sigma = sample_train_sigmas(sigmas, x0.shape[0], generator).to(device=x0.device, dtype=x0.dtype)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     return sigma, eps

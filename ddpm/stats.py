@@ -123,7 +123,9 @@ def binomial_tail(count: Tensor | int, n: int, p: float) -> Tensor:
 
 
 def binomial_z(count: int, n: int, p: float) -> float:
-    """The |z| whose two-sided normal tail equals the exact two-sided binomial tail of ``count`` in Binomial(n, p).
+    """The |z| whose two-sided normal tail equals the exact binomial tail of ``count``.
+
+    The binomial tail is the exact two-sided tail of ``count`` in Binomial(n, p).
 
     Fed to ``check_mc`` as (z, 1, 0), a count is held to its exact tail: no normal approximation.
     The two-sided tail is 2 min(P(X <= count), P(X >= count)), capped at 1: :func:`binomial_tail`,

@@ -133,7 +133,10 @@ def build_schedule(config: TrainConfig) -> Schedule:
 
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """eps_theta for the run, its initial weights drawn from the run's seed (the global RNG is left alone)."""
+    """eps_theta for the run.
+
+    Its initial weights drawn from the run's seed (the global RNG is left alone).
+    """
     from ddpm.nets import build_network
 
     with torch.random.fork_rng(devices=[]):
@@ -142,7 +145,10 @@ def build_model(config: TrainConfig) -> nn.Module:
 
 
 def network_arguments(config: TrainConfig) -> dict[str, Any]:
-    """The network's keyword arguments: its ``net_config``, and T unless it is a sigma-world net (it takes sigma)."""
+    """The network's keyword arguments.
+
+    Its ``net_config``, and T unless it is a sigma-world net (it takes sigma).
+    """
     from ddpm.s183 import is_sigma_world
 
     return dict(config.net_config) if is_sigma_world(config.data) else {"T": config.T, **config.net_config}
@@ -313,7 +319,10 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
 
 
 def _classify_unreadable(path: Path, error: Exception) -> CheckpointError:
-    """Why torch could not load ``path``: a damaged ddpm checkpoint (its header names the format) or another file."""
+    """Why torch could not load ``path``.
+
+    A damaged ddpm checkpoint (its header names the format) or another file.
+    """
     reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
     with open(path, "rb") as f:
         head = f.read(1 << 16)  # data.pkl, the first entry of torch's zip, holds the format string
@@ -331,7 +340,9 @@ _ENTRIES = ("config", "step", "model", "ema", "optimizer", "generator", "losses"
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read and verify a checkpoint written by :func:`save_checkpoint` (``torch.load(weights_only=True)``).
+    """Read and verify a checkpoint written by :func:`save_checkpoint`.
+
+    It is read with ``torch.load(weights_only=True)``.
 
     A missing file is a ``FileNotFoundError``. A file that is not a ddpm checkpoint is a
     :class:`ForeignCheckpoint`; a ddpm checkpoint whose bytes changed since it was written (its
@@ -548,7 +559,9 @@ def train(
     resume: bool = True,
     show_progress: bool | None = None,
 ) -> Checkpoint:
-    """Run Algorithm 1 [Ho20 alg. 1] until ``config.steps``, checkpointing every ``config.checkpoint_every``.
+    """Run Algorithm 1 [Ho20 alg. 1] until ``config.steps``.
+
+    Checkpointing every ``config.checkpoint_every``.
 
     With ``resume`` and an existing checkpoint whose configuration matches (``steps`` may differ, to
     train longer), training goes on from it, and ends with the weights and the loss history of a run
@@ -713,7 +726,9 @@ def train_step(
     *,
     autocast: bool = False,
 ) -> Tensor:
-    """One gradient step on L_simple per coordinate [Ho20 alg. 1 line 5, eq. 14]; returns the loss, detached.
+    """One gradient step on L_simple per coordinate [Ho20 alg. 1 line 5, eq. 14].
+
+    Returns the loss, detached.
 
     Forward, loss, backward and ``optimizer.step()``, with no host sync. ``autocast`` runs the
     network under bfloat16 autocast (for the U-Net on CUDA); the loss is still summed in float32.
@@ -751,7 +766,10 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
-    """Adam with its fused kernel on CUDA and CPU (a third of the foreach path's time on CPU), foreach elsewhere."""
+    """Adam with its fused kernel on CUDA and CPU (a third of the foreach path's time on CPU).
+
+    Foreach elsewhere.
+    """
     fast = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     return torch.optim.Adam(params, lr=lr, **fast)
 
@@ -780,7 +798,10 @@ def _stop_requests():
 
 
 def restore_model(ckpt: Checkpoint, *, use_ema: bool = True, device: torch.device | str = "cpu") -> nn.Module:
-    """The trained eps_theta of a checkpoint (its EMA weights when it has them and ``use_ema``), in eval mode."""
+    """The trained eps_theta of a checkpoint (its EMA weights when it has them and ``use_ema``).
+
+    In eval mode.
+    """
     model = build_model(ckpt.config)
     model.load_state_dict(ckpt.ema if use_ema and ckpt.ema is not None else ckpt.model)
     return model.to(device).eval()

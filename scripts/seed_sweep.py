@@ -1,4 +1,6 @@
-"""Rerun the default tier under many ``--seed`` values and count the failing runs (the suite's real false-alarm rate).
+"""Rerun the default tier under many ``--seed`` values and count the failing runs.
+
+The count gives the suite's real false-alarm rate.
 
     python scripts/seed_sweep.py --seeds 50                 # specs and tests, seeds 0..49
     python scripts/seed_sweep.py --seeds 50 --paths specs/*_mc.py tests/test_stats.py

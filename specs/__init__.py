@@ -1,4 +1,6 @@
-"""The theory of the two problem sets and of Ho et al. (2020) as executable claims, one module per claim.
+"""The theory of the two problem sets and of Ho et al. (2020) as executable claims.
+
+One module per claim.
 
 ``CLAIMS`` lists them in teaching order; ``show(name)`` renders a claim's derivation for a class
 (``python -m specs.<module>`` prints the same). Each module derives its result with sympy and binds

@@ -74,7 +74,9 @@ def reference(expr: sp.Expr, symbols: list[sp.Symbol], *arrays) -> np.ndarray:
 
 
 def alpha_bar(schedule: Schedule | list, t: int, dps: int = 30) -> mpmath.mpf:
-    """alpha_bar_t = prod_{s<=t} (1 - beta_s) at ``dps`` digits [Ho20 §2], the project's one high-precision alpha_bar.
+    """alpha_bar_t = prod_{s<=t} (1 - beta_s) at ``dps`` digits [Ho20 §2].
+
+    The project's one high-precision alpha_bar.
 
     ``schedule`` is a Schedule (its float64 betas taken exactly) or a list of betas (floats, strings
     or mpmath numbers, e.g. from :func:`linear_betas`).
@@ -100,7 +102,10 @@ def linear_betas(T: int, first="1e-4", last="0.02", dps: int = 50) -> list:
 
 
 def log_log_slope(xs, ys) -> float:
-    """The least-squares slope of log y against log x: the order p of y ~ C x^p (as diffrax's ODE tests fit it)."""
+    """The least-squares slope of log y against log x.
+
+    The order p of y ~ C x^p (as diffrax's ODE tests fit it).
+    """
     lx, ly = np.log(np.asarray(xs, dtype=np.float64)), np.log(np.asarray(ys, dtype=np.float64))
     return float(np.polyfit(lx, ly, 1)[0])
 

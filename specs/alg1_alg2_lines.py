@@ -107,7 +107,10 @@ def check_cited_code(lines=LINES) -> None:
 
 
 def check_sampler(impl=sample) -> None:
-    """``impl`` (Algorithm 2) replayed step by step with the derived line 4 and the same noise, in float64."""
+    """``impl`` (Algorithm 2) replayed step by step with the derived line 4 and the same noise.
+
+    In float64.
+    """
     symbols = [beta, alpha_bar_prev, xt, eps_theta, sigma2, z]
 
     @examples(15)

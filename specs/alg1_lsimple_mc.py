@@ -1,4 +1,6 @@
-"""The expected L_simple of the exact eps* equals its closed form for Gaussian data [Ho20 alg. 1, eq. 14].
+"""The expected L_simple of the exact eps* equals its closed form [Ho20 alg. 1, eq. 14].
+
+The data are Gaussian.
 
 For x_0 ~ N(m, diag(s_d^2)) and x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eps and x_t
 are jointly Gaussian, so eps*(x_t) = E[eps | x_t] and the residual variance is, per coordinate,
@@ -28,7 +30,10 @@ N = 50000
 
 
 def expected_l_simple(schedule: Schedule, std: torch.Tensor = STD) -> float:
-    """(1/T) sum_t sum_d alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t), the loss of eps* [Ho20 eq. 14]."""
+    """(1/T) sum_t sum_d alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t) [Ho20 eq. 14].
+
+    The loss of eps*.
+    """
     ab, omab = schedule.alpha_bar[1:, None], schedule.one_minus_alpha_bar[1:, None]
     return float((ab * std**2 / (ab * std**2 + omab)).sum(1).mean())
 

@@ -1,4 +1,6 @@
-"""Algorithm 2 is right independently of any training: fed a known eps, it draws the known law [Ho20 alg. 2].
+"""Algorithm 2 is right independently of any training [Ho20 alg. 2].
+
+Fed a known eps, it draws the known law.
 
 1. With the exact eps* of a known 2D Gaussian mixture (``ddpm.oracles.OptimalEps``) in place of the
    network, Algorithm 2 with sigma_t^2 = beta_t or beta_tilde_t reproduces the mixture: its means,
@@ -39,7 +41,10 @@ N_LINEAR = 100000  # cheap (T = 5); the weakest planted deviation, noise at t = 
 
 
 class LinearEps:
-    """eps_theta(x, t) = A_t x + b_t, with A of shape (T + 1, D, D) and b of shape (T + 1, D), indexed by t."""
+    """eps_theta(x, t) = A_t x + b_t, with A of shape (T + 1, D, D) and b of shape (T + 1, D).
+
+    Indexed by t.
+    """
 
     def __init__(self, A: Tensor, b: Tensor):
         self.A, self.b = A, b
@@ -66,7 +71,10 @@ class LinearEps:
 
 
 def affine_recursion(eps_model: LinearEps, schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
-    """The exact mean and covariance of Algorithm 2's x_0 for a linear eps_theta (``ddpm.sampler.gaussian_law``)."""
+    """The exact mean and covariance of Algorithm 2's x_0 for a linear eps_theta.
+
+    Computed by ``ddpm.sampler.gaussian_law``.
+    """
     return gaussian_law(schedule, eps_model.A, eps_model.b, sigma2)
 
 
@@ -115,7 +123,9 @@ ORDER_BAND = (1.75, 2.25)  # KL ~ T^-2 (a bias O(1/T) in the law, squared); fitt
 
 
 def check_error_shrinks(sigma2: str, optimal=LinearEps.optimal_for_gaussian) -> float:
-    """The exact KL of the samples to the data falls as T^-p, p fitted in log-log over ``ORDER_TS``, in ``ORDER_BAND``.
+    """The exact KL of the samples to the data falls as T^-p, p fitted in log-log over ``ORDER_TS``.
+
+    In ``ORDER_BAND``.
 
     Deterministic; as diffrax's ODE tests do, the order is fitted by least squares, so that a bug that
     halves the order (KL ~ 1/T) or stalls it fails, not only one that stops the error falling.

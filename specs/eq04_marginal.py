@@ -1,4 +1,6 @@
-"""q(x_t | x_{t-1}) composed t times is q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) [Ho20 eq. 4].
+"""q(x_t | x_{t-1}) composed t times is q(x_t | x_0) [Ho20 eq. 4].
+
+q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I).
 
 By induction on t, one coordinate (the noise is isotropic). x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) z
 with z ~ N(0, 1) independent of x_{t-1} (eq. 2), so the characteristic function of x_t is the product
@@ -37,7 +39,10 @@ def log_char(mean: sp.Expr, var: sp.Expr) -> sp.Expr:
 
 
 def derivation(mean: sp.Expr = MEAN, var: sp.Expr = VAR) -> Derivation:
-    """Prove eq. 4 by induction and check it against the stated ``mean``, ``var`` (functions of ``a_bar``)."""
+    """Prove eq. 4 by induction and check it against the stated ``mean`` and ``var``.
+
+    Both are functions of ``a_bar``.
+    """
     d = Derivation("q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) by induction [Ho20 eq. 4]")
     prev_mean, prev_var = mean.subs(a_bar, alpha_bar_prev), var.subs(a_bar, alpha_bar_prev)
     mean, var = mean.subs(a_bar, alpha_bar), var.subs(a_bar, alpha_bar)

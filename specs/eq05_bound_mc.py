@@ -1,4 +1,6 @@
-"""The closed-form bound (eq. 5) equals a Monte Carlo estimate of eq. 3 for Gaussian data [Ho20 eqs. 3, 5].
+"""The closed-form bound (eq. 5) equals a Monte Carlo estimate of eq. 3 [Ho20 eqs. 3, 5].
+
+The data are Gaussian.
 
 Data x_0 ~ N(m, diag(s_d^2)); the reverse model p_theta(x_{t-1} | x_t) = N(mu_theta(x_t, t), beta_t I)
 with mu_theta of eq. 11 from the exact eps* of the data (linear in x_t, ``OptimalEps``), the decoder

@@ -1,4 +1,6 @@
-"""The forward-process posterior q(x_{t-1} | x_t, x_0) = N(mu_tilde, beta_tilde I) by Bayes' rule [Ho20 eqs. 6-7].
+"""q(x_{t-1} | x_t, x_0) = N(mu_tilde, beta_tilde I) by Bayes' rule [Ho20 eqs. 6-7].
+
+This is the forward-process posterior.
 
 q(x_{t-1} | x_t, x_0) = q(x_t | x_{t-1}) q(x_{t-1} | x_0) / q(x_t | x_0) (the Markov property gives
 q(x_t | x_{t-1}, x_0) = q(x_t | x_{t-1})). Every factor is an isotropic Gaussian, so the coordinates

@@ -62,7 +62,10 @@ def derivation(
 
 
 def check_eps_param(impl_x0=x0_from_eps, impl_mu=mu_from_eps) -> None:
-    """``impl_x0(schedule, xt, t, eps)`` is eq. 9, ``impl_mu(...)`` is eq. 11, ``schedule.eps_coef`` eq. 11's weight."""
+    """``impl_x0(schedule, xt, t, eps)`` is eq. 9, ``impl_mu(...)`` is eq. 11.
+
+    And ``schedule.eps_coef`` is eq. 11's weight.
+    """
     symbols = [beta, alpha_bar_prev, xt, eps]
 
     @examples(40)
@@ -97,7 +100,9 @@ def check_batched_float32(
     impl_mu=mu_from_eps,
     dtype: torch.dtype = torch.float32,
 ) -> None:
-    """Eqs. 4, 7, 9, 11 on a float32 batch whose rows have different t: the gather in ``at`` and the casts.
+    """Eqs. 4, 7, 9, 11 on a float32 batch whose rows have different t.
+
+    The gather in ``at`` and the casts.
 
     Each row is held to the derivation at its own t, evaluated at 30 digits from the same (exactly
     representable) float32 inputs, within FLOAT32_RTOL of the magnitude of the formula's terms.
@@ -167,7 +172,10 @@ def check_batched_float32(
 
 
 def check_bound_weights(impl=vlb_terms) -> None:
-    """``impl`` (vlb_terms) at t >= 2 grows by eq. 12's weight times ||eps - eps_theta||^2, for both sigma_t^2."""
+    """``impl`` (vlb_terms) at t >= 2 grows by eq. 12's weight times ||eps - eps_theta||^2.
+
+    For both sigma_t^2.
+    """
 
     @examples(30)
     @given(

@@ -1,4 +1,6 @@
-"""The decoder term L_0 = -log p_theta(x_0 | x_1) on the 256-level grid, and the whole bound [Ho20 eqs. 3, 5, 13].
+"""The decoder term L_0 = -log p_theta(x_0 | x_1) on the 256-level grid [Ho20 eqs. 3, 5, 13].
+
+And the whole bound.
 
 Data on the grid {-1, -1 + 2/255, ..., 1}; p_theta(x_0 | x_1) gives each coordinate the mass of
 N(mu_theta(x_1, 1), sigma_1^2) on its bin [x - 1/255, x + 1/255], the outer edge moved to -inf at
@@ -121,7 +123,10 @@ GRID = st.one_of(st.sampled_from([0, 255, 1, 254]), st.integers(0, 255))
 
 
 def check_decoder(impl=vlb_terms, dtype: torch.dtype = torch.float64) -> None:
-    """``impl`` (vlb_terms) at t = 1 is -sum_j log of the derived decoder's mass on x_0's bin (either sigma_t^2)."""
+    """``impl`` (vlb_terms) at t = 1 is -sum_j log of the derived decoder's mass on x_0's bin.
+
+    For either sigma_t^2.
+    """
 
     @examples(30)
     @given(
@@ -175,7 +180,10 @@ def _log_normal(x: Tensor, mean: Tensor, var: float) -> Tensor:
 
 
 def _log_bin_mass(x0_: Tensor, mean: Tensor, var: float) -> Tensor:
-    """log of N(mean, var)'s mass on x_0's bin, edges open, summed over coordinates (float64, moderate tails)."""
+    """log of N(mean, var)'s mass on x_0's bin, edges open.
+
+    Summed over coordinates (float64, moderate tails).
+    """
     normal = torch.distributions.Normal(mean, math.sqrt(var))
     hi = torch.where(x0_ > 1 - 1 / 255, torch.ones_like(x0_), normal.cdf(x0_ + 1 / 255))
     lo = torch.where(x0_ < -1 + 1 / 255, torch.zeros_like(x0_), normal.cdf(x0_ - 1 / 255))
@@ -183,7 +191,10 @@ def _log_bin_mass(x0_: Tensor, mean: Tensor, var: float) -> Tensor:
 
 
 def eq3_per_trajectory(schedule: Schedule, x0_: Tensor, generator: torch.Generator, gain: float = GAIN) -> Tensor:
-    """-log p(x_T) - sum_t log p_theta(x_{t-1} | x_t) / q(x_t | x_{t-1}) along a forward path per row [Ho20 eq. 3]."""
+    """Eq. 3's integrand along a forward path per row [Ho20 eq. 3].
+
+    -log p(x_T) - sum_t log p_theta(x_{t-1} | x_t) / q(x_t | x_{t-1}).
+    """
     b, ab = schedule.beta, schedule.alpha_bar
     sigma2 = [float(v) for v in b]  # sigma_t^2 = beta_t for t >= 2
     sigma2[1] = float(b[2] * (1 - ab[1]) / (1 - ab[2]))  # sigma_1^2 = beta_tilde_2
@@ -201,7 +212,10 @@ def eq3_per_trajectory(schedule: Schedule, x0_: Tensor, generator: torch.Generat
 def check_elbo_matches_eq3(
     n: int, generator: torch.Generator, *, impl=negative_elbo, raise_on_fail: bool = True
 ) -> MonteCarloCheck:
-    """The mean of ``impl``'s total (sigma_t^2 = beta) against eq. 3 by Monte Carlo, n draws each, as a two-sample z."""
+    """The mean of ``impl``'s total (sigma_t^2 = beta) against eq. 3 by Monte Carlo, n draws each.
+
+    As a two-sample z.
+    """
     x0_ = X0.repeat(n // X0.shape[0] + 1, 1)[:n]
     bound = impl(lambda x, t: GAIN * x, SCHEDULE, x0_, generator=generator, sigma2="beta").total
     direct = eq3_per_trajectory(SCHEDULE, x0_, generator)

@@ -1,4 +1,6 @@
-"""q(x_T | x_0) tends to N(0, I) as T grows, for any schedule 0 < beta_1 < ... < beta_T < 1 [02460 ex. 3.1].
+"""q(x_T | x_0) tends to N(0, I) as T grows [02460 ex. 3.1].
+
+For any schedule 0 < beta_1 < ... < beta_T < 1.
 
 Every alpha_s = 1 - beta_s <= 1 - beta_1, so 0 < alpha_bar_T <= (1 - beta_1)^T, which tends to 0;
 KL(q(x_T | x_0) || N(0, I)) is, per coordinate, (alpha_bar x_0^2 - alpha_bar - log(1 - alpha_bar)) / 2
@@ -102,7 +104,10 @@ def derivation(kl=sheet_kl) -> Derivation:
 
 
 def check_prior(impl_schedule=linear_schedule, impl_prior=prior_kl) -> None:
-    """ddpm's linear alpha_bar_T (T = 100, 1000), its L_T, and alpha_bar_T <= (1 - beta_1)^T on drawn schedules."""
+    """ddpm's linear alpha_bar_T (T = 100, 1000), its L_T.
+
+    And alpha_bar_T <= (1 - beta_1)^T on drawn schedules.
+    """
     for steps in (100, 1000):
         # float64 betas from linspace differ from the decimals by an ulp; T of them keep ~T ulp (< 1e-10)
         assert_close(f"linear alpha_bar_{steps}", impl_schedule(steps).alpha_bar[steps], float(linear_alpha_bar(steps)))

@@ -35,7 +35,10 @@ n = sp.Symbol("n", integer=True, positive=True)
 
 
 def bayes_markov(tt):
-    """log q(x_t | x_{t-1}) by the Markov property and Bayes' rule [Ho20 eq. 19]; q(x_1 | x_0) itself at t = 1."""
+    """log q(x_t | x_{t-1}) by the Markov property and Bayes' rule [Ho20 eq. 19].
+
+    q(x_1 | x_0) itself at t = 1.
+    """
     return log_marg[1] if tt == 1 else log_post[tt] + log_marg[tt] - log_marg[tt - 1]
 
 
@@ -127,7 +130,10 @@ def derivation(bayes=bayes_markov) -> Derivation:
 
 
 def check_bound_columns(impl=negative_elbo) -> None:
-    """``impl``'s L_T and its columns t >= 2 are eq. 5's KL terms at the x_t it drew; the total is their sum."""
+    """``impl``'s L_T and its columns t >= 2 are eq. 5's KL terms at the x_t it drew.
+
+    The total is their sum.
+    """
     bt, s2, r2 = sp.symbols("beta_tilde sigma2 r2", positive=True)
     kl_expr = (2 * (sp.log(s2 / bt) + bt / s2 - 1) + r2 / s2) / 2  # D = 2 coordinates, claim ex33
 

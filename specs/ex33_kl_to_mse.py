@@ -38,12 +38,18 @@ C = D / 2 * (sp.log(sigma2 / beta_tilde) + beta_tilde / sigma2 - 1)
 
 
 def sheet_kl(mu0, S0, mu1, S1, dim):
-    """The terms of the sheet's eq. 29: (log det, quadratic form (1x1 matrix), trace, -D); KL is half their sum."""
+    """The terms of the sheet's eq. 29.
+
+    (log det, quadratic form (1x1 matrix), trace, -D); KL is half their sum.
+    """
     return sp.log(sp.det(S1 * S0.inv())), (mu0 - mu1).T * S1.inv() * (mu0 - mu1), sp.trace(S1.inv() * S0), -dim
 
 
 def derivation(kl=sheet_kl, c: sp.Expr = C) -> Derivation:
-    """Split eq. 29 into the mean term and C, show C free of mu_theta, and check it against the stated ``c``."""
+    """Split eq. 29 into the mean term and C, show C free of mu_theta.
+
+    And check it against the stated ``c``.
+    """
     d = Derivation(
         "L_{t-1} = ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) + C, C free of theta [02460 ex. 3.3; Ho20 eq. 8]"
     )

@@ -1,4 +1,6 @@
-"""The exact minimiser of the denoising loss: eps*(x) = (x - a E[x_0 | x]) / s = -s grad log p(x) [6.S183 Q1b].
+"""The exact minimiser of the denoising loss [6.S183 Q1b].
+
+eps*(x) = (x - a E[x_0 | x]) / s = -s grad log p(x).
 
 For x = a x_0 + s eps (the sheet's x_sigma = x_0 + sigma eps is a = 1, s = sigma; DDPM's x_t is
 a = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t)), Q1a with target eps gives eps* = E[eps | x], and
@@ -95,7 +97,10 @@ def mixture_reference(K: int, D: int):
 
 
 def check_oracles(impl=GaussianMixture, K: int = 2, D: int = 2) -> None:
-    """``impl``'s posterior_mean, eps_star and score against the derivation; Tweedie by autograd of log_prob."""
+    """``impl``'s posterior_mean, eps_star and score against the derivation.
+
+    Tweedie by autograd of log_prob.
+    """
     symbols, post, eps = mixture_reference(K, D)
 
     @examples(25)

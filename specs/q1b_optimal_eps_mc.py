@@ -49,7 +49,10 @@ def conditional_eps_mc(mixture: GaussianMixture, x: Tensor, sigma: float, x0: Te
 def check_eps_star_is_conditional_mean(
     mixture: GaussianMixture, n: int, generator: torch.Generator, *, eps_star=None, raise_on_fail: bool = True
 ) -> MonteCarloCheck:
-    """``eps_star(x, 1, sigma)`` (default the oracle's) against importance sampling at ``POINTS`` x ``SIGMAS``."""
+    """``eps_star(x, 1, sigma)`` against importance sampling at ``POINTS`` x ``SIGMAS``.
+
+    ``eps_star`` is the oracle's by default.
+    """
     eps_star = mixture.eps_star if eps_star is None else eps_star
     x0 = mixture.sample(n, generator)
     estimates, stderrs, expected = [], [], []

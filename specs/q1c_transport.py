@@ -1,4 +1,6 @@
-"""p_t and v(x, t) = E[sigma'(t) eps | x_t = x] satisfy the transport equation d/dt p_t + div(v p_t) = 0 [6.S183 Q1c].
+"""p_t and v(x, t) = E[sigma'(t) eps | x_t = x] satisfy the transport equation [6.S183 Q1c].
+
+d/dt p_t + div(v p_t) = 0.
 
 For x_t = x_0 + sigma(t) eps with sigma(t) a general function of t: (1) for Gaussian p_0 = N(m, c I),
 p_t = N(m, (c + sigma^2) I) and v = sigma' (x - E[x_0 | x]) / sigma (claim q1b with a = 1, s = sigma),
@@ -90,7 +92,10 @@ def derivation(velocity: sp.Expr = VELOCITY) -> Derivation:
 
 
 def check_transport(impl=transport_velocity, K: int = 2, D: int = 2) -> None:
-    """``impl(mixture, x, sigma, dsigma)`` is sigma' eps*; with ddpm's p_t it solves the transport equation."""
+    """``impl(mixture, x, sigma, dsigma)`` is sigma' eps*.
+
+    With ddpm's p_t it solves the transport equation.
+    """
     symbols, _, eps = mixture_reference(K, D)
 
     @examples(25)

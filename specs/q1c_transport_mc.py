@@ -1,4 +1,6 @@
-"""p_t and v = E[sigma'(t) eps | x_t] solve the transport equation, and the flow of v carries p_1 to p_0 [6.S183 Q1c].
+"""p_t and v = E[sigma'(t) eps | x_t] solve the transport equation [6.S183 Q1c].
+
+And the flow of v carries p_1 to p_0.
 
 1. The residual d/dt p_t(x) + div(v p_t)(x), every derivative by autograd in float64 (sigma'(t)
    included), at random (x, t) for a 2D Gaussian mixture and two choices of sigma(t): DDPM's
@@ -42,7 +44,10 @@ def sigma_linear(t: Tensor) -> Tensor:
 
 
 def relative_residual(sigma, generator: torch.Generator, points: int = 64, velocity=transport_velocity) -> Tensor:
-    """|d/dt p_t + div(v p_t)| / (|d/dt p_t| + sum_j |d/dx_j (v_j p_t)|) at random (x, t), by autograd in float64."""
+    """|d/dt p_t + div(v p_t)| / (|d/dt p_t| + sum_j |d/dx_j (v_j p_t)|) at random (x, t).
+
+    By autograd in float64.
+    """
     x = (3 * torch.randn(points, 2, generator=generator, dtype=torch.float64)).requires_grad_()
     t = (0.05 + 0.95 * torch.rand(points, generator=generator, dtype=torch.float64)).requires_grad_()
     s = sigma(t)
@@ -57,7 +62,10 @@ def relative_residual(sigma, generator: torch.Generator, points: int = 64, veloc
 def check_transport_equation(
     sigma, generator: torch.Generator, velocity=transport_velocity, raise_on_fail: bool = True
 ) -> float:
-    """The worst transport residual relative to its terms, held below ``RESIDUAL_TOL`` (deterministic given points)."""
+    """The worst transport residual relative to its terms.
+
+    Held below ``RESIDUAL_TOL`` (deterministic given points).
+    """
     worst = float(relative_residual(sigma, generator, velocity=velocity).max())
     if raise_on_fail and not worst <= RESIDUAL_TOL:
         raise AssertionError(
@@ -90,7 +98,10 @@ def velocity_t(x: Tensor, t: float, velocity=transport_velocity) -> Tensor:
 
 
 def flow_to_data(x1: Tensor, velocity=transport_velocity, steps: int = 100) -> Tensor:
-    """Integrate dx/dt = v(x, t) for sigma(t) = t from t = 1 to t = 0 by RK4, t_i = (steps - i) / steps exactly."""
+    """Integrate dx/dt = v(x, t) for sigma(t) = t from t = 1 to t = 0 by RK4.
+
+    t_i = (steps - i) / steps exactly.
+    """
     v = lambda x, t: velocity_t(x, t, velocity)  # noqa: E731
     x, h = x1, -1.0 / steps
     for i in range(steps):
@@ -108,7 +119,9 @@ FLOW_ERROR = 3e-8  # the claimed accuracy at 100 steps ("~1e-8"; the worst of 20
 
 
 def check_flow_accuracy(generator: torch.Generator, n: int = 200, integrate=flow_to_data) -> tuple[float, float]:
-    """The flow's error at 100 steps is below ``FLOW_ERROR`` and its order, fitted in log-log, within ``ORDER_BAND``.
+    """The flow's error at 100 steps is below ``FLOW_ERROR`` and its order, fitted in log-log.
+
+    Within ``ORDER_BAND``.
 
     Errors at 25, 50, 100 steps against 400 steps (whose own error is 256 times smaller) on n draws of p_1
     (deterministic given them).
@@ -163,7 +176,10 @@ def test_q1c_flow_is_fourth_order_and_accurate(gen):
 
 
 def _flow_evaluating_at_tiny_sigma(x1, velocity=transport_velocity, steps=100):
-    """Planted: the last stage evaluates v at t = 1 - steps (1 / steps) in floating point, ~1e-17, not its limit."""
+    """Planted: the last stage evaluates v at t = 1 - steps (1 / steps) in floating point, ~1e-17.
+
+    Not its limit.
+    """
     v = lambda x, t: velocity(MIXTURE, x, t, 1.0)  # noqa: E731
     x, h = x1, -1.0 / steps
     for i in range(steps):

@@ -1,4 +1,6 @@
-"""DDIM is the Euler step of dx/dsigma = eps*; flow matching is the same ODE [6.S183 Q1c, Q2; Song21 §4.3].
+"""DDIM is the Euler step of dx/dsigma = eps* [6.S183 Q1c, Q2; Song21 §4.3].
+
+Flow matching is the same ODE.
 
 The ODE is Q1c's transport with sigma as time; flow matching's is it under x_FM = x_VE / (1 + sigma),
 t = sigma / (1 + sigma).

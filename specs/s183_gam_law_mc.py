@@ -1,4 +1,6 @@
-"""The gamma sampler on a Gaussian's eps* has a closed-form law; the ideal denoiser lands on points [PY23 App. A].
+"""The gamma sampler on a Gaussian's eps* has a closed-form law [PY23 App. A].
+
+The ideal denoiser lands on points.
 
 The gamma sampler on the exact eps* of N(m, c I) is a scalar linear recursion with a closed-form output
 law; the ideal denoiser driving DDIM converges to its training points [6.S183 Q1b, Q2].
@@ -81,7 +83,10 @@ def derivation() -> Derivation:
 
 
 def exact_flow_scale(sigmas: torch.Tensor, c: float = C) -> float:
-    """The output scale of the exact ODE dx/dsigma = eps* from sigma_max z ((x - m) / sqrt(c + sigma^2) is constant)."""
+    """The output scale of the exact ODE dx/dsigma = eps* from sigma_max z.
+
+    (x - m) / sqrt(c + sigma^2) is constant along it.
+    """
     top, bottom = float(sigmas[0]), float(sigmas[-1])
     return top * math.sqrt(c + bottom**2) / math.sqrt(c + top**2)
 
@@ -96,7 +101,10 @@ def check_sampler_law(
     sampler=gam_mu_sample,
     law=gaussian_gam_law,
 ):
-    """Per configuration, the sampler's mean and variance per coordinate against ``law``; one check_mc for all."""
+    """Per configuration, the sampler's mean and variance per coordinate against ``law``.
+
+    One check_mc for all.
+    """
     estimates, stderrs, expected = [], [], []
     oracle = SigmaOptimalEps.gaussian(M, C)
     for k in steps:
@@ -131,7 +139,10 @@ def _exact_flow_law(m, c, sigmas, gam, x_scale=None):
 
 
 def ideal_denoiser_offsets(generator: torch.Generator, n: int = 2000, steps=(50, 200), eps_model=None) -> list[float]:
-    """Per number of steps, the largest distance from a DDIM sample (last step to 0) to its nearest Swissroll point."""
+    """The largest distance from a DDIM sample to its nearest Swissroll point, per number of steps.
+
+    The DDIM sample takes its last step to 0.
+    """
     data = Swissroll()
     eps_model = data.ideal_denoiser() if eps_model is None else eps_model
     out = []

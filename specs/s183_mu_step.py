@@ -1,4 +1,6 @@
-"""The mu-step: at mu = 1/2 on the sigma twin it is Algorithm 2 with beta_tilde; it keeps the marginal [PY23 App. A].
+"""The mu-step: at mu = 1/2 on the sigma twin it is Algorithm 2 with beta_tilde [PY23 App. A].
+
+It keeps the marginal.
 
 At mu = 1/2 on the sigma twin the step is Algorithm 2 with sigma_t^2 = beta_tilde_t, and with the true eps it
 keeps the marginal [Ho20 alg. 2; Song21 §4.3].
@@ -128,7 +130,10 @@ def check_step_levels(impl=step_levels) -> None:
 
 
 def check_mu_step_is_alg2(impl=gam_mu_step) -> None:
-    """``impl`` at mu = 1/2 on the sigma twin, mapped to the beta world, vs Algorithm 2's line 4 with beta_tilde."""
+    """``impl`` at mu = 1/2 on the sigma twin, mapped to the beta world.
+
+    vs Algorithm 2's line 4 with beta_tilde.
+    """
     symbols = [beta, alpha_bar_prev, xt, eps_theta, z]
     alg2 = ALG2_STEP.subs(sigma2, BETA_TILDE)
 
@@ -157,7 +162,10 @@ MUS = (0.0, 0.25, 0.5, 0.8)
 
 
 def check_keeps_marginal(mu_: float, n: int, generator: torch.Generator, impl=gam_mu_step):
-    """x_0 + sigma eps through one step with eps_bar = eps is distributed as x_0 + sigma' eps', for each level pair."""
+    """x_0 + sigma eps through one step with eps_bar = eps is distributed as x_0 + sigma' eps'.
+
+    For each level pair.
+    """
     checks = []
     for s, sn in LEVELS:
         x0_ = MIXTURE.sample(n, generator)
@@ -170,7 +178,10 @@ def check_keeps_marginal(mu_: float, n: int, generator: torch.Generator, impl=ga
 
 
 def _eta_without_squares(x, sigma, sigma_next, eps_bar_, mu_=0.0, z_=None):
-    """Planted: eta = sigma' - sigma_p, the square root of the difference taken as the difference of roots."""
+    """Planted: eta = sigma' - sigma_p.
+
+    The square root of the difference taken as the difference of roots.
+    """
     p, _ = step_levels(sigma, sigma_next, mu_)
     return x - (sigma - p) * eps_bar_ + (sigma_next - p) * z_
 

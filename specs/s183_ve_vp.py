@@ -1,4 +1,6 @@
-"""The VE-VP bridge x_VE = x_VP / sqrt(alpha_bar_t), and eps_theta the same function under it [Song21 §4.3].
+"""The VE-VP bridge x_VE = x_VP / sqrt(alpha_bar_t) [Song21 §4.3].
+
+And eps_theta the same function under it.
 
 sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t); the claim of eps* uses [6.S183 Q1b].
 
@@ -80,7 +82,10 @@ def derivation(sigma_of_alpha_bar: sp.Expr = SIGMA_OF_ALPHA_BAR, vp_to_ve_: sp.E
 def check_bridge(
     impl_sigmas=sigmas_from_alpha_bar, impl_twin=sigma_twin, impl_to_ve=vp_to_ve, impl_to_vp=ve_to_vp
 ) -> None:
-    """The sigma twin of random schedules and the map of random points against the derived forms, at 30 digits."""
+    """The sigma twin of random schedules and the map of random points against the derived forms.
+
+    at 30 digits.
+    """
 
     @examples(40)
     @given(schedules(max_T=12), vectors(3))
@@ -102,7 +107,10 @@ def check_bridge(
 
 
 def check_eps_same_function(impl=SigmaOptimalEps) -> None:
-    """``impl(mixture)(x_VP / sqrt(alpha_bar_t), sigma_t)`` equals ``OptimalEps(mixture, schedule)(x_VP, t)``."""
+    """``impl(mixture)`` on the VE point equals ``OptimalEps(mixture, schedule)`` on the VP point.
+
+    ``impl(mixture)(x_VP / sqrt(alpha_bar_t), sigma_t)`` equals ``OptimalEps(mixture, schedule)(x_VP, t)``.
+    """
 
     @examples(30)
     @given(schedules(max_T=12), st.data(), st.booleans())

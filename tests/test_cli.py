@@ -96,7 +96,10 @@ def test_the_samples_figure_carries_the_quality_report_it_printed(toy_run, tmp_p
 
 
 def test_sample_says_how_many_samples_the_quality_report_measured(toy_run, tmp_path, capsys, monkeypatch):
-    """More samples than the report compares (2000 by default; 100 here, to stay quick): said, and in the JSON."""
+    """More samples than the report compares (2000 by default; 100 here, to stay quick).
+
+    said, and in the JSON.
+    """
     monkeypatch.setattr(ddpm.cli, "QUALITY_N", 100)
     png = tmp_path / "s.png"
     status, out, _ = run(
@@ -357,7 +360,10 @@ def test_quiet_silences_the_terminal(tmp_path, toy_run, monkeypatch, capsys):
 
 
 def test_nothing_but_notes_on_a_non_terminal_stderr(tmp_path, capsys):
-    """stderr not a terminal (a pipe, a log, CI): no bar at all; train's two notes, sample and elbo silent."""
+    """stderr not a terminal (a pipe, a log, CI).
+
+    No bar at all; train's two notes, sample and elbo silent.
+    """
     status, _, err = run([*TRAIN, "--out", str(tmp_path)], capsys)
     lines = err.splitlines()
     assert status == 0 and len(lines) == 2, err

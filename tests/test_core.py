@@ -104,7 +104,9 @@ def test_reverse_variance_choices():
 
 
 def test_decoder_variance_convention_costs_bits_with_a_perfect_mean():
-    """With the decoder's mean exactly at x_0, sigma_1^2 = beta_1 instead of beta_tilde_2 costs 0.41 bits/dim.
+    """sigma_1^2 = beta_1 instead of beta_tilde_2 costs 0.41 bits/dim.
+
+    With the decoder's mean exactly at x_0.
 
     The linear schedule of [Ho20 §4]: beta_1 = 1e-4 (std 0.010), beta_tilde_2 = 5.45e-5 (std 0.0074), bins of
     width 2/255; the README's figure for the convention comes from this computation.
@@ -119,7 +121,10 @@ def test_decoder_variance_convention_costs_bits_with_a_perfect_mean():
 
 
 def test_forward_composition_is_the_marginal():
-    """Composing q(x_t | x_{t-1}) [eq. 2] t times gives q(x_t | x_0) [eq. 4]: mean and variance recurrences."""
+    """Composing q(x_t | x_{t-1}) [eq. 2] t times gives q(x_t | x_0) [eq. 4].
+
+    Mean and variance recurrences.
+    """
     s = linear_schedule(300)
     x0 = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
     mean, var = x0, torch.zeros(())
@@ -132,7 +137,10 @@ def test_forward_composition_is_the_marginal():
 
 
 def test_posterior_is_gaussian_conditioning():
-    """mu_tilde and beta_tilde [eq. 7] against conditioning the joint of (x_{t-1}, x_t) given x_0 by linear algebra."""
+    """mu_tilde and beta_tilde [eq. 7] against conditioning a joint Gaussian by linear algebra.
+
+    The joint is that of (x_{t-1}, x_t) given x_0.
+    """
     s = linear_schedule(50, 1e-3, 0.2)
     x0 = torch.tensor([[0.3]], dtype=torch.float64)
     xt = torch.tensor([[-0.8]], dtype=torch.float64)
@@ -151,7 +159,10 @@ def test_posterior_is_gaussian_conditioning():
 
 
 def test_eps_parameterisation_recovers_posterior_mean():
-    """mu_from_eps with the true eps equals mu_tilde(x_t, x_0), and x0_from_eps inverts q_sample [eqs. 9-11]."""
+    """mu_from_eps with the true eps equals mu_tilde(x_t, x_0) [eqs. 9-11].
+
+    And x0_from_eps inverts q_sample.
+    """
     s = linear_schedule(100)
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(8, 3, generator=g, dtype=torch.float64)
@@ -343,7 +354,10 @@ def test_oracles_keep_the_batch_shape():
 
 
 def test_full_covariance_posterior_mean_is_gaussian_conditioning():
-    """E[x_0 | a x_0 + s eps = x] for x_0 ~ N(m, C): m + a C (a^2 C + s^2 I)^-1 (x - a m), by numpy's solve."""
+    """E[x_0 | a x_0 + s eps = x] for x_0 ~ N(m, C).
+
+    m + a C (a^2 C + s^2 I)^-1 (x - a m), by numpy's solve.
+    """
     from ddpm.oracles import GaussianMixture
 
     m = np.array([0.5, -1.0])

@@ -24,7 +24,10 @@ N = 20_000  # draws per sampler check: a binomial share of 0.2 has stderr 0.0028
 
 
 def midpoint_integral(log_prob, lo: float, hi: float, cells: int) -> float:
-    """The midpoint rule for the integral of exp(log_prob) over [lo, hi]^2 on cells x cells squares, in float64."""
+    """The midpoint rule for the integral of exp(log_prob) over [lo, hi]^2 on cells x cells squares.
+
+    In float64.
+    """
     h = (hi - lo) / cells
     c = lo + h * (torch.arange(cells, dtype=torch.float64) + 0.5)
     grid = torch.cartesian_prod(c, c)
@@ -73,7 +76,10 @@ def test_two_gaussians_is_an_oracle_mixture():
 
 
 def test_chequerboard_log_prob_is_the_02460_board_moved_to_minus_one_one(gen):
-    """Against the course's construction in [0, 1]^2: a uniform mixture of uniforms on the squares i + j even."""
+    """Against the course's construction in [0, 1]^2.
+
+    A uniform mixture of uniforms on the squares i + j even.
+    """
     lows = torch.tensor([[i / 3, j / 3] for i in range(3) for j in range(3) if (i + j) % 2 == 0], dtype=torch.float64)
     squares = td.Independent(td.Uniform(lows, lows + 1 / 3, validate_args=False), 1, validate_args=False)
     course = td.MixtureSameFamily(td.Categorical(torch.ones(5, dtype=torch.float64)), squares, validate_args=False)
@@ -124,7 +130,9 @@ def test_chequerboard_checks_reject_planted_samplers(gen):
 
 
 def upper_share_expected(weight_upper: float) -> float:
-    """P(x_1 + x_2 > 0) for weight_upper N((0.5, 0.5), 0.04 I) + (1 - weight_upper) N((-0.5, -0.5), 0.04 I).
+    """P(x_1 + x_2 > 0) for a two-Gaussian mixture.
+
+    The mixture is weight_upper N((0.5, 0.5), 0.04 I) + (1 - weight_upper) N((-0.5, -0.5), 0.04 I).
 
     x_1 + x_2 is N(+-1, 2 * 0.04) within a component, so each side's probability is a normal tail.
     """

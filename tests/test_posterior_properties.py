@@ -1,4 +1,7 @@
-"""Properties of the forward-process posterior for every admissible schedule [Ho20 eqs. 7, 9-11], by hypothesis."""
+"""Properties of the forward-process posterior for every admissible schedule [Ho20 eqs. 7, 9-11].
+
+By hypothesis.
+"""
 
 from __future__ import annotations
 

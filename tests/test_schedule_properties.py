@@ -1,4 +1,6 @@
-"""Properties of every admissible schedule [Ho20 §2, eq. 7; ND21 eq. 17], by hypothesis (profiles in conftest.py).
+"""Properties of every admissible schedule [Ho20 §2, eq. 7; ND21 eq. 17].
+
+By hypothesis (profiles in conftest.py).
 
 The domain: strictly increasing beta_1 < ... < beta_T in [1e-12, 1 - 1e-12], 1 <= T <= 25, so that
 float64 resolves every step (log alpha_bar_t >= -25 * 27.7 > -700: no underflow; each beta_t >= 1e-12

@@ -170,7 +170,9 @@ def test_a_ddpm_checkpoint_refuses_the_sigma_samplers(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_done_when_the_notebooks_run_puts_samples_on_the_spiral(tmp_path, capsys):
-    """The issue's done-when: ddpm train --data swissroll (its preset, 20000 steps), then 10 accelerated steps: the mean
+    """The issue's done-when.
+
+    ddpm train --data swissroll (its preset, 20000 steps), then 10 accelerated steps: the mean
     distance of 2000 samples to the spiral is below 0.03 (the arms are 0.4 apart). Several minutes on two cores."""
     out = tmp_path / "run"
     assert main(["train", "--data", "swissroll", "--out", str(out), "--device", "cpu", "-q"]) == 0

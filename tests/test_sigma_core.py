@@ -1,4 +1,6 @@
-"""The sigma world's core against independent references: closed forms, exact rational rounding, mpmath,
+"""The sigma world's core against independent references.
+
+Closed forms, exact rational rounding, mpmath,
 and loops written here from the notebook's and the paper's text [6.S183 Q2, Q3; PY23 App. A; Song21 §4.3]."""
 
 from __future__ import annotations
@@ -228,7 +230,10 @@ def test_sigma_eps_star_of_a_gaussian_is_the_closed_form():
 
 
 def test_sigma_eps_star_is_the_beta_worlds_through_the_bridge():
-    """eps*_VE(x_VP / sqrt(alpha_bar_t), sigma_t) = eps*_VP(x_VP, t) for a mixture and a finite set [Song21 §4.3]."""
+    """eps*_VE(x_VP / sqrt(alpha_bar_t), sigma_t) = eps*_VP(x_VP, t) [Song21 §4.3].
+
+    For a mixture and a finite set.
+    """
     schedule = linear_schedule(100)
     twin = sigma_twin(schedule)
     g = torch.Generator().manual_seed(5)
@@ -269,7 +274,9 @@ def test_gaussian_law_is_the_samplers_affine_map(gam, k):
 
 
 def test_gaussian_law_scales_of_the_issue():
-    """For c = 0.25 and 10 steps, the output scale over the exact flow's is about 0.83, 0.97, 1.09 at gam = 1, 1.5, 2.
+    """The output scale over the exact flow's, for c = 0.25 and 10 steps.
+
+    It is about 0.83, 0.97, 1.09 at gam = 1, 1.5, 2.
 
     The exact flow dx/dsigma = eps*(x, sigma) = sigma (x - m) / (c + sigma^2) keeps (x - m) / sqrt(c + sigma^2),
     so started at sigma_max z it ends with scale sigma_max sqrt(c + sigma_min^2) / sqrt(c + sigma_max^2).

@@ -44,7 +44,10 @@ def test_swissroll_is_the_notebooks_200_points():
 
 
 def _distance_mpmath(x: np.ndarray) -> float:
-    """min_t ||x - c(t)|| by a 200001-point grid, then the root of d/dt ||x - c(t)||^2 at 30 digits (or an end)."""
+    """min_t ||x - c(t)|| by a 200001-point grid.
+
+    Then the root of d/dt ||x - c(t)||^2 at 30 digits (or an end).
+    """
     t = np.linspace(T_MIN, T_MIN + T_SPAN, 200001)
     d2 = (t * np.cos(t) / T_SPAN - x[0]) ** 2 + (t * np.sin(t) / T_SPAN - x[1]) ** 2
     j = int(np.argmin(d2))
@@ -159,7 +162,10 @@ def test_fm_euler_with_v_star_is_ddim_under_the_map(k):
 
 
 def test_velocity_from_eps_of_a_gaussian_is_the_conditional_mean_of_eps_minus_x0():
-    """For x_0 ~ N(m, c): E[eps - x_0 | u_t = u] in closed form (a Gaussian regression) vs VelocityFromEps(eps*)."""
+    """E[eps - x_0 | u_t = u] in closed form vs VelocityFromEps(eps*), for x_0 ~ N(m, c).
+
+    The closed form is a Gaussian regression.
+    """
     m, c = torch.tensor([0.4, -0.2], dtype=F64), 0.3
     v = VelocityFromEps(SigmaOptimalEps.gaussian(m, c))
     t = torch.tensor([0.1, 0.5, 0.9], dtype=F64)
@@ -206,7 +212,10 @@ def test_swissroll_quality_report_and_plot(tmp_path):
 
 
 def _fm_loss_raise(v_model, n, generator, delta=0.1):
-    """Paired: fm_loss(v + delta u) - fm_loss(v) on the same draws, for x_0 ~ N(m, c I), t ~ U(0.05, 0.95)."""
+    """Paired: fm_loss(v + delta u) - fm_loss(v) on the same draws, for x_0 ~ N(m, c I).
+
+    t ~ U(0.05, 0.95).
+    """
     from ddpm.stats import mean_stderr
 
     m, c = torch.tensor([0.4, -0.2], dtype=F64), 0.3
@@ -221,8 +230,9 @@ def _fm_loss_raise(v_model, n, generator, delta=0.1):
 
 
 def test_fm_loss_is_minimised_by_v_star(gen):
-    """At v* = E[eps - x_0 | u_t] a constant perturbation delta u raises the loss by exactly delta^2 ||u||^2 (the
-    cross term
+    """At v* = E[eps - x_0 | u_t] a constant perturbation raises the loss by a known amount.
+
+    A perturbation delta u raises it by exactly delta^2 ||u||^2 (the cross term
     has mean 0); at a wrong v it does not. One check_mc at the suite's false-alarm rate."""
     from ddpm.stats import check_mc
 

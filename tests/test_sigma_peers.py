@@ -1,4 +1,6 @@
-"""The sigma world's samplers against independent code: diffusers' DDIMScheduler and DDPMScheduler through
+"""The sigma world's samplers against independent code.
+
+diffusers' DDIMScheduler and DDPMScheduler through
 the VE-VP bridge (step by step, same noise, float64), and smalldiffusion, the library the 6.S183 notebook
 builds on (an opt-in extra: ``pip install -e .[smalldiffusion]``; it pulls torchvision and a CUDA torch)."""
 
@@ -23,7 +25,10 @@ def _network(T: int) -> torch.nn.Module:
 
 
 class ShiftedTimesteps(torch.nn.Module):
-    """The network as diffusers calls it, ``model(x, timestep)`` with its 0-based timestep: t = timestep + 1."""
+    """The network as diffusers calls it, ``model(x, timestep)`` with its 0-based timestep.
+
+    t = timestep + 1.
+    """
 
     def __init__(self, net: torch.nn.Module):
         super().__init__()
@@ -34,7 +39,9 @@ class ShiftedTimesteps(torch.nn.Module):
 
 
 def _float64_schedule(scheduler, schedule) -> None:
-    """diffusers keeps its coefficients in float32; give it ours in float64 so the comparison is of formulas, not of
+    """diffusers keeps its coefficients in float32.
+
+    Give it ours in float64 so the comparison is of formulas, not of
     float32 rounding (the same alpha_bar that ``trained_betas`` would give, unrounded)."""
     scheduler.betas = schedule.betas.clone()
     scheduler.alphas = 1 - scheduler.betas
@@ -54,7 +61,10 @@ def _assert_round_off(name: str, got: torch.Tensor, want: torch.Tensor, rtol: fl
 
 
 def compare_ddim(schedule, k: int, set_alpha_to_one: bool, levels=lambda twin: twin[1:]) -> float:
-    """diffusers' DDIM beside gam_mu_steps(**DDIM) on ``sample_sigmas(levels(twin), k)``: the worst difference."""
+    """diffusers' DDIM beside gam_mu_steps(**DDIM) on ``sample_sigmas(levels(twin), k)``.
+
+    The worst difference.
+    """
     import diffusers
 
     T = schedule.T
@@ -96,7 +106,9 @@ def compare_ddim(schedule, k: int, set_alpha_to_one: bool, levels=lambda twin: t
     "make", [lambda: linear_schedule(1000), lambda: cosine_schedule(1000)], ids=["linear", "cosine"]
 )
 def test_ddim_is_diffusers_ddim_through_the_bridge(k, set_alpha_to_one, make):
-    """DDIMScheduler(eta = 0, trailing, clip_sample = False) step by step equals gam_mu_steps(**DDIM) on the sigma twin.
+    """DDIMScheduler(eta = 0, trailing, clip_sample = False) step by step equals gam_mu_steps(**DDIM).
+
+    On the sigma twin.
 
     diffusers walks timesteps round(T (1 - i/k)) - 1 (its 0-based t - 1): ``sample_sigmas`` of the twin's
     levels t = 1..T. Its last step goes to alpha_bar_1 (sigma_1, as sample_sigmas ends) or, with
@@ -108,7 +120,10 @@ def test_ddim_is_diffusers_ddim_through_the_bridge(k, set_alpha_to_one, make):
 
 
 def test_ddim_comparison_rejects_levels_one_step_off():
-    """The same comparison with the twin's levels t = 0..T-1 for t = 1..T (sigma_{t-1} where sigma_t belongs) fails."""
+    """The same comparison with the twin's levels shifted by one fails.
+
+    The levels t = 0..T-1 stand for t = 1..T (sigma_{t-1} where sigma_t belongs).
+    """
     pytest.importorskip("diffusers", reason="diffusers is in the test extra: pip install -e .[test]")
     with pytest.raises(AssertionError, match="relative difference"):
         compare_ddim(linear_schedule(1000), 10, False, levels=lambda twin: torch.cat([twin[:1] + 1e-3, twin[1:-1]]))
@@ -116,7 +131,9 @@ def test_ddim_comparison_rejects_levels_one_step_off():
 
 @pytest.mark.parametrize("make", [lambda: linear_schedule(200), lambda: cosine_schedule(100)], ids=["linear", "cosine"])
 def test_ddpm_is_diffusers_ddpm_fixed_small_through_the_bridge(make):
-    """DDPMScheduler(fixed_small, clip_sample = False), every step, is gam_mu_steps(**DDPM) on the full sigma twin.
+    """DDPMScheduler(fixed_small, clip_sample = False) is gam_mu_steps(**DDPM) on the sigma twin.
+
+    At every step, on the full sigma twin.
 
     The same noise: x_T first, then one draw per step from the same seed (diffusers draws none at its last
     step, where our eta is 0).

@@ -160,7 +160,10 @@ def _q_sample_first_t(s, x0, t, eps):
 
 
 def _q_sample_float32_cancellation(s, x0, t, eps):
-    """q_sample computing 1 - alpha_bar_t in the data's float32, where it cancels (beta_1 = 1e-4: 6e-4 off)."""
+    """q_sample computing 1 - alpha_bar_t in the data's float32.
+
+    Where it cancels (beta_1 = 1e-4: 6e-4 off).
+    """
     ab = at(s.alpha_bar, t, x0)
     return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
@@ -225,7 +228,10 @@ def test_sampler_binding_rejects_planted_step(monkeypatch):
 
 @pytest.mark.parametrize("planted", ["sigma1_beta1", "closed_edges", "half_bin_1_256"])
 def test_decoder_binding_rejects_planted(planted, monkeypatch):
-    """L_0 with sigma_1^2 = beta_1, with closed edge bins, or with bins of width 2/256, patched into ddpm.losses."""
+    """L_0 with sigma_1^2 = beta_1, with closed edge bins, or with bins of width 2/256.
+
+    Patched into ddpm.losses.
+    """
     import ddpm.losses
     from specs import eq13_decoder
 

@@ -1,4 +1,6 @@
-"""Every check of the sigma world's specs (specs/s183_*.py) can fail: each derivation rejects a planted
+"""Every check of the sigma world's specs (specs/s183_*.py) can fail.
+
+Each derivation rejects a planted
 wrong formula and each binding a subtly wrong implementation (the Monte Carlo checks carry their
 planted deviations in their own modules)."""
 
@@ -109,7 +111,10 @@ def test_s183_binding_rejects_planted_implementation(name):
 
 
 def test_s183_gam_law_planted_scales_differ():
-    """The stated scales distinguish the three samplers: a law computed at gam = 1 fails the claim at gam = 2."""
+    """The stated scales distinguish the three samplers.
+
+    A law computed at gam = 1 fails the claim at gam = 2.
+    """
     sigmas = s183_gam_law_mc.sample_sigmas(s183_gam_law_mc.log_linear_sigmas(), 10)
     law = s183_gam_law_mc.gaussian_gam_law
     assert round(float(law(0.0, 0.25, sigmas, 1.0).std) / s183_gam_law_mc.exact_flow_scale(sigmas), 2) != 1.09

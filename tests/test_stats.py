@@ -126,7 +126,10 @@ def _cumulants(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _null_statistics(generator: torch.Generator, n_sim: int):
-    """(name, per-draw values under the null of shape (n_sim, m), the check's n, the check's element count)."""
+    """(name, per-draw values, the check's n, the check's element count).
+
+    The per-draw values are under the null, of shape (n_sim, m).
+    """
     from ddpm.losses import l_simple, negative_elbo
     from ddpm.oracles import OptimalEps
     from ddpm.schedule import linear_schedule

@@ -241,7 +241,10 @@ def copy_of(good: Path, tmp_path: Path) -> Path:
 
 
 def flip_tensor_bytes(path: Path, count: int = 64) -> str:
-    """Invert ``count`` bytes in the middle of the largest tensor's data in torch's zip; returns its entry."""
+    """Invert ``count`` bytes in the middle of the largest tensor's data in torch's zip.
+
+    Returns its entry.
+    """
     with zipfile.ZipFile(path) as z:
         info = max((i for i in z.infolist() if re.search(r"/data/\d+$", i.filename)), key=lambda i: i.file_size)
     raw = bytearray(path.read_bytes())

@@ -1,4 +1,6 @@
-"""``ddpm verify``, 02460: sound on correct files of every style, sharp on each known mistake (tests/verify_cases).
+"""``ddpm verify``, 02460.
+
+Sound on correct files of every style, sharp on each known mistake (tests/verify_cases).
 
 The observer runs in-process here (the zoo of cases stays fast), its records go through
 ``channel.Recorder`` (encoded and decoded exactly as the real channel does) and ``decide`` computes
@@ -101,7 +103,10 @@ def _state() -> dict:
 
 @pytest.fixture(autouse=True)
 def clean_process():
-    """Every test leaves the process as it found it: no stubs, no sys.path entries, no reseeded generators."""
+    """Every test leaves the process as it found it.
+
+    No stubs, no sys.path entries, no reseeded generators.
+    """
     before = _state()
     yield
     after = _state()

@@ -1,4 +1,7 @@
-"""The channel of ``ddpm verify``: what the child emits arrives intact, and nothing else is taken for a record."""
+"""The channel of ``ddpm verify``.
+
+What the child emits arrives intact, and nothing else is taken for a record.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""``ddpm verify --course 6.S183``: the notebook reader, the child's observer and the parent's decision.
+"""``ddpm verify --course 6.S183``.
+
+The notebook reader, the child's observer and the parent's decision.
 
 The cases in tests/verify_cases_s183/ (written by make_cases.py there) are run in-process through
 ``channel.Recorder`` (the records encoded and decoded as the sandbox's channel does); a few run the
@@ -177,7 +179,10 @@ SAMPLER = (CASES / "correct_mse_keep.py").read_text().split("# %%\n")[-2]
 
 
 def test_a_function_only_imported_from_the_library_is_undecided(tmp_path):
-    """The sheet's template imports training_loop from smalldiffusion; a notebook that never defines it is exit 2."""
+    """The sheet's template imports training_loop from smalldiffusion.
+
+    A notebook that never defines it is exit 2.
+    """
     path = write_notebook(
         tmp_path,
         "nb.ipynb",
@@ -250,7 +255,10 @@ def test_unexpected_or_malformed_records_cannot_be_verified(correct_records):
 
 @pytest.mark.parametrize("cut", [0, 1, 3, 40, 100, -20, -1])
 def test_any_prefix_of_a_stream_is_never_a_pass(correct_records, cut):
-    """A truncated run (a hang, os._exit) leaves specs undecided; what is decided from a prefix is no pass of more."""
+    """A truncated run (a hang, os._exit) leaves specs undecided.
+
+    What is decided from a prefix is no pass of more.
+    """
     assert len(correct_records) > 120
     decision = decide(correct_records[:cut], {})
     assert decision.exit_status == 2
@@ -258,7 +266,9 @@ def test_any_prefix_of_a_stream_is_never_a_pass(correct_records, cut):
 
 
 def test_the_law_check_rejects_a_planted_deviation(correct_records):
-    """sample_law holds the samples to gaussian_gam_law at a false-alarm rate of 1e-6 per check; swapping the
+    """sample_law holds the samples to gaussian_gam_law at a false-alarm rate of 1e-6 per check.
+
+    Swapping the
     gam = 1 and gam = 2 outputs (the laws differ by a few percent in scale) is rejected at the same n."""
     laws = [i for i, r in enumerate(correct_records) if r.kind == "law_output"]
     assert len(laws) == 2
@@ -269,7 +279,10 @@ def test_the_law_check_rejects_a_planted_deviation(correct_records):
 
 
 def test_the_coefficient_check_rejects_a_tiny_planted_step_error(correct_records):
-    """Scaling every yield of the probe runs by (1 + 1e-3) — far below any plot's resolution — fails the update."""
+    """Scaling every yield of the probe runs by (1 + 1e-3) — far below any plot's resolution.
+
+    Fails the update.
+    """
     changed = []
     for r in correct_records:
         if r.kind == "yield" and r.fields.get("phase") == "sample" and isinstance(r.fields.get("value"), torch.Tensor):
@@ -320,7 +333,10 @@ OWN_SIGMA = """def training_loop(loader, model, schedule, epochs=10000, lr=1e-3)
 
 @pytest.mark.parametrize("told,spec", [("sigma", None), ("sigma ** 2", "loss_sigma")])
 def test_levels_drawn_by_the_code_itself(tmp_path, told, spec):
-    """sigma drawn with randint on schedule.sigmas (no sample_batch): the levels are recognised as the schedule's."""
+    """sigma drawn with randint on schedule.sigmas (no sample_batch).
+
+    The levels are recognised as the schedule's.
+    """
     path = write_notebook(tmp_path, "nb.ipynb", IMPORTS, OWN_SIGMA.replace("SIGMA", told))
     outcomes = by_spec(verified(path)[0])
     failed = [k for k in SPECS_S183 if k.startswith("loss_") and outcomes[k].status != PASS]
@@ -369,7 +385,10 @@ def test_a_start_drawn_another_way_with_the_same_law_passes(tmp_path):
     ],
 )
 def test_what_the_verifier_cannot_give_is_cannot_verify(tmp_path, source, words):
-    """A name from an import that fails here, or from a top-level statement never run, is exit 2, not a bug."""
+    """A name from an import that fails here, or from a top-level statement never run, is exit 2.
+
+    Not a bug.
+    """
     use = "set_seed(0)" if "set_seed" in source else "xt = xt * sigmas_10[0] / sigmas_10[0]"
     sampler = (
         "def samples(model, sigmas, xt=None, gam=1., batchsize=1):\n"

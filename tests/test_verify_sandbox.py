@@ -1,4 +1,6 @@
-"""The sandbox of ``ddpm verify`` against hostile files: none passes, nothing escapes, nothing outlives verify.
+"""The sandbox of ``ddpm verify`` against hostile files.
+
+None passes, nothing escapes, nothing outlives verify.
 
 Two courses drive the files in ``tests/verify_hostile``: the sandbox's own probe course (the observer
 imports the file and emits ``answer()``; 42 passes), which runs in about a second a file and tests the

@@ -16,7 +16,10 @@ TOY = {"tg": TwoGaussians, "cb": Chequerboard, "swissroll": Swissroll}
 
 
 def toy_dataset(name: str) -> TwoGaussians | Chequerboard | Swissroll:
-    """The toy set ``name``: "tg" (TwoGaussians), "cb" (Chequerboard) or "swissroll" (the 6.S183 Swissroll)."""
+    """The toy set ``name``.
+
+    "tg" (TwoGaussians), "cb" (Chequerboard) or "swissroll" (the 6.S183 Swissroll).
+    """
     if name not in TOY:
         raise ValueError(
             f"unknown toy data set {name!r}; expected one of {sorted(TOY)} (MNIST is read by ddpm.data.mnist)"

@@ -1,4 +1,6 @@
-"""The 6.S183 Swissroll: 200 points on the spiral (t cos t, t sin t) / (5 pi), and the distance to it [6.S183 Q2].
+"""The 6.S183 Swissroll [6.S183 Q2].
+
+200 points on the spiral (t cos t, t sin t) / (5 pi), and the distance to it.
 
 The notebook's ``Swissroll(pi/2, 5 pi, 200)`` takes t = pi/2 + linspace(0, 1, 200) 5 pi and the points
 (t cos t, t sin t) / (5 pi): a spiral of two and a half turns inside [-1.1, 1.1]^2 whose arms are about
@@ -27,7 +29,10 @@ INV_PHI = (math.sqrt(5) - 1) / 2
 
 
 def spiral_curve(t: Tensor, t_span: float = T_SPAN) -> Tensor:
-    """(t cos t, t sin t) / t_span, the Swissroll's curve at t (any shape; a trailing axis of 2 added) [6.S183 Q2]."""
+    """(t cos t, t sin t) / t_span [6.S183 Q2].
+
+    The Swissroll's curve at t (any shape; a trailing axis of 2 added).
+    """
     return torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=-1) / t_span
 
 
@@ -36,7 +41,9 @@ def _squared_distance(t: Tensor, x: Tensor, t_span: float) -> Tensor:
 
 
 def distance_to_spiral(x: Tensor, t_min: float = T_MIN, t_span: float = T_SPAN, chunk: int = 512) -> Tensor:
-    """min over t in [t_min, t_min + t_span] of ||x - (t cos t, t sin t) / t_span||, per row of x (n, 2) [6.S183 Q2].
+    """min over t in [t_min, t_min + t_span] of ||x - (t cos t, t sin t) / t_span|| [6.S183 Q2].
+
+    per row of x (n, 2).
 
     A grid of 4097 parameters finds the nearest stretch of the curve; golden-section search on the
     two grid intervals around it (a bracket of at most 8.6e-3 in arc length, where the squared
@@ -66,7 +73,9 @@ def distance_to_spiral(x: Tensor, t_min: float = T_MIN, t_span: float = T_SPAN, 
 
 
 class Swissroll:
-    """The notebook's 200 points t = pi/2 + linspace(0, 1, n) 5 pi, x = (t cos t, t sin t) / (5 pi) [6.S183 Q2].
+    """The notebook's 200 points t = pi/2 + linspace(0, 1, n) 5 pi [6.S183 Q2].
+
+    x = (t cos t, t sin t) / (5 pi).
 
     ``points`` holds them in float64; ``sample(n)`` draws n of them uniformly with replacement (the
     training distribution: the finite set); ``mixture`` is that set as point masses, so that
@@ -91,7 +100,10 @@ class Swissroll:
         return self.points.to(device)[i].float()
 
     def ideal_denoiser(self) -> SigmaOptimalEps:
-        """eps*(x, sigma) of the 200 points: what a network trained to the optimum of the loss predicts [6.S183 Q1b]."""
+        """eps*(x, sigma) of the 200 points [6.S183 Q1b].
+
+        What a network trained to the optimum of the loss predicts.
+        """
         return SigmaOptimalEps(self.mixture)
 
     def distance(self, x: Tensor) -> Tensor:

@@ -1,4 +1,6 @@
-"""The networks eps_theta(x_t, t), by name: ``build_network(net.name, **net.config)`` rebuilds ``net``.
+"""The networks eps_theta(x_t, t), by name.
+
+``build_network(net.name, **net.config)`` rebuilds ``net``.
 
 Every network of the beta world takes x_t and t, an int64 tensor (batch,) of the paper's steps 1..T,
 and returns a tensor of x_t's shape; ``sigma_mlp`` (``world = "sigma"``) takes x and the noise level

@@ -1,4 +1,6 @@
-"""An MLP eps_theta(x, sigma) on [x, sin(log(sigma)/2), cos(log(sigma)/2)]: it takes the level itself [6.S183 Q2].
+"""An MLP eps_theta(x, sigma) on [x, sin(log(sigma)/2), cos(log(sigma)/2)] [6.S183 Q2].
+
+It takes the level itself.
 
 sigma spans 0.005..10 in the notebook's schedule; log(sigma)/2 maps that to an interval of length
 3.8, on which (sin, cos) is a bounded, one-to-one code of the level. The default widths are the
@@ -24,7 +26,9 @@ def sigma_embedding(sigma: Tensor) -> Tensor:
 
 
 class SigmaMLP(nn.Module):
-    """eps_theta(x, sigma) = MLP([x, sin(log(sigma)/2), cos(log(sigma)/2)]) for x of shape (batch, D) [6.S183 Q2].
+    """eps_theta(x, sigma) = MLP([x, sin(log(sigma)/2), cos(log(sigma)/2)]) [6.S183 Q2].
+
+    x has shape (batch, D).
 
     Args:
         input_dim: D, the data dimension (2 for the Swissroll).

@@ -1,4 +1,6 @@
-"""The 02460 template's 0-based tensors and the paper's step t = 1..T: the one place they meet [Ho20 §2].
+"""The 02460 template's 0-based tensors and the paper's step t = 1..T [Ho20 §2].
+
+The one place they meet.
 
 The template stores ``beta``, ``alpha`` and ``alpha_cumprod`` as tensors of length T whose index
 ``i`` holds the coefficient of the paper's step ``t = i + 1``. Every translation between the two —
@@ -30,7 +32,10 @@ def index_of_step(t: int | Tensor) -> int | Tensor:
 
 
 def template_tensors(schedule: Schedule, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
-    """``beta``, ``alpha``, ``alpha_cumprod`` as the template holds them: length T, index i for step i + 1."""
+    """``beta``, ``alpha``, ``alpha_cumprod`` as the template holds them.
+
+    Length T, index i for step i + 1.
+    """
     steps = torch.arange(1, schedule.T + 1)
     return {name: getattr(schedule, ours)[steps].to(dtype) for name, ours in TEMPLATE_TENSORS.items()}
 

@@ -1,4 +1,6 @@
-"""The channel from the child of ``ddpm verify`` to its parent: authenticated, numbered frames of raw records.
+"""The channel from the child of ``ddpm verify`` to its parent.
+
+authenticated, numbered frames of raw records.
 
 The child only observes (it runs the file under test and emits what it saw); the parent, which loads
 none of the student's code, decides. So that nothing but the observer's own ``emit`` can put a record
@@ -147,7 +149,9 @@ def _encode_tensor(t: torch.Tensor, blobs: list, size: list):
 
 
 def make_writer(write: Callable[[bytes], None], key: bytes) -> tuple[Callable[..., None], Callable[[], None]]:
-    """``(emit, end)`` writing authenticated frames through ``write(bytes)`` [the child side of the channel].
+    """``(emit, end)`` writing authenticated frames through ``write(bytes)``.
+
+    This is the child side of the channel.
 
     ``emit(kind, **fields)`` sends one record; ``end()`` sends the end frame (after it, emit raises). The
     key and the sequence number live in this closure only; the functions it needs are bound now, so that
@@ -158,7 +162,9 @@ def make_writer(write: Callable[[bytes], None], key: bytes) -> tuple[Callable[..
 
 
 def make_channel(write: Callable[[bytes], None], key: bytes):
-    """``(emit, system, end)``: :func:`make_writer`'s two and ``system(kind, **fields)`` for the child main's own
+    """``(emit, system, end)``.
+
+    :func:`make_writer`'s two and ``system(kind, **fields)`` for the child main's own
     frames (kinds starting with ``__``), which the parent keeps apart in ``Stream.system``, never in records."""
     if not isinstance(key, bytes) or len(key) < 16:
         raise ChannelError("the channel key must be at least 16 random bytes")
@@ -284,7 +290,9 @@ def _decode_tensor(spec, blob: memoryview) -> torch.Tensor:
 
 
 class Reader:
-    """Feeds on the bytes of the channel as they come; keeps the records of an intact stream [parent side].
+    """Feeds on the bytes of the channel as they come [parent side].
+
+    Keeps the records of an intact stream.
 
     After the first fault (a bad MAC, a frame out of order, a malformed record, bytes past a bound or
     after the end frame) it records the error, drops what it holds of the frame and ignores the rest,
@@ -382,7 +390,9 @@ def decode(data: bytes, key: bytes) -> Stream:
 
 
 class Recorder:
-    """An ``emit``-compatible callable for in-process tests: each record is encoded and decoded as the channel would.
+    """An ``emit``-compatible callable for in-process tests.
+
+    Each record is encoded and decoded as the channel would.
 
     ``Recorder()(kind, **fields)``; the decoded :class:`Record` objects accumulate in ``.records``. A value
     that cannot travel raises :class:`ChannelError` here exactly as in the child.

@@ -1,4 +1,6 @@
-"""``python -m ddpm.verify.child``: the child of ``ddpm verify``, which runs the student's file and only observes.
+"""``python -m ddpm.verify.child``.
+
+The child of ``ddpm verify``, which runs the student's file and only observes.
 
 It reads one JSON message from stdin (never argv): the run's channel key, the pipe it writes frames
 to, the private directory, the limits and the job ``{"course", "observer", "file", "config"}``. Before
@@ -22,7 +24,10 @@ from pathlib import Path
 
 
 def _hide(fd: int) -> int:
-    """The channel's pipe moved to a free descriptor drawn at random, not inherited by what the file starts."""
+    """The channel's pipe moved to a free descriptor drawn at random.
+
+    Not inherited by what the file starts.
+    """
     for _ in range(64):
         new = 300 + secrets.randbelow(700)
         try:

@@ -1,4 +1,6 @@
-"""``ddpm verify FILE|DIR ...``: each file verified in its own sandbox, the verdict computed in this process.
+"""``ddpm verify FILE|DIR ...``.
+
+Each file verified in its own sandbox, the verdict computed in this process.
 
 The file under test runs in a confined child (:mod:`ddpm.verify.sandbox`) that only streams raw
 observations over an authenticated channel; the course's ``decide`` turns them into outcomes here
@@ -110,7 +112,10 @@ def _check_output(path: Path | None, option: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``ddpm verify``: verify every file, print the report(s), write the graders' files; the worst exit status."""
+    """``ddpm verify``.
+
+    Verify every file, print the report(s), write the graders' files; the worst exit status.
+    """
     config = config_of(args)
     files = expand_paths(args.files)
     _check_output(args.gradescope, "--gradescope")

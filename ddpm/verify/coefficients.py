@@ -1,4 +1,6 @@
-"""Coefficients read off a student's DDPM, matched against the schedule's expressions [Ho20 eqs. 4, 11].
+"""Coefficients read off a student's DDPM [Ho20 eqs. 4, 11].
+
+Matched against the schedule's expressions.
 
 Every coefficient of DDPM is a product of powers of beta_t, alpha_t, alpha_bar_t and 1 - alpha_bar_t.
 A measured coefficient is held to the expression the paper prescribes; when it differs, the search
@@ -105,7 +107,10 @@ def explain(
 
 
 def explain_all(observed: list[float], schedule: Schedule, expected: Monomial) -> tuple[Monomial, list[int]] | None:
-    """The monomial closest to ``expected`` that equals every observed value at some step, and those steps."""
+    """The monomial closest to ``expected`` that equals every observed value at some step.
+
+    And those steps.
+    """
     obs = torch.tensor(observed, dtype=torch.float64)[:, None]
     for m in sorted(_all_monomials(), key=lambda m: m.distance(expected)):
         v = values(schedule, m)[None, :]

@@ -1,4 +1,6 @@
-"""The courses ``ddpm verify`` knows: for each, the child's observer, the parent's decider and its specs.
+"""The courses ``ddpm verify`` knows.
+
+For each, the child's observer, the parent's decider and its specs.
 
 A course plug-in has two sides (see the module docstrings of ``ddpm.verify.dtu``):
 ``observe(path, config, emit)`` runs in the child, on the student's file, and only emits raw records;
@@ -21,7 +23,10 @@ __all__ = ["Course", "COURSES", "course"]
 
 @dataclass(frozen=True)
 class Course:
-    """A course's plug-in: ``observer`` and ``decider`` are module paths holding ``observe`` and ``decide``."""
+    """A course's plug-in.
+
+    ``observer`` and ``decider`` are module paths holding ``observe`` and ``decide``.
+    """
 
     name: str
     observer: str

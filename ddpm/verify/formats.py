@@ -1,4 +1,6 @@
-"""The outputs of ``ddpm verify`` over many files: the summary table, JSON, Gradescope's results.json, JUnit XML.
+"""The outputs of ``ddpm verify`` over many files.
+
+The summary table, JSON, Gradescope's results.json, JUnit XML.
 
 Gradescope reads ``results.json`` as its autograder specification describes it: a top-level ``score``
 and ``tests``, each with ``name``, ``score``, ``max_score``, ``status`` ("passed" / "failed") and
@@ -61,7 +63,10 @@ def to_json(reports: list[Report]) -> str:
 
 
 def spec_text(r: Report, spec: str) -> str:
-    """What the report says about one spec: status, detail and the student's lines, then the file-level problem."""
+    """What the report says about one spec.
+
+    status, detail and the student's lines, then the file-level problem.
+    """
     o = next((o for o in r.outcomes if o.spec == spec), None)
     parts = []
     if o is not None:

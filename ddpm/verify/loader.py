@@ -29,7 +29,9 @@ PASSTHROUGH = ("tqdm",)  # packages whose stand-in behaves as the package does
 
 
 def on_touch(name: str, what: str) -> None:
-    """Told of every use of a stub (``name``, e.g. ``diffusers.DDPMScheduler``; ``what``: call, attribute, ...).
+    """Told of every use of a stub.
+
+    ``name`` is the stub's, e.g. ``diffusers.DDPMScheduler``; ``what`` is call, attribute, ....
 
     The observer replaces this hook while it runs the file's DDPM; by default it does nothing.
     """
@@ -94,7 +96,10 @@ class _StubModule(types.ModuleType):
 
 
 def describe_exception(exc: BaseException, path: Path | str) -> str:
-    """``"IndexError: index 20 is out of bounds (line 52 of ddpm.py)"``: the error and the file's last line in it."""
+    """``"IndexError: index 20 is out of bounds (line 52 of ddpm.py)"``.
+
+    The error and the file's last line in it.
+    """
     path = str(Path(path).resolve())
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
     if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == Path(path):
@@ -124,7 +129,10 @@ def _failed_import_in_file(exc: ImportError, path: str) -> str | None:
 
 
 def load_module(path: Path | str) -> tuple[types.ModuleType, list[str]]:
-    """Execute the file as a module (not as ``__main__``); returns it and the names of the stubbed imports."""
+    """Execute the file as a module (not as ``__main__``).
+
+    Returns it and the names of the stubbed imports.
+    """
     path = Path(path).resolve()
     if not path.is_file():
         raise LoadError(f"no such file: {path}")

@@ -34,7 +34,9 @@ def _course(course):
 
 
 def course_for(path: Path, requested: str | None = None):
-    """The course a file is verified as: the one asked for, else the first whose ``detect`` knows the file,
+    """The course a file is verified as.
+
+    The one asked for, else the first whose ``detect`` knows the file,
     else 02460."""
     from ddpm.verify.courses import COURSES
 
@@ -89,7 +91,10 @@ def _undecided(specs: Iterable[str], cites: dict, why: str) -> list[Outcome]:
 
 
 def _held_to_the_run(decision: Decision, specs: dict, stop: str | None) -> Decision:
-    """Every spec once, in the course's order; what the decision left out is undecided; a truncated run is no pass."""
+    """Every spec once, in the course's order; what the decision left out is undecided.
+
+    A truncated run is no pass.
+    """
     cites = {k: v[1] for k, v in specs.items()}
     seen: dict[str, Outcome] = {}
     notes = list(decision.notes)
@@ -186,7 +191,9 @@ def verify_many(
     limits: Limits | None = None,
     done: Callable[[Report], None] | None = None,
 ) -> list[Report]:
-    """Every file verified, up to ``jobs`` at once (default: the cores this process may use); reports in order.
+    """Every file verified, up to ``jobs`` at once (default: the cores this process may use).
+
+    Reports in order.
 
     ``done(report)`` is called as each file finishes (progress). Each file gets its own sandbox.
     """

@@ -1,4 +1,6 @@
-"""Algorithm 2 read off the records of a student's ``sample``, one step at a time [Ho20 alg. 2, eq. 11, §3.2].
+"""Algorithm 2 read off the records of a student's ``sample`` [Ho20 alg. 2, eq. 11, §3.2].
+
+One step at a time.
 
 Runs in the parent, on records only. ``sample`` ran twice under the same global seed, so both runs
 drew the same z: once with the network answering 0, once answering chosen tensors U_j and starting
@@ -172,7 +174,10 @@ def _steps_outcome(steps: list[_Step], T: int, lines: tuple) -> Outcome:
 
 
 def _mean_outcome(steps: list[_Step], s: Schedule, c: Config, first_run: list[Tensor], lines: tuple) -> Outcome:
-    """Every call's factors on x_t and on eps_theta against eq. 11 at the step it computes (else its position)."""
+    """Every call's factors on x_t and on eps_theta against eq. 11.
+
+    Eq. 11 is taken at the step the call computes (else at its position).
+    """
     problems, failing = [], []
     for st in steps:
         t = st.t or (s.T - st.j if 0 < s.T - st.j <= s.T else None)
@@ -219,7 +224,10 @@ def _mean_outcome(steps: list[_Step], s: Schedule, c: Config, first_run: list[Te
 
 
 def _sigma_outcome(steps: list[_Step], s: Schedule, c: Config, lines: tuple) -> Outcome:
-    """sigma_t at every call computing a step t > 1: present (not gated off) and of scale beta_t or beta_tilde_t."""
+    """sigma_t at every call computing a step t > 1.
+
+    Present (not gated off) and of scale beta_t or beta_tilde_t.
+    """
     inner = [st for st in steps if st.affine and st.exact_A and (st.t or 0) > 1]
     if not inner:
         return Outcome("sample_sigma", UNDECIDED, "not decided: no step t > 1 was identified")
@@ -512,7 +520,9 @@ def decide_sampling(c: Config, facts: TrainingFacts, zero: dict | None, answer: 
 
 
 def _law_of_samples(schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
-    """Mean and variance per coordinate of Algorithm 2's x_0 when eps_theta is eps* of LAW_DATA [Ho20 alg. 2].
+    """Mean and variance per coordinate of Algorithm 2's x_0 [Ho20 alg. 2].
+
+    eps_theta is eps* of LAW_DATA.
 
     eps* of a Gaussian is affine in x_t, eps*(x, t) = A_t x + b_t, read off at x = 0 and the unit
     vectors; the law itself is ddpm's one source, :func:`ddpm.sampler.gaussian_law`.
@@ -529,7 +539,10 @@ def _law_of_samples(schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
 
 
 def decide_law(c: Config, facts: TrainingFacts, plan: dict | None, law: dict | None) -> Outcome:
-    """With the network answering eps* of LAW_DATA (t decoded as training encodes it), x_0 follows Algorithm 2's law."""
+    """With the network answering eps* of LAW_DATA (t decoded as training encodes it).
+
+    x_0 follows Algorithm 2's law.
+    """
     if not facts.encoding:
         return Outcome(
             "sample_law",

@@ -121,7 +121,10 @@ class _PathBeneath(ctypes.Structure):
 
 
 def _landlock(writable: list[str], write_files: list[str]) -> str:
-    """Restrict this process (and what it starts) to writes beneath ``writable``; returns what is in force."""
+    """Restrict this process (and what it starts) to writes beneath ``writable``.
+
+    Returns what is in force.
+    """
     abi = landlock_abi()
     if abi < 1:
         return "no Landlock in this kernel: writes outside the private directory are not blocked"
@@ -201,7 +204,9 @@ def _capabilities() -> int:
 
 
 def pids_cgroup(limit: int) -> str | None:
-    """A fresh cgroup-v1 ``pids`` group allowing ``limit`` tasks, where this process may make one (root); else None.
+    """A fresh cgroup-v1 ``pids`` group allowing ``limit`` tasks, where this process may make one (root).
+
+    Else None.
 
     The kernel does not apply RLIMIT_NPROC to root, so as root the child joins this group instead; it also
     names every process of the run for the kill at the end.
@@ -267,7 +272,10 @@ def _tasks_of(uid: int) -> int:
 
 
 def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[str]:
-    """Confine this process before the student's code loads [the child's sandbox]; returns what is in force."""
+    """Confine this process before the student's code loads [the child's sandbox].
+
+    Returns what is in force.
+    """
     import resource
 
     done = []
@@ -417,7 +425,10 @@ def _drain(fd: int, sink) -> None:
 
 @dataclass
 class ChildRun:
-    """What the parent saw of one child: the record stream, the output, how it ended, the sandbox in force."""
+    """What the parent saw of one child.
+
+    The record stream, the output, how it ended, the sandbox in force.
+    """
 
     stream: channel.Stream
     stdout: _Output
@@ -476,7 +487,9 @@ _PARENT_READY = False
 
 
 def _prepare_parent() -> None:
-    """Once per process: this process not dumpable, so that the child cannot read its environment or memory
+    """Once per process.
+
+    This process not dumpable, so that the child cannot read its environment or memory
     through /proc even under the same uid."""
     global _PARENT_READY
     with _started:
@@ -592,7 +605,10 @@ def adopt_orphans() -> bool:
 
 
 def kill_adopted() -> int:
-    """Kill and reap every child of this process; for the ``ddpm verify`` command once no run is in flight."""
+    """Kill and reap every child of this process.
+
+    For the ``ddpm verify`` command once no run is in flight.
+    """
     me, killed = os.getpid(), 0
     for _ in range(100):
         kids = []

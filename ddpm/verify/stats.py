@@ -1,4 +1,6 @@
-"""The verifier's statistical tests: ``ddpm.stats.check_mc`` for means, exact binomial tails for counts.
+"""The verifier's statistical tests.
+
+``ddpm.stats.check_mc`` for means, exact binomial tails for counts.
 
 A count of events (two samples sharing t; draws of one step) is binomial under the claim, and its
 exact two-sided tail is cheap (``ddpm.stats.binomial_tail``), so it is used instead of the normal
@@ -18,7 +20,10 @@ __all__ = ["mc", "binomial_ok"]
 
 
 def mc(name: str, estimate, stderr, expected, n: int, false_alarm: float) -> tuple[bool, int]:
-    """``ddpm.stats.check_mc`` at ``false_alarm``; returns (passed, worst element's index). Non-finite fails."""
+    """``ddpm.stats.check_mc`` at ``false_alarm``.
+
+    Returns (passed, worst element's index). Non-finite fails.
+    """
     estimate, stderr, expected = torch.broadcast_tensors(
         *(torch.as_tensor(v, dtype=torch.float64) for v in (estimate, stderr, expected))
     )

@@ -1,4 +1,6 @@
-"""Algorithm 1 read off the records of a student's ``negative_elbo`` and ``loss`` [Ho20 alg. 1, eqs. 4, 14].
+"""Algorithm 1 read off the records of a student's code [Ho20 alg. 1, eqs. 4, 14].
+
+The records are those of ``negative_elbo`` and ``loss``.
 
 Runs in the parent, on records only. Each round holds two calls of ``negative_elbo`` under the same
 global seed, so both drew the same t and eps: once at x_0 = 0 with the network answering 0, which
@@ -50,7 +52,10 @@ class TrainingFacts:
 
 @dataclass
 class _Draws:
-    """The rounds' records, flattened over rounds: x_0, the network's answer, x_t's noise part, x_t, t's encoding."""
+    """The rounds' records, flattened over rounds.
+
+    x_0, the network's answer, x_t's noise part, x_t, t's encoding.
+    """
 
     x0: Tensor
     answer: Tensor

@@ -79,7 +79,10 @@ def _all(status: str, why: str) -> list[Outcome]:
 
 
 def _cannot(records: dict, c: Config) -> str | None:
-    """Why the records cannot be judged at all (a stand-in used, own randomness, an exotic tensor), or None."""
+    """Why the records cannot be judged at all (a stand-in used, own randomness, an exotic tensor).
+
+    Or None.
+    """
     touches = [f for f in records["stub_touch"] if f["module"].split(".")[0] not in PASSTHROUGH]
     if touches:
         packages = sorted({f["module"].split(".")[0] for f in touches})
@@ -143,7 +146,10 @@ def _cannot(records: dict, c: Config) -> str | None:
 
 
 def _schedule(c: Config, records: dict, outcomes: dict[str, Outcome], sample_steps_named: bool) -> tuple[Outcome, list]:
-    """The linear schedule, judged by the coefficients the code applies; the stored tensors are a hint only."""
+    """The linear schedule, judged by the coefficients the code applies.
+
+    The stored tensors are a hint only.
+    """
     notes = []
     s = c.schedule
     tensors = records["built"][0]["tensors"] if records["built"] else {}

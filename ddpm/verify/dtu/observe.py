@@ -84,7 +84,10 @@ class _Driver:
     def call(
         self, method: str, probe: Probe, arg, seed: int, role: str, round: int = 0, shift: torch.Tensor | None = None
     ) -> dict:
-        """``DDPM(probe, ...).method(arg)`` with the global generators seeded; the fields of a ``call`` record."""
+        """``DDPM(probe, ...).method(arg)`` with the global generators seeded.
+
+        The fields of a ``call`` record.
+        """
         c = self.config
         fields = {
             "method": method,
@@ -264,7 +267,9 @@ def _observe(path: str, c: Config, emit, tracer: DrawTracer, running: list) -> N
 
 
 def _law(d: _Driver, c: Config, train_calls: list[dict], emit) -> None:
-    """The end-to-end run: eps* of a Gaussian answers, t decoded by the training encoding the records show.
+    """The end-to-end run.
+
+    eps* of a Gaussian answers, t decoded by the training encoding the records show.
 
     The encoding is read off the training records with the parent's own function
     (:func:`ddpm.verify.training.encoding_of_calls`); the plan is emitted so that the parent can check

@@ -1,4 +1,6 @@
-"""``ddpm verify --course 6.S183``: the two code answers of the 6.S183 problem set 1 notebook, checked exactly.
+"""``ddpm verify --course 6.S183``.
+
+The two code answers of the 6.S183 problem set 1 notebook, checked exactly.
 
 - ``notebook``: read a ``.ipynb`` or a script export; run only imports and definitions.
 - ``standins``: the verifier's smalldiffusion / accelerate / tqdm stand-ins and its probe network.

@@ -321,7 +321,10 @@ def _runs(records: list[tuple[str, dict]]) -> tuple[dict, list[Run], list[Run], 
 
 
 def _cannot(error: dict | None) -> str | None:
-    """The reason to say "cannot verify" when the code failed inside a stand-in rather than in its own maths."""
+    """The reason to say "cannot verify" when the code failed inside a stand-in.
+
+    The failure is in a stand-in rather than in the code's own maths.
+    """
     if not error:
         return None
     kind, msg = error.get("type", ""), error.get("message", "")
@@ -436,7 +439,9 @@ class LossFacts:
 
 
 def _in_levels(v: torch.Tensor | None, levels: torch.Tensor) -> bool:
-    """Every value is one of the schedule's levels, to 1e-3 relative (a noise scale fitted from float32 data at
+    """Every value is one of the schedule's levels.
+
+    to 1e-3 relative (a noise scale fitted from float32 data at
     sigma = 0.005 carries ~1e-5; neighbouring levels are 4% apart)."""
     if v is None or not v.numel():
         return False
@@ -719,7 +724,10 @@ def _candidates(f: LossFacts) -> dict[str, torch.Tensor]:
 
 
 def _loss_target(src: Source, facts: list[LossFacts]) -> tuple[Outcome, dict]:
-    """The target T from the gradient g = k (eps_theta - T), k > 0, in every batch; undecided without a gradient."""
+    """The target T from the gradient g = k (eps_theta - T), k > 0, in every batch.
+
+    Undecided without a gradient.
+    """
     targets, failure = {}, None
     for f in facts:
         where = f"batch {f.step.index + 1} of run {f.step.run + 1}"
@@ -953,7 +961,9 @@ def _at_level(s: torch.Tensor, level: float) -> bool:
 
 
 def _per_level(evals: list[Eval], sigmas: torch.Tensor) -> list[int]:
-    """Which evaluation is level k's: the first at sigma_k after level k-1's when every level has one (extra
+    """Which evaluation is level k's.
+
+    The first at sigma_k after level k-1's when every level has one (extra
     evaluations elsewhere are then extras); otherwise the evaluations in order (a wrong level shows there)."""
     K = len(sigmas) - 1
     chosen, start = [], 0
@@ -975,7 +985,10 @@ def _same_level(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _coefs(y: torch.Tensor, basis: list[tuple[str, torch.Tensor, int]], before: int) -> tuple[torch.Tensor, float]:
-    """Coefficients of y on the basis tensors that exist before ``before`` (all of them, zero-padded), residual."""
+    """Coefficients of y on the basis tensors that exist before ``before`` (all of them, zero-padded).
+
+    Residual.
+    """
     usable = [j for j, (_, t, order) in enumerate(basis) if order < before and t.shape == y.shape]
     coef = torch.zeros(len(basis), dtype=torch.float64)
     if not usable:
@@ -997,7 +1010,10 @@ def _unit(n: int, j: int | None) -> torch.Tensor | None:
 
 
 def _expected_delta(n: int, slot, k: int, s: torch.Tensor, gam: float) -> torch.Tensor:
-    """The step x_{t-1} - x_t in coefficients: gam_mu_step(0, sigma_k, sigma_{k+1}, eps_bar(u_k, u_{k-1}, gam))."""
+    """The step x_{t-1} - x_t in coefficients.
+
+    gam_mu_step(0, sigma_k, sigma_{k+1}, eps_bar(u_k, u_{k-1}, gam)).
+    """
     prev = _unit(n, slot(k - 1)) if k > 0 else None
     eb = eps_bar(_unit(n, slot(k)), prev, gam)
     return gam_mu_step(torch.zeros(n, dtype=torch.float64), float(s[k]), float(s[k + 1]), eb)
@@ -1087,7 +1103,9 @@ def _tol(v: torch.Tensor) -> float:
 
 
 def _stale(sf: SampleFacts) -> int | None:
-    """The first step whose network call sees the x of the step before (x_{t+1}) although the code has yielded
+    """The first step whose network call sees the x of the step before.
+
+    That x is x_{t+1}, although the code has yielded
     a new x_t since, if any."""
     evals, ys = sf.level_evals, [y for _, y, _ in sf.yields]
     return next(
@@ -1104,7 +1122,9 @@ def _stale(sf: SampleFacts) -> int | None:
 
 
 def _states(sf: SampleFacts) -> tuple[list[tuple[torch.Tensor, int]] | None, str]:
-    """The code's state before each step it took: the network's inputs, one per level, unless the network sees a
+    """The code's state before each step it took.
+
+    The network's inputs, one per level, unless the network sees a
     stale x (then the start and the yields); the start and the yields when there is no input per level."""
     K = len(sf.sigmas) - 1
     ys = [(y, i) for i, y, _ in sf.yields if y is not None]
@@ -1321,7 +1341,10 @@ def _decide_yields(src: Source, facts: list[SampleFacts]) -> Outcome | None:
 
 
 def same_as(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """The same state, up to float32 rounding (a file may compute in float32); every mistake is off by O(1)."""
+    """The same state, up to float32 rounding (a file may compute in float32).
+
+    Every mistake is off by O(1).
+    """
     return a.shape == b.shape and _close(a, b, 1e-5)
 
 
@@ -1595,7 +1618,10 @@ def _decide(records, config: dict | None) -> Decision:
 def _held_to_complete_runs(
     outcomes: list[Outcome], train: list[Run], sample: list[Run], config: dict, head: dict
 ) -> list[Outcome]:
-    """A pass needs every run of its answer to have ended: from a cut stream, what would pass is undecided."""
+    """A pass needs every run of its answer to have ended.
+
+    From a cut stream, what would pass is undecided.
+    """
     from ddpm.verify.s183.observe import default_config
 
     want = {**default_config(), **config}

@@ -1,4 +1,6 @@
-"""Read a 6.S183 notebook (``.ipynb``, a ``# %%`` script or a plain ``.py``) and run only its definitions.
+"""Read a 6.S183 notebook and run only its definitions.
+
+The notebook is an ``.ipynb``, a ``# %%`` script or a plain ``.py``.
 
 The problem set's notebook mixes definitions with top-level calls that train for minutes and plot
 (``training_loop(loader, model, schedule, epochs=20000)``). :func:`read_cells` turns the file into
@@ -101,7 +103,10 @@ class Cell:
 
 @dataclass
 class Notebook:
-    """The cells of a file and its kind: ``ipynb``, ``cells`` (a script with ``# %%`` markers) or ``script``."""
+    """The cells of a file and its kind.
+
+    ``ipynb``, ``cells`` (a script with ``# %%`` markers) or ``script``.
+    """
 
     name: str
     kind: str
@@ -306,7 +311,9 @@ class Skipped:
 
 
 def run_definitions(p: Plan, namespace: dict) -> list[tuple[int, int, str]]:
-    """Execute the planned statements in order into ``namespace``; returns (cell, line, error) of those that raised.
+    """Execute the planned statements in order into ``namespace``.
+
+    Returns (cell, line, error) of those that raised.
 
     A definition whose default argument or decorator reads a name the notebook sets only in a skipped
     statement gets that name bound to a :class:`Skipped` placeholder and is run again.

@@ -1,4 +1,6 @@
-"""The child side of ``ddpm verify --course 6.S183``: run the notebook's two answers, emit what they do.
+"""The child side of ``ddpm verify --course 6.S183``.
+
+Run the notebook's two answers, emit what they do.
 
 :func:`observe` reads the notebook, runs only its imports and definitions (``notebook.plan``), and
 drives the student's ``training_loop`` and ``samples`` on inputs the verifier chooses, with the
@@ -111,7 +113,10 @@ ALIASES = {
 
 
 def bind(fn, template: list[tuple[str, object]]) -> tuple[list, dict]:
-    """Arguments for ``fn`` from the template's (name, value) pairs: by name (or a usual alias), the rest by place."""
+    """Arguments for ``fn`` from the template's (name, value) pairs.
+
+    By name (or a usual alias), the rest by place.
+    """
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
@@ -135,7 +140,10 @@ def bind(fn, template: list[tuple[str, object]]) -> tuple[list, dict]:
 
 
 def _iterate(result, limit: int):
-    """Up to ``limit`` items of what the function returned (a generator, as the sheet asks, or any iterable)."""
+    """Up to ``limit`` items of what the function returned.
+
+    It returns a generator, as the sheet asks, or any iterable.
+    """
     if not hasattr(result, "__iter__") or isinstance(result, torch.Tensor):
         raise TypeError(f"it returned {type(result).__name__}, not a generator (the sheet's function yields)")
     it = iter(result)
@@ -286,7 +294,10 @@ def _describe(fn) -> dict:
 
 
 def observe(path: Path, config: dict, emit) -> None:
-    """Run the notebook's definitions and drive its training_loop and samples; emit raw records [6.S183 Q2]."""
+    """Run the notebook's definitions and drive its training_loop and samples [6.S183 Q2].
+
+    Emit raw records.
+    """
     config = {**default_config(), **(config or {})}
     torch.set_num_threads(1)
     try:

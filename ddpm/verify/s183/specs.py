@@ -1,4 +1,6 @@
-"""The specs of ``ddpm verify --course 6.S183``, the default configuration and the detector (no torch needed).
+"""The specs of ``ddpm verify --course 6.S183``.
+
+The default configuration and the detector (no torch needed).
 
 The two code answers of the 6.S183 problem set 1 notebook, Question 2 ("build a diffusion model on a
 2D toy set"): the loss line of ``training_loop`` (the notebook's Question 1) and the body of the

@@ -545,7 +545,9 @@ def skip_dynamo_import():
 
 
 class LightOptimizer(torch.optim.Optimizer):
-    """What the student's ``torch.optim.AdamW(model.parameters(), lr=lr)`` builds in the verifier: plain SGD steps.
+    """What the student's ``torch.optim.AdamW(model.parameters(), lr=lr)`` builds in the verifier.
+
+    Plain SGD steps.
 
     The probe network's one parameter does not need Adam, and torch's own optimisers import torch._dynamo
     on their first step (seconds a notebook). It is an ``Optimizer`` (param_groups, state_dict, lr
@@ -576,7 +578,10 @@ class LightOptimizer(torch.optim.Optimizer):
 
 @contextlib.contextmanager
 def light_optimizers():
-    """Every optimiser class of torch.optim replaced by a :class:`LightOptimizer` of the same name, for the block."""
+    """Every optimiser class of torch.optim replaced by a :class:`LightOptimizer` of the same name.
+
+    For the block.
+    """
     import torch.optim
 
     saved = {}
