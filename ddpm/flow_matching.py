@@ -97,6 +97,7 @@ def fm_euler_sample(v_model: VModel, ts, u: Tensor | None = None, **kwargs) -> T
     out = u
     for step in fm_euler_steps(v_model, ts, u, **kwargs):
         out = step
+    assert out is not None  # at least two times (check_sigmas), so at least one step
     return out
 
 

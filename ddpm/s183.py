@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ddpm.data.swissroll import Swissroll
-from ddpm.sigma_sampler import PRESETS, SigmaEpsModel, gam_mu_sample
+from ddpm.sigma_sampler import PRESETS, SamplerSettings, SigmaEpsModel, gam_mu_sample
 from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
 
 __all__ = [
@@ -42,11 +42,11 @@ def is_sigma_world(data: str) -> bool:
     return data in SIGMA_DATA
 
 
-def sampler_settings(sampler: str, gamma: float | None = None) -> dict[str, float]:
+def sampler_settings(sampler: str, gamma: float | None = None) -> SamplerSettings:
     """The (gam, mu) of a named sampler [PY23 App. A]; ``gamma`` overrides its gam."""
     if sampler not in PRESETS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
-    settings = dict(PRESETS[sampler])
+    settings = PRESETS[sampler].copy()
     if gamma is not None:
         if not math.isfinite(gamma):
             raise ValueError(f"--gamma must be a finite number, got {gamma!r}")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 import torch
 from torch import Tensor
@@ -49,10 +49,18 @@ __all__ = [
 
 SigmaEpsModel = Callable[[Tensor, Tensor], Tensor]
 
-DDIM = dict(gam=1.0, mu=0.0)
-DDPM = dict(gam=1.0, mu=0.5)
-ACCEL = dict(gam=2.0, mu=0.0)
-PRESETS = {"ddim": DDIM, "ddpm": DDPM, "accel": ACCEL}
+
+class SamplerSettings(TypedDict):
+    """The keyword arguments (gam, mu) that name a sampler of the family, e.g. ``**DDIM``."""
+
+    gam: float
+    mu: float
+
+
+DDIM: SamplerSettings = dict(gam=1.0, mu=0.0)
+DDPM: SamplerSettings = dict(gam=1.0, mu=0.5)
+ACCEL: SamplerSettings = dict(gam=2.0, mu=0.0)
+PRESETS: dict[str, SamplerSettings] = {"ddim": DDIM, "ddpm": DDPM, "accel": ACCEL}
 
 
 class VPEpsAsSigma:
@@ -120,9 +128,9 @@ def step_levels(sigma, sigma_next, mu: float = 0.0):
     """
     mu = _check_mu(mu)
     if isinstance(sigma, Tensor) or isinstance(sigma_next, Tensor):
-        s, sn = (torch.as_tensor(v, dtype=torch.float64) for v in (sigma, sigma_next))
-        p = sn * (sn / s) ** (mu / (1 - mu))
-        return p, (sn**2 - p**2).clamp_min(0).sqrt()
+        s_t, sn_t = (torch.as_tensor(v, dtype=torch.float64) for v in (sigma, sigma_next))
+        p_t = sn_t * (sn_t / s_t) ** (mu / (1 - mu))
+        return p_t, (sn_t**2 - p_t**2).clamp_min(0).sqrt()
     s, sn = float(sigma), float(sigma_next)
     p = sn * (sn / s) ** (mu / (1 - mu))  # = (sigma' / sigma^mu)^(1/(1-mu)), one rounding fewer
     return p, math.sqrt(max(sn * sn - p * p, 0.0))
@@ -237,6 +245,7 @@ def gam_mu_sample(
         eps_model, sigmas, x, shape=shape, gam=gam, mu=mu, generator=generator, device=device, dtype=dtype
     ):
         out = step
+    assert out is not None  # at least two levels (check_sigmas), so at least one step
     return out
 
 

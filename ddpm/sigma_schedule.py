@@ -13,6 +13,7 @@ x_0 + sigma_t eps with sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) [Song21 D
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -78,7 +79,7 @@ def sigma_twin(schedule: Schedule) -> Tensor:
     return torch.expm1(-schedule.log_alpha_bar).clamp_min(0).sqrt()
 
 
-def check_sigmas(sigmas: Tensor, *, increasing: bool = True, name: str = "sigmas") -> Tensor:
+def check_sigmas(sigmas: Tensor | Sequence[float], *, increasing: bool = True, name: str = "sigmas") -> Tensor:
     """``sigmas`` as a 1-D float64 tensor of finite levels >= 0, monotone.
 
     Else a ValueError naming the entry.

@@ -77,18 +77,20 @@ def check_mc(
     Fails — an ``AssertionError`` whose message gives the estimate, expected value, stderr, z and n
     of the worst element — when any |estimate - expected| / stderr exceeds ``z_threshold``.
     """
-    estimate, stderr, expected = (torch.as_tensor(v, dtype=torch.float64) for v in (estimate, stderr, expected))
-    estimate, stderr, expected = torch.broadcast_tensors(estimate, stderr, expected)
-    if not torch.isfinite(estimate).all():
-        raise AssertionError(f"{name}: the estimate is not finite: {estimate}")
-    if (stderr <= 0).any() or not torch.isfinite(stderr).all():
-        raise ValueError(f"{name}: standard errors must be positive and finite, got {stderr}")
-    z = ((estimate - expected).abs() / stderr).flatten()
+    # tensors of one shape, under their own names (the parameters may be floats)
+    est, err, exp = torch.broadcast_tensors(
+        *(torch.as_tensor(v, dtype=torch.float64) for v in (estimate, stderr, expected))
+    )
+    if not torch.isfinite(est).all():
+        raise AssertionError(f"{name}: the estimate is not finite: {est}")
+    if (err <= 0).any() or not torch.isfinite(err).all():
+        raise ValueError(f"{name}: standard errors must be positive and finite, got {err}")
+    z = ((est - exp).abs() / err).flatten()
     worst = int(z.argmax())
     k = z_threshold(false_alarm, z.numel())
     result = MonteCarloCheck(name, float(z[worst]), k, n)
     if raise_on_fail and not result.passed:
-        e, s, x = (float(v.flatten()[worst]) for v in (estimate, stderr, expected))
+        e, s, x = (float(v.flatten()[worst]) for v in (est, err, exp))
         where = f" (element {worst} of {z.numel()})" if z.numel() > 1 else ""
         raise AssertionError(
             f"{name}{where}: estimate {e:.6g}, expected {x:.6g}, stderr {s:.3g}, z = {result.z:.2f} "

@@ -67,10 +67,10 @@ def reference(expr: sp.Expr, symbols: list[sp.Symbol], *arrays) -> np.ndarray:
     arrays = np.broadcast_arrays(*(np.asarray(a, dtype=object) for a in arrays))
     with mpmath.workdps(30):
         out = [complex(f(*map(mpmath.mpf, point))) for point in zip(*(a.ravel() for a in arrays))]
-    out = np.array(out)
-    if np.abs(out.imag).max(initial=0) > 0:
+    values = np.array(out)
+    if np.abs(values.imag).max(initial=0) > 0:
         raise ValueError(f"{expr} is complex at the inputs given")
-    return out.real.reshape(arrays[0].shape)
+    return values.real.reshape(arrays[0].shape)
 
 
 def alpha_bar(schedule: Schedule | list, t: int, dps: int = 30) -> mpmath.mpf:

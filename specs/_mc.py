@@ -47,7 +47,8 @@ def component_covs(mixture: GaussianMixture) -> Tensor:
 
 
 def _pairs(D: int) -> tuple[Tensor, Tensor]:
-    return torch.triu_indices(D, D)
+    rows = torch.triu_indices(D, D)
+    return rows[0], rows[1]
 
 
 def mixture_moments(mixture: GaussianMixture) -> Tensor:

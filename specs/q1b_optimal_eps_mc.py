@@ -58,7 +58,9 @@ def check_eps_star_is_conditional_mean(
     estimates, stderrs, expected = [], [], []
     for sigma in SIGMAS:
         ratio, stderr = conditional_eps_mc(mixture, POINTS, sigma, x0)
-        estimates.append(ratio), stderrs.append(stderr), expected.append(eps_star(POINTS, 1.0, sigma))
+        estimates.append(ratio)
+        stderrs.append(stderr)
+        expected.append(eps_star(POINTS, 1.0, sigma))
     return check_mc(
         "E[eps | x_sigma] by importance sampling vs eps*",
         torch.stack(estimates),
@@ -125,7 +127,9 @@ def check_loss_minimum(
             (per_draw[:, 2], DELTA**2 * (second_moment_x0 + mixture.dim * sigma**2)),
         ]:
             est, se = mean_stderr(values)
-            estimates.append(est), stderrs.append(se), expected.append(value)
+            estimates.append(est)
+            stderrs.append(se)
+            expected.append(value)
     return check_mc(
         "loss (1) at eps* and its raise by perturbations vs the predicted values",
         torch.stack(estimates),

@@ -123,6 +123,7 @@ def check_transport(impl=transport_velocity, K: int = 2, D: int = 2) -> None:
         log_p = mixture.log_prob(xt, 1.0, sigma_t).sum()
         grad_x, grad_sigma = torch.autograd.grad(log_p, (xt, sigma_t), create_graph=True)
         div = sum(torch.autograd.grad(v[0, j], xt, retain_graph=True)[0][0, j] for j in range(D))
+        assert isinstance(div, torch.Tensor)  # D >= 1 terms, so not sum's start 0
         terms = torch.stack([dsigma_ * grad_sigma, div, (v * grad_x).sum()]).detach()
         assert_close("transport equation residual", terms.sum(), 0.0, terms.abs().sum())
 

@@ -12,7 +12,11 @@ from ddpm.data.toy import Chequerboard, TwoGaussians
 __all__ = ["DATASETS", "toy_dataset", "TwoGaussians", "Chequerboard", "Swissroll"]
 
 DATASETS = ("tg", "cb", "swissroll", "mnist")
-TOY = {"tg": TwoGaussians, "cb": Chequerboard, "swissroll": Swissroll}
+TOY: dict[str, type[TwoGaussians] | type[Chequerboard] | type[Swissroll]] = {
+    "tg": TwoGaussians,
+    "cb": Chequerboard,
+    "swissroll": Swissroll,
+}
 
 
 def toy_dataset(name: str) -> TwoGaussians | Chequerboard | Swissroll:
