@@ -13,6 +13,8 @@ spec fails with the report's text for it (the detail and the student's lines). W
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 __all__ = ["VerifyFile", "VerifySpec", "pytest_addoption", "pytest_collection_modifyitems"]
@@ -93,7 +95,7 @@ class VerifySpec(pytest.Item):
         from ddpm.verify.formats import spec_text
         from ddpm.verify.report import PASS
 
-        report = self.parent.report()
+        report = cast(VerifyFile, self.parent).report()  # VerifyFile.collect makes every VerifySpec
         outcome = next((o for o in report.outcomes if o.spec == self.name), None)
         if outcome is None or outcome.status != PASS or report.exit_status == 2:
             raise SpecFailed(spec_text(report, self.name) or f"{self.name}: no outcome")

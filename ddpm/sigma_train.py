@@ -8,6 +8,8 @@ uniformly from the N = 200 log-linear levels (0.005..10), eps ~ N(0, I), AdamW a
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -44,5 +46,5 @@ def sigma_batch(x0: Tensor, sigmas: Tensor, generator: torch.Generator | None = 
 
 def adamw(params, lr: float, device: torch.device) -> torch.optim.AdamW:
     """AdamW (the notebook's optimiser), with its fused kernel on CPU and CUDA."""
-    fast = {"fused": True} if torch.device(device).type in ("cuda", "cpu") else {"foreach": True}
+    fast: dict[str, Any] = {"fused": True} if torch.device(device).type in ("cuda", "cpu") else {"foreach": True}
     return torch.optim.AdamW(params, lr=lr, **fast)

@@ -14,6 +14,7 @@ Monte Carlo: ``ddpm.losses.l_simple`` with ``ddpm.oracles.OptimalEps`` over Algo
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import torch
@@ -74,4 +75,6 @@ def test_alg1_expected_l_simple_rejects_planted(planted, gen):
         wrong = SimpleNamespace(alpha_bar=s.alpha, one_minus_alpha_bar=s.beta)
     else:  # the signal scale alpha_bar_t where sqrt(alpha_bar_t) belongs
         wrong = SimpleNamespace(alpha_bar=s.alpha_bar**2, one_minus_alpha_bar=s.one_minus_alpha_bar)
-    assert_power(check_expected_l_simple(N, gen, eps_model=OptimalEps(DATA, wrong), schedule=s, raise_on_fail=False))
+    # the SimpleNamespace stands in for a Schedule: only the two attributes OptimalEps reads
+    stand_in = cast(Schedule, wrong)
+    assert_power(check_expected_l_simple(N, gen, eps_model=OptimalEps(DATA, stand_in), schedule=s, raise_on_fail=False))

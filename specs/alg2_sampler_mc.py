@@ -17,7 +17,9 @@ Fed a known eps, it draws the known law.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import torch
@@ -150,7 +152,10 @@ def test_alg2_reproduces_mixture(sigma2, gen):
 def test_alg2_reproduces_mixture_rejects_planted_alpha_for_alpha_bar(gen):
     # eps* evaluated as if x_t = sqrt(alpha_t) x_0 + sqrt(beta_t) eps: z ~ 50 at n = 4000, >> 3k = 16
     schedule = linear_schedule(1000)
-    wrong = OptimalEps(MIXTURE, SimpleNamespace(alpha_bar=schedule.alpha, one_minus_alpha_bar=schedule.beta))
+    # a SimpleNamespace standing in for the Schedule: only the two attributes OptimalEps reads
+    wrong = OptimalEps(
+        MIXTURE, cast(Schedule, SimpleNamespace(alpha_bar=schedule.alpha, one_minus_alpha_bar=schedule.beta))
+    )
     assert_power(check_reproduces_mixture("beta", N_MIXTURE, gen, eps_model=wrong, raise_on_fail=False))
 
 
@@ -182,7 +187,7 @@ def _noise_at_last_step(eps_model, schedule, shape, *, sigma2, generator, dtype)
 @pytest.mark.parametrize("planted", ["alpha_bar_in_line_4", "sigma_without_sqrt", "noise_at_last_step"])
 @pytest.mark.parametrize("sigma2", ["beta", "beta_tilde"])
 def test_alg2_linear_eps_rejects_planted(planted, sigma2, gen, monkeypatch):
-    sampler = sample
+    sampler: Callable[..., Any] = sample
     if planted == "alpha_bar_in_line_4":
         monkeypatch.setattr(ddpm.sampler, "mu_from_eps", _mu_with_alpha_bar)
     elif planted == "sigma_without_sqrt":
@@ -200,7 +205,7 @@ def test_alg2_error_shrinks_with_T(sigma2):
 def test_alg2_error_shrinks_rejects_planted_alpha_for_alpha_bar():
     def wrong(schedule, m, C):  # eps* of N(m, C) with alpha_t where alpha_bar_t belongs: the KL grows with T
         return LinearEps.optimal_for_gaussian(
-            SimpleNamespace(alpha_bar=schedule.alpha, one_minus_alpha_bar=schedule.beta), m, C
+            cast(Schedule, SimpleNamespace(alpha_bar=schedule.alpha, one_minus_alpha_bar=schedule.beta)), m, C
         )
 
     with pytest.raises(AssertionError, match="order"):

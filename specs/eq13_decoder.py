@@ -24,6 +24,8 @@ Bindings:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -267,7 +269,7 @@ def _no_prior(*args, **kwargs):
     return ddpm.losses.Bound(torch.zeros_like(b.prior), b.terms)
 
 
-PLANTED_ELBO = {
+PLANTED_ELBO: dict[str, tuple[str | None, Callable[..., Any]]] = {
     "sigma1_beta1": ("reverse_variance", _sigma1_beta1),
     "closed_edges": ("discretized_gaussian_log_likelihood", _closed_edges),
     "no_L_T": (None, _no_prior),
@@ -277,7 +279,7 @@ PLANTED_ELBO = {
 @pytest.mark.parametrize("planted", PLANTED_ELBO)
 def test_eq13_negative_elbo_rejects_planted(planted, gen, monkeypatch):
     name, wrong = PLANTED_ELBO[planted]
-    impl = negative_elbo
+    impl: Callable[..., Any] = negative_elbo
     if name is None:
         impl = wrong
     else:
