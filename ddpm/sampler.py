@@ -154,7 +154,8 @@ class FastSampler:
         self.steps = torch.arange(self.T + 1, device=self.device).unsqueeze(1).expand(-1, self.shape[0]).unbind(0)
         self.capture_s: float | None = None
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._x = self._z = None
+        self._x: Tensor | None = None  # the graph's static buffers, made by _capture
+        self._z: Tensor | None = None
 
     @torch.no_grad()
     def __call__(self) -> Tensor:
@@ -164,6 +165,7 @@ class FastSampler:
         if self._graph is None:
             self._graph = self._capture()
         self._graph.replay()
+        assert self._x is not None  # _capture made it
         return self._x.clone()  # the next replay overwrites the static buffer
 
     def _empty(self) -> Tensor:
@@ -183,18 +185,19 @@ class FastSampler:
     def _capture(self) -> torch.cuda.CUDAGraph:
         """Record the whole loop into one CUDA graph, after warming the network up on a side stream."""
         start = time.perf_counter()
-        self._x, self._z = self._empty().zero_(), self._empty()
+        x, z = self._empty().zero_(), self._empty()
+        self._x, self._z = x, z
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # lazy initialisation (cuBLAS, cuDNN autotuning) must not be captured
             for _ in range(3):
-                self.eps_model(self._x, self.steps[self.T])
+                self.eps_model(x, self.steps[self.T])
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         if self.generator is not None:  # the default generator is registered by torch itself
             graph.register_generator_state(self.generator)
         with torch.cuda.graph(graph):
-            self._loop(self._x, self._z)
+            self._loop(x, z)
         torch.cuda.synchronize(self.device)
         self.capture_s = time.perf_counter() - start
         return graph

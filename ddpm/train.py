@@ -219,7 +219,8 @@ def state_checksum(payload: dict[str, Any]) -> str:
         if isinstance(value, Tensor):
             t = value.detach().to("cpu").contiguous()
             digest.update(f"{key}\0tensor\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy())
+            # an ndarray is a buffer, but numpy's stubs declare __buffer__ only for Python >= 3.12
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
         elif isinstance(value, dict):
             digest.update(f"{key}\0dict\0{len(value)}\0".encode())
             for k in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
@@ -585,12 +586,14 @@ def train(
     optimizer = (adam if levels is None else adamw)(model.parameters(), config.lr, device)
     fast_layout = device.type == "cuda" and config.network == "unet"  # channels_last and bf16 autocast
     if fast_layout:
-        model = model.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; torch's overloads for it leave the keyword out
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     generator = torch.Generator(device).manual_seed(config.seed)
     step, losses, pending = 0, [], []
     if ckpt is not None:
         model.load_state_dict(ckpt.model)
         if ema is not None:
+            assert ckpt.ema is not None  # a run of the same configuration, so it kept an EMA
             ema.load_state_dict(ckpt.ema)
         optimizer.load_state_dict(ckpt.optimizer)
         generator.set_state(ckpt.generator.cpu())
@@ -747,6 +750,7 @@ def ema_decay(config: TrainConfig, step: int) -> float:
     The warm-up keeps a short run's average from being dominated by its initial weights; like the
     learning rate it is a function of the step alone, so a resumed run follows it exactly.
     """
+    assert config.ema_decay is not None  # asked only of runs that keep an EMA
     return min(config.ema_decay, (1 + step) / (10 + step))
 
 
@@ -770,7 +774,7 @@ def adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
 
     Foreach elsewhere.
     """
-    fast = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+    fast: dict[str, Any] = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     return torch.optim.Adam(params, lr=lr, **fast)
 
 
