@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 __all__ = ["PASS", "FAIL", "UNDECIDED", "STATUSES", "Outcome", "Decision", "Report", "exit_status"]
@@ -88,7 +89,7 @@ class Report:
         config: dict,
         course: str = "02460",
         claims: dict[str, str] | None = None,
-        notes: list[str] = (),
+        notes: Sequence[str] = (),
     ) -> Report:
         """The report of a decision (``notes`` are the parent's own, appended to the course's)."""
         return cls(

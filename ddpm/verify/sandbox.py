@@ -547,6 +547,7 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
         {"key": key.hex(), "fd": wfd, "private": private, "limits": limits.to_dict(), "job": job, "cgroup": cgroup}
     )
     del key
+    assert proc.stdin is not None  # Popen(stdin=PIPE)
     try:
         proc.stdin.write(message.encode())
         proc.stdin.close()
