@@ -153,7 +153,7 @@ def _schedule(c: Config, records: dict, outcomes: dict[str, Outcome], sample_ste
     notes = []
     s = c.schedule
     tensors = records["built"][0]["tensors"] if records["built"] else {}
-    found = {}
+    found: dict[str, str] = {}  # our coefficient -> the tensor of the student's that holds it
     for name, value in tensors.items():
         v = value.double().reshape(-1)[-c.T :]
         for ours in ("beta", "alpha", "alpha_bar"):
@@ -194,6 +194,7 @@ def _schedule(c: Config, records: dict, outcomes: dict[str, Outcome], sample_ste
                 f"beta_1-based {float(want[0]):.6g})"
             )
             break
+    assert fm is not None  # evidence above needs forward_mean's outcome
     return Outcome(
         "schedule",
         FAIL,
