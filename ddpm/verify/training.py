@@ -444,6 +444,7 @@ def decide_training(c: Config, calls: list[dict]) -> TrainingFacts:
         out.append(_check_loss(loss_call, first, c))
         facts.encoding_problem = why
         return facts
+    assert first is not None  # _usable passed: there are ROUNDS pairs
     d = _assemble(c, pairs)
     data_numel = c.batch * c.dim
     eps_lines = tuple(
