@@ -236,8 +236,8 @@ def kill_cgroup(group: str | None) -> int:
     """Kill every task left in ``group`` and remove it; how many were killed."""
     if not group:
         return 0
-    killed = 0
-    for _ in range(200):
+    killed, deadline = 0, time.monotonic() + 10.0  # a loaded machine may take a while to let them go
+    while time.monotonic() < deadline:
         try:
             pids = [int(p) for p in Path(group, "cgroup.procs").read_text().split()]
         except (OSError, ValueError):
