@@ -200,7 +200,7 @@ def gam_mu_steps(
     Starts at x = sigmas[0] z, z ~ N(0, I) of ``shape`` (unless ``x`` is given) and takes
     len(sigmas) - 1 steps, the i-th from sigmas[i] to sigmas[i + 1]. Noise comes from ``generator``
     in this order: the start z (when ``x`` is not given), then, when mu > 0, one z per step.
-    The step coefficients are computed once in float64; nothing in the loop reads a tensor on the host.
+    Each step is :func:`gam_mu_step`, its coefficients in float64; nothing in the loop reads a tensor on the host.
     """
     s = _walk(sigmas)
     gam, mu = _check_gam(gam), _check_mu(mu)
@@ -211,14 +211,12 @@ def gam_mu_steps(
             device = generator.device if generator is not None else torch.device("cpu")
         x = float(s[0]) * torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
     levels = s.tolist()
-    steps = [(levels[i], *step_levels(levels[i], levels[i + 1], mu)) for i in range(len(levels) - 1)]
     batch_sigmas = [torch.full((x.shape[0],), v, device=x.device, dtype=x.dtype) for v in levels[:-1]]
     eps_prev = None
-    for i, (sig, p, eta) in enumerate(steps):
+    for i in range(len(levels) - 1):
         eps = eps_model(x, batch_sigmas[i])
-        x = x - (sig - p) * eps_bar(eps, eps_prev, gam)  # [PY23 App. A]: x - (sigma - sigma_p) eps_bar
-        if mu > 0:
-            x = x + eta * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)  # + eta z
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if mu > 0 else None
+        x = gam_mu_step(x, levels[i], levels[i + 1], eps_bar(eps, eps_prev, gam), mu, z)
         eps_prev = eps
         yield x
 
