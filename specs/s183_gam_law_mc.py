@@ -16,8 +16,10 @@ The three differ: for c = 0.25 at 10 steps the output scale over the exact flow'
 sigma_max sqrt(c + sigma_min^2) / sqrt(c + sigma_max^2), is 0.83, 0.97 and 1.09; planted deviations —
 a sampler that ignores gam, the exact flow's law in place of the discrete one — are rejected at the
 same sample size. (2) The ideal denoiser eps* of a finite set (claim q1b with c_k = 0), driving DDIM from
-sigma_max to sigma_min = 1e-3 and a last step to 0 (which returns E[x_0 | x]), puts every sample on a
-training point (within 1e-6), where the exact eps* with sigma^2 for sigma does not.
+sigma_max to sigma_min = 1e-3 and a last step to 0 (which returns E[x_0 | x]), puts its samples on
+training points: all but a share of at most 1e-3 within 1e-6 of one (a count held to its exact binomial
+tail; measured: 1 in 20,000 past 1e-6 at 50 steps, where a sample ends between two points), where the
+exact eps* with sigma^2 for sigma puts none there.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ import math
 import pytest
 import sympy as sp
 import torch
+from torch import Tensor
 
 from ddpm.data import Swissroll
 from ddpm.oracles import SigmaOptimalEps
 from ddpm.sigma_sampler import DDIM, gam_mu_sample, gaussian_gam_law
 from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
-from ddpm.stats import check_mc
+from ddpm.stats import MonteCarloCheck, assert_power, binomial_z, check_mc
 from specs._sym import Derivation, equal
 from specs.q1b_optimal_eps import COMPONENT_MEAN, a, s
 from specs.q1b_optimal_eps import eps_star as eps_star_of
@@ -100,7 +103,8 @@ def check_sampler_law(
     steps=STEPS,
     sampler=gam_mu_sample,
     law=gaussian_gam_law,
-):
+    raise_on_fail: bool = True,
+) -> MonteCarloCheck:
     """Per configuration, the sampler's mean and variance per coordinate against ``law``.
 
     One check_mc for all.
@@ -122,6 +126,7 @@ def check_sampler_law(
         torch.cat(stderrs),
         torch.cat(expected),
         n,
+        raise_on_fail=raise_on_fail,
     )
 
 
@@ -138,19 +143,42 @@ def _exact_flow_law(m, c, sigmas, gam, x_scale=None):
     )
 
 
-def ideal_denoiser_offsets(generator: torch.Generator, n: int = 2000, steps=(50, 200), eps_model=None) -> list[float]:
-    """The largest distance from a DDIM sample to its nearest Swissroll point, per number of steps.
+# A sample "lands" within LANDED of a training point. The rate of samples that do not is held to at most
+# OFF_POINT: at 50 steps 1 sample in 20,000 lands 1.6e-6 away, at 200 steps none of 20,000 is past 4.4e-8
+# (measured, seed 0): a sample that ends between two points at sigma_min = 1e-3 keeps a little of both.
+LANDED, OFF_POINT = 1e-6, 1e-3
+
+
+def ideal_denoiser_offsets(generator: torch.Generator, n: int, steps: int, eps_model=None) -> Tensor:
+    """Each DDIM sample's distance to its nearest Swissroll point, shape (n,).
 
     The DDIM sample takes its last step to 0.
     """
     data = Swissroll()
     eps_model = data.ideal_denoiser() if eps_model is None else eps_model
-    out = []
-    for k in steps:
-        sigmas = torch.cat([sample_sigmas(log_linear_sigmas(200, 1e-3, 10.0), k), torch.zeros(1, dtype=torch.float64)])
-        x = gam_mu_sample(eps_model, sigmas, shape=(n, 2), generator=generator, dtype=torch.float64, **DDIM)
-        out.append(float(torch.cdist(x, data.points).min(1).values.max()) if torch.isfinite(x).all() else math.inf)
-    return out
+    sigmas = torch.cat([sample_sigmas(log_linear_sigmas(200, 1e-3, 10.0), steps), torch.zeros(1, dtype=torch.float64)])
+    x = gam_mu_sample(eps_model, sigmas, shape=(n, 2), generator=generator, dtype=torch.float64, **DDIM)
+    return torch.cdist(x, data.points).min(1).values.nan_to_num(math.inf)
+
+
+def check_ideal_denoiser_lands_on_points(
+    generator: torch.Generator, n: int, steps=(50,), *, eps_model=None, raise_on_fail: bool = True
+) -> MonteCarloCheck:
+    """The share of samples farther than LANDED from every training point is at most OFF_POINT, per steps.
+
+    The count is held to its exact binomial tail at OFF_POINT (a rate of at most 1e-6 whenever the true
+    share is at most OFF_POINT).
+    """
+    off = [int((ideal_denoiser_offsets(generator, n, k, eps_model) > LANDED).sum()) for k in steps]
+    z = [binomial_z(count, n, OFF_POINT) for count in off]
+    return check_mc(
+        f"the ideal denoiser's DDIM samples off a training point by > {LANDED:g}, at most a share {OFF_POINT:g}",
+        torch.tensor(z, dtype=torch.float64),
+        1.0,
+        0.0,
+        n,
+        raise_on_fail=raise_on_fail,
+    )
 
 
 def test_s183_gam_law_derivation():
@@ -172,28 +200,28 @@ def test_s183_ddpm_sampler_matches_its_law(gen):
 
 
 def test_s183_gam_law_rejects_a_sampler_ignoring_gam(gen):
-    with pytest.raises(AssertionError):
-        check_sampler_law(gen, gams=(1.5,), steps=(10,), sampler=_ignores_gam)
+    # z ~ 37 > 3k = 15.5 (measured); the exact flow's law in place of the discrete one: z ~ 22
+    assert_power(check_sampler_law(gen, gams=(1.5,), steps=(10,), sampler=_ignores_gam, raise_on_fail=False))
 
 
 def test_s183_gam_law_rejects_the_exact_flows_law(gen):
-    with pytest.raises(AssertionError):
-        check_sampler_law(gen, gams=(1.0,), steps=(20,), law=_exact_flow_law)
+    assert_power(check_sampler_law(gen, gams=(1.0,), steps=(20,), law=_exact_flow_law, raise_on_fail=False))
 
 
 def test_s183_ideal_denoiser_ddim_converges_to_training_points(gen):
-    assert max(ideal_denoiser_offsets(gen, n=500, steps=(50,))) < 1e-6
+    check_ideal_denoiser_lands_on_points(gen, n=500)
 
 
 @pytest.mark.slow
 def test_s183_ideal_denoiser_ddim_converges_to_training_points_more_draws(gen):
-    assert max(ideal_denoiser_offsets(gen, n=4000, steps=(50, 200))) < 1e-6
+    check_ideal_denoiser_lands_on_points(gen, n=4000, steps=(50, 200))
 
 
 def test_s183_ideal_denoiser_rejects_planted_sigma_squared(gen):
     ideal = Swissroll().ideal_denoiser()
     planted = lambda x, sigma: ideal.mixture.eps_star(x, 1.0, sigma**2)  # noqa: E731
-    assert min(ideal_denoiser_offsets(gen, n=200, steps=(50,), eps_model=planted)) > 1e-3
+    # every sample off its point: z ~ 52 > 3k = 14.7 (measured)
+    assert_power(check_ideal_denoiser_lands_on_points(gen, n=200, eps_model=planted, raise_on_fail=False))
 
 
 if __name__ == "__main__":

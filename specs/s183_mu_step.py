@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from ddpm.oracles import GaussianMixture
 from ddpm.sigma_sampler import gam_mu_step, step_levels
 from ddpm.sigma_schedule import sigma_twin, ve_to_vp, vp_to_ve
+from ddpm.stats import MonteCarloCheck, assert_power
 from specs._bind import alpha_bar as alpha_bar_at
 from specs._bind import assert_close, examples, reference, schedules
 from specs._mc import check_matches_mixture
@@ -159,12 +160,15 @@ def check_mu_step_is_alg2(impl=gam_mu_step) -> None:
 MIXTURE = GaussianMixture.isotropic([0.3, 0.7], [[-1.0, 0.5], [1.0, -0.5]], [0.3, 0.5])
 LEVELS = [(2.0, 1.0), (0.5, 0.2), (5.0, 4.0)]
 MUS = (0.0, 0.25, 0.5, 0.8)
+N = 40000
 
 
-def check_keeps_marginal(mu_: float, n: int, generator: torch.Generator, impl=gam_mu_step):
+def check_keeps_marginal(
+    mu_: float, n: int, generator: torch.Generator, impl=gam_mu_step, *, raise_on_fail: bool = True
+) -> list[MonteCarloCheck]:
     """x_0 + sigma eps through one step with eps_bar = eps is distributed as x_0 + sigma' eps'.
 
-    For each level pair.
+    One check per level pair.
     """
     checks = []
     for s, sn in LEVELS:
@@ -173,7 +177,8 @@ def check_keeps_marginal(mu_: float, n: int, generator: torch.Generator, impl=ga
         zz = torch.randn(x0_.shape, generator=generator, dtype=torch.float64)
         out = impl(x0_ + s * e, s, sn, e, mu_, zz)
         target = GaussianMixture(MIXTURE.weights, MIXTURE.means, MIXTURE.covs + sn**2)
-        checks.append(check_matches_mixture(f"mu = {mu_}: one step {s} -> {sn} vs x_0 + sigma' eps", out, target))
+        name = f"mu = {mu_}: one step {s} -> {sn} vs x_0 + sigma' eps"
+        checks.append(check_matches_mixture(name, out, target, raise_on_fail=raise_on_fail))
     return checks
 
 
@@ -200,13 +205,14 @@ def test_s183_mu_step_binds_alg2_on_the_twin():
 
 @pytest.mark.parametrize("mu_", MUS)
 def test_s183_mu_step_keeps_the_marginal(mu_, gen):
-    check_keeps_marginal(mu_, 40000, gen)
+    check_keeps_marginal(mu_, N, gen)
 
 
 @pytest.mark.parametrize("mu_", (0.25, 0.5))
 def test_s183_mu_step_marginal_rejects_planted_eta(mu_, gen):
-    with pytest.raises(AssertionError):
-        check_keeps_marginal(mu_, 40000, gen, impl=_eta_without_squares)
+    # the worst level pair: z ~ 40 (mu = 1/4), ~76 (mu = 1/2) > 3k = 15.7 (measured)
+    checks = check_keeps_marginal(mu_, N, gen, impl=_eta_without_squares, raise_on_fail=False)
+    assert_power(max(checks, key=lambda c: c.z / c.k))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from scipy.stats import multivariate_normal, norm
 from ddpm.data import DATASETS, Chequerboard, TwoGaussians, toy_dataset
 from ddpm.data.mnist import FILES, dequantise, load_mnist, read_idx, to_grid, write_idx
 from ddpm.oracles import GaussianMixture
-from ddpm.stats import check_mc
+from ddpm.stats import assert_power, binomial_z, check_mc
 
 N = 20_000  # draws per sampler check: a binomial share of 0.2 has stderr 0.0028, so a 0.05 shift is z > 15.
 
@@ -105,10 +105,9 @@ def square_shares(x: torch.Tensor) -> torch.Tensor:
 
 
 def check_square_shares(x: torch.Tensor, raise_on_fail: bool = True):
-    share = square_shares(x)
-    return check_mc(
-        "chequerboard square shares", share, math.sqrt(0.2 * 0.8 / len(x)), 0.2, len(x), raise_on_fail=raise_on_fail
-    )
+    """Each square's count held to its exact binomial tail at 1/5 (one check over the five)."""
+    z = [binomial_z(round(float(share) * len(x)), len(x), 0.2) for share in square_shares(x)]
+    return check_mc("chequerboard square shares", torch.tensor(z), 1.0, 0.0, len(x), raise_on_fail=raise_on_fail)
 
 
 def test_chequerboard_samples_lie_in_the_support_in_equal_shares(gen):
@@ -126,7 +125,7 @@ def test_chequerboard_checks_reject_planted_samplers(gen):
     corners = torch.tensor(Chequerboard.squares, dtype=torch.float64)
     k = torch.multinomial(torch.tensor([4.0, 3, 3, 3, 3]), N, replacement=True, generator=gen)
     skewed = -1 + 2 / 3 * (corners[k] + torch.rand(N, 2, generator=gen, dtype=torch.float64))
-    assert not check_square_shares(skewed, raise_on_fail=False).passed
+    assert_power(check_square_shares(skewed, raise_on_fail=False))
 
 
 def upper_share_expected(weight_upper: float) -> float:
@@ -141,11 +140,9 @@ def upper_share_expected(weight_upper: float) -> float:
 
 
 def check_upper_share(x: torch.Tensor, raise_on_fail: bool = True):
-    p = upper_share_expected(1 / 5)
-    share = (x.double().sum(1) > 0).double().mean()
-    return check_mc(
-        "two gaussians upper share", share, math.sqrt(p * (1 - p) / len(x)), p, len(x), raise_on_fail=raise_on_fail
-    )
+    """The count above the diagonal held to its exact binomial tail."""
+    z = binomial_z(int((x.double().sum(1) > 0).sum()), len(x), upper_share_expected(1 / 5))
+    return check_mc("two gaussians upper share", z, 1.0, 0.0, len(x), raise_on_fail=raise_on_fail)
 
 
 def test_two_gaussians_samples_have_the_02460_weights_and_mean(gen):
@@ -163,13 +160,13 @@ def check_mean(x: torch.Tensor, raise_on_fail: bool = True):
 def test_two_gaussians_mean_check_rejects_the_unmoved_set(gen):
     """Planted: the map u -> 2u - 1 forgotten, draws left in [0, 1]^2 (mean 0.35 instead of -0.3)."""
     planted = (TwoGaussians().sample(N, generator=gen) + 1) / 2
-    assert not check_mean(planted, raise_on_fail=False).passed
+    assert_power(check_mean(planted, raise_on_fail=False))
 
 
 def test_two_gaussians_share_check_rejects_the_weights_1_5_and_3_5(gen):
     """Planted: weights [1/5, 3/5] (found in a copy of ToyData.py), which torch normalises to 1/4, 3/4."""
     planted = GaussianMixture.isotropic([1 / 4, 3 / 4], [[0.5, 0.5], [-0.5, -0.5]], 0.2).sample(N, generator=gen)
-    assert not check_upper_share(planted, raise_on_fail=False).passed
+    assert_power(check_upper_share(planted, raise_on_fail=False))
 
 
 def test_toy_dataset_by_name():
