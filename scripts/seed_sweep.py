@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         if run.returncode:
             failing.append(seed)
         print(f"{seed:>6}  {result:<8} {time.perf_counter() - t0:>8.1f}  {summary}", flush=True)
+        for line in lines:
+            if line.startswith(("FAILED", "ERROR")):
+                print(f"{'':>6}  {line}", flush=True)
     print(
         f"\n{len(failing)} of {args.seeds} runs failed{': seeds ' + ', '.join(map(str, failing)) if failing else ''}; "
         f"{time.perf_counter() - start:.0f} s in all"
