@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -37,6 +38,51 @@ def noise_draws(
     """
     for _ in range(T):  # x_T, then T - 1 draws of z
         yield torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+
+
+@overload
+def sample(
+    eps_model: EpsModel,
+    schedule: Schedule,
+    shape: Sequence[int],
+    *,
+    sigma2: str = ...,
+    generator: torch.Generator | None = ...,
+    device: torch.device | str | None = ...,
+    dtype: torch.dtype = ...,
+    return_trajectory: Literal[False] = ...,
+    progress: Callable[[int], None] | None = ...,
+) -> Tensor: ...
+
+
+@overload
+def sample(
+    eps_model: EpsModel,
+    schedule: Schedule,
+    shape: Sequence[int],
+    *,
+    sigma2: str = ...,
+    generator: torch.Generator | None = ...,
+    device: torch.device | str | None = ...,
+    dtype: torch.dtype = ...,
+    return_trajectory: Literal[True],
+    progress: Callable[[int], None] | None = ...,
+) -> tuple[Tensor, Tensor]: ...
+
+
+@overload
+def sample(
+    eps_model: EpsModel,
+    schedule: Schedule,
+    shape: Sequence[int],
+    *,
+    sigma2: str = ...,
+    generator: torch.Generator | None = ...,
+    device: torch.device | str | None = ...,
+    dtype: torch.dtype = ...,
+    return_trajectory: bool,
+    progress: Callable[[int], None] | None = ...,
+) -> Tensor | tuple[Tensor, Tensor]: ...
 
 
 @torch.no_grad()

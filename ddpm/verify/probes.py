@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TypedDict
 
 import torch
 from torch import Tensor, nn
 
 from ddpm.verify.dtu.trace import site
 
-__all__ = ["Probe", "as_encoding"]
+__all__ = ["Probe", "NetCall", "as_encoding"]
 
 
 def as_encoding(t, batch: int) -> Tensor | None:
@@ -33,19 +34,34 @@ def as_encoding(t, batch: int) -> Tensor | None:
     return t.reshape(batch).clone()
 
 
+class NetCall(TypedDict):
+    """One call of a probe, as recorded."""
+
+    x: Tensor | None  # x as given, float32 on the CPU; None when the probe keeps shapes only
+    x_shape: list[int]
+    t: Tensor | None  # the encoded time (``as_encoding``), None when unreadable
+    t_shape: list[int]  # t's shape as given ([] when unreadable)
+    t_kind: str  # "tensor", or the type's name of a t that is not a tensor
+    site: str  # the student's line that called the network ("" if outside the file)
+
+
 class Probe(nn.Module):
     """A recording network; ``respond(x, t, call_index)`` gives its output (default: zeros).
 
     Each call appends ``{"x", "x_shape", "t", "t_shape", "t_kind", "site"}`` to ``calls``; ``keep_x``
-    False records x's shape but not its values (the law run, whose x the parent does not need).
+    False records x's shape but not its values (the law run, whose x the parent does not need). Where
+    ``respond`` answers None, or a tensor of another size, the output is zeros.
     """
 
     def __init__(
-        self, path: str, respond: Callable[[Tensor, Tensor | None, int], Tensor] | None = None, keep_x: bool = True
+        self,
+        path: str,
+        respond: Callable[[Tensor, Tensor | None, int], Tensor | None] | None = None,
+        keep_x: bool = True,
     ):
         super().__init__()
         self.path, self.respond, self.keep_x = path, respond, keep_x
-        self.calls: list[dict] = []
+        self.calls: list[NetCall] = []
 
     def forward(self, x: Tensor, t) -> Tensor:
         enc = as_encoding(t, x.shape[0] if x.dim() else 1)

@@ -23,6 +23,11 @@ __all__ = ["DDPM"]
 class DDPM(nn.Module):
     """The template's DDPM built from ddpm's reference functions; sigma_t^2 = beta_t as the sheet asks."""
 
+    # The template's tensors (ddpm.verify.adapter.TEMPLATE_TENSORS), set by name in __init__.
+    beta: nn.Parameter
+    alpha: nn.Parameter
+    alpha_cumprod: nn.Parameter
+
     def __init__(self, network: nn.Module, beta_1: float = 1e-4, beta_T: float = 2e-2, T: int = 100):
         super().__init__()
         self.network, self.T = network, T
@@ -39,7 +44,7 @@ class DDPM(nn.Module):
         t = torch.randint(1, self.T + 1, (x.shape[0],), device=x.device)
         return l_simple(self.eps_model, self.schedule, x, t, torch.randn_like(x))
 
-    def sample(self, shape) -> Tensor:
+    def sample(self, shape: tuple[int, ...]) -> Tensor:
         """x_0 of the given shape by Algorithm 2 with sigma_t^2 = beta_t [Ho20 alg. 2]."""
         return sample(self.eps_model, self.schedule, shape, device=self.beta.device)
 

@@ -51,12 +51,12 @@ class _Step:
     """One call j of the network in sample: its coefficients, the step it computes, its noise."""
 
     j: int
-    A: float = float("nan")
-    B: float = float("nan")
-    affine: bool = True
-    exact_A: bool = True  # False when A came from a regression of the first run (no shifted start)
+    A: float
+    B: float
+    affine: bool  # x_{j+1} is A x_j - B eps_theta plus the noise, to round-off
+    exact_A: bool  # False when A came from a regression of the first run (no shifted start)
+    noise: Tensor  # sigma_t z, (batch, D): the first run's residual
     t: int | None = None  # the step its coefficients name
-    noise: Tensor | None = None  # sigma_t z, (batch, D)
     silent: bool = False
     draws: list[str] = field(default_factory=list)  # the student's lines that drew during this step
 
@@ -67,27 +67,26 @@ def _flat(x: Tensor, B: int, D: int) -> Tensor:
 
 def _fit(xs0: list[Tensor], xs1: list[Tensor], answers: Tensor) -> list[_Step]:
     """Each call's A_j, B_j (exact), its noise sigma_t z (the first run's residual)."""
-    steps = []
+    steps: list[_Step] = []
     for j in range(len(xs0) - 1):  # each call's input and the next call's (or the returned x_0)
         u = answers[j % len(answers)].reshape(-1).double()
         d, d_next = (xs1[j] - xs0[j]).reshape(-1), (xs1[j + 1] - xs0[j + 1]).reshape(-1)
-        st = _Step(j)
+        exact_A = True
         if d.abs().max() > 0:  # least squares d_next = A d - B u by its 2 x 2 normal equations (float64)
             dd, du, uu, dn, un = float(d @ d), float(d @ u), float(u @ u), float(d @ d_next), float(u @ d_next)
             det = dd * uu - du * du
-            st.A, st.B = (dn * uu - un * du) / det, -(dd * un - du * dn) / det
-            fit = st.A * d - st.B * u
+            A, B = (dn * uu - un * du) / det, -(dd * un - du * dn) / det
+            fit = A * d - B * u
         else:  # no chosen start: B exactly, A from the first run by regression (statistical)
-            st.B = float(-(d_next @ u) / (u @ u))
-            fit = -st.B * u
+            B = float(-(d_next @ u) / (u @ u))
+            fit = -B * u
             x, y = xs0[j].reshape(-1), xs0[j + 1].reshape(-1)
-            st.A, st.exact_A = float((x @ y) / (x @ x)), False
+            A, exact_A = float((x @ y) / (x @ x)), False
         scale = xs1[j + 1].norm() + xs0[j + 1].norm()
-        st.affine = bool((d_next - fit).norm() <= RTOL * scale) and all(
-            map(torch.isfinite, (torch.tensor(st.A), torch.tensor(st.B)))
+        affine = bool((d_next - fit).norm() <= RTOL * scale) and all(
+            map(torch.isfinite, (torch.tensor(A), torch.tensor(B)))
         )
-        st.noise = xs0[j + 1] - st.A * xs0[j]
-        steps.append(st)
+        steps.append(_Step(j, A, B, affine, exact_A, noise=xs0[j + 1] - A * xs0[j]))
     return steps
 
 
@@ -234,7 +233,7 @@ def _sigma_outcome(steps: list[_Step], s: Schedule, c: Config, lines: tuple) -> 
     silent = [st for st in inner if st.silent]
     problems = []
     if silent:
-        named = ", ".join(describe_step(st.t) for st in silent[:3]) + (" ..." if len(silent) > 3 else "")
+        named = ", ".join(_where(st, s.T) for st in silent[:3]) + (" ..." if len(silent) > 3 else "")
         problems.append(
             f"no noise at {named}: Algorithm 2 adds sigma_t z at every step t > 1 (on the template's "
             "0-based index i, at every i > 0)"
@@ -357,6 +356,7 @@ def _prior_outcome(xT: Tensor, c: Config, lines: tuple) -> Outcome:
 
 
 def _encoding_outcome(enc: list[Tensor | None], steps: list[_Step], facts: TrainingFacts, lines: tuple) -> Outcome:
+    read: list[Tensor] = []  # enc, once each call's t is known to be readable
     for j, e in enumerate(enc):
         if e is None:
             return Outcome(
@@ -372,6 +372,7 @@ def _encoding_outcome(enc: list[Tensor | None], steps: list[_Step], facts: Train
                 f"at call {j + 1} of sample the network is given different t across the batch",
                 lines=lines,
             )
+        read.append(e)
     if facts.encoding is None:
         problem = facts.encoding_problem or "not decided: training's encoding of t is unknown (see forward_mean)"
         if problem.startswith("in training"):
@@ -381,9 +382,9 @@ def _encoding_outcome(enc: list[Tensor | None], steps: list[_Step], facts: Train
         )
     compared = 0
     for st in steps:
-        if st.t is None or st.t not in facts.encoding or st.j >= len(enc):
+        if st.t is None or st.t not in facts.encoding or st.j >= len(read):
             continue
-        got, want = float(enc[st.j][0]), facts.encoding[st.t]
+        got, want = float(read[st.j][0]), facts.encoding[st.t]
         compared += 1
         if abs(got - want) > ENC_RTOL * max(1.0, abs(want)):
             return Outcome(

@@ -13,7 +13,9 @@ eps the returned value's target.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,6 +39,10 @@ TRAIN_SPECS = ("forward_mean", "forward_noise", "train_t", "train_eps", "loss_va
 
 # The known distribution of the end-to-end check: one Gaussian N((1.5, -0.5), 0.25 I) in 2-D.
 LAW_DATA = GaussianMixture.isotropic([1.0], [[1.5, -0.5]], 0.5)
+
+# A ``call`` record, read only: the child's ``ddpm.verify.dtu.observe.CallRecord``, or that record as the
+# channel delivers it to the parent (a plain dict).
+Record = Mapping[str, Any]
 
 
 @dataclass
@@ -86,12 +92,12 @@ def draw_sites(calls: list[dict], keep=lambda d: True) -> list[str]:
     return _sites(calls, lambda c: [d["site"] for d in c.get("draws", []) if keep(d)])
 
 
-def _pairs(c: Config, calls: list[dict]) -> list[tuple[dict, dict]]:
+def _pairs(c: Config, calls: Sequence[Record]) -> list[tuple[Record, Record]]:
     by = {(k["role"], k["round"]): k for k in calls if k["method"] == "negative_elbo"}
     return [(by[("zero", r)], by[("answer", r)]) for r in range(ROUNDS) if ("zero", r) in by and ("answer", r) in by]
 
 
-def _assemble(c: Config, pairs: list[tuple[dict, dict]]) -> _Draws:
+def _assemble(c: Config, pairs: list[tuple[Record, Record]]) -> _Draws:
     B, D = c.batch, c.dim
     x0, answer = train_inputs(c)
     flat = lambda v: torch.stack(v).reshape(ROUNDS * B, -1).to(torch.float64)  # noqa: E731
@@ -343,7 +349,7 @@ def _check_value(d: _Draws, t: Tensor, eps: Tensor, c: Config, lines: tuple) -> 
     )
 
 
-def _check_loss(loss_call: dict | None, first: dict | None, c: Config) -> Outcome:
+def _check_loss(loss_call: Record | None, first: Record | None, c: Config) -> Outcome:
     """loss(x) is negative_elbo(x).mean() under the same draws (the template's ``loss``)."""
     lines = tuple(filter(None, [loss_call and loss_call.get("return_site")]))
     if loss_call is None or first is None:
@@ -391,7 +397,7 @@ def _encoding(enc: Tensor, t: Tensor) -> tuple[dict[int, float] | None, str]:
     return found, ""
 
 
-def _usable(c: Config, pairs: list[tuple[dict, dict]]) -> str:
+def _usable(c: Config, pairs: list[tuple[Record, Record]]) -> str:
     """Why the training pairs cannot be read (empty when they can)."""
     B, D = c.batch, c.dim
     shape = list(c.shape(B, D))
@@ -412,7 +418,7 @@ def _usable(c: Config, pairs: list[tuple[dict, dict]]) -> str:
     return ""
 
 
-def encoding_of_calls(config: Config | dict, calls: list[dict]) -> dict[int, float] | None:
+def encoding_of_calls(config: Config | dict, calls: Sequence[Record]) -> dict[int, float] | None:
     """The training encoding {step t: code} the records show, or None: what the law probe decodes t with."""
     c = Config.from_dict(config)
     pairs = _pairs(c, calls)

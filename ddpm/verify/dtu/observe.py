@@ -25,15 +25,16 @@ import random
 import sys
 import traceback
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 
 from ddpm.verify import loader
 from ddpm.verify.dtu.specs import ROUNDS, Config, sample_answers, start_shift, train_inputs
-from ddpm.verify.dtu.trace import DrawTracer, restored, site
-from ddpm.verify.probes import Probe
+from ddpm.verify.dtu.trace import Draw, DrawTracer, restored, site
+from ddpm.verify.probes import NetCall, Probe
 
-__all__ = ["observe", "describe_returned"]
+__all__ = ["observe", "describe_returned", "CallRecord"]
 
 MAX_TOUCHES = 64
 MAX_TENSORS = 16
@@ -56,6 +57,24 @@ def describe_returned(value) -> tuple[torch.Tensor | None, str]:
         return out, f"a {type(value).__name__} (not a tensor) of shape {tuple(out.shape)}"
     except Exception:  # noqa: BLE001
         return None, f"a {type(value).__name__}, not a tensor"
+
+
+class CallRecord(TypedDict):
+    """The fields of a ``call`` record: one method called under a seed, and all it did."""
+
+    method: str  # "negative_elbo", "loss" or "sample"
+    role: str  # what the probe answered: "zero", "answer", "loss", "law"
+    round: int
+    seed: int
+    image: bool  # the data were image-shaped
+    out: torch.Tensor | None  # what the method returned, as ``describe_returned`` carries it
+    out_desc: str
+    error: str | None  # what the constructor or the method raised, in words
+    error_site: str
+    return_site: str  # the student's line the method returned from
+    built: bool  # the constructor ran
+    net: list[NetCall]
+    draws: list[Draw]
 
 
 def _error_site(exc: BaseException, path: str) -> str:
@@ -83,25 +102,16 @@ class _Driver:
 
     def call(
         self, method: str, probe: Probe, arg, seed: int, role: str, round: int = 0, shift: torch.Tensor | None = None
-    ) -> dict:
+    ) -> CallRecord:
         """``DDPM(probe, ...).method(arg)`` with the global generators seeded.
 
         The fields of a ``call`` record.
         """
         c = self.config
-        fields = {
-            "method": method,
-            "role": role,
-            "round": round,
-            "seed": seed,
-            "image": c.image,
-            "out": None,
-            "out_desc": "",
-            "error": None,
-            "error_site": "",
-            "return_site": "",
-            "built": True,
-        }
+        out: torch.Tensor | None = None
+        error: str | None = None
+        out_desc = error_site = return_site = ""
+        built = True
         returns: list[tuple[int, str]] = []
         path = self.path
 
@@ -115,11 +125,9 @@ class _Driver:
         except BaseException as exc:  # noqa: BLE001 - the student's failure, recorded
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            fields.update(
-                built=False,
-                error=f"DDPM(network, beta_1, beta_T, T) raised {loader.describe_exception(exc, path)}",
-                error_site=_error_site(exc, path),
-            )
+            built = False
+            error = f"DDPM(network, beta_1, beta_T, T) raised {loader.describe_exception(exc, path)}"
+            error_site = _error_site(exc, path)
             model = None
         self.tracer.shift = shift  # the method's first draw (x_T in sample) moved by this chosen delta
         with self.tracer.recording() as draws:
@@ -131,24 +139,34 @@ class _Driver:
                 try:
                     with torch.no_grad():
                         value = getattr(model, method)(arg)
-                    fields["out"], fields["out_desc"] = describe_returned(value)
+                    out, out_desc = describe_returned(value)
                 except BaseException as exc:  # noqa: BLE001 - SystemExit too: the student's failure, recorded
                     if isinstance(exc, KeyboardInterrupt):
                         raise
-                    fields.update(
-                        error=f"{method} raised {loader.describe_exception(exc, path)}",
-                        error_site=_error_site(exc, path),
-                    )
+                    error = f"{method} raised {loader.describe_exception(exc, path)}"
+                    error_site = _error_site(exc, path)
                 finally:
                     if own_profiler:
                         sys.setprofile(None)
         self.tracer.shift = None
         mine = [line for line, name in returns if name == method]
         if mine:
-            fields["return_site"] = f"{Path(path).name}:{mine[-1]}  " + _source_line(path, mine[-1])
-        fields["net"] = probe.calls
-        fields["draws"] = list(draws)
-        return fields
+            return_site = f"{Path(path).name}:{mine[-1]}  " + _source_line(path, mine[-1])
+        return CallRecord(
+            method=method,
+            role=role,
+            round=round,
+            seed=seed,
+            image=c.image,
+            out=out,
+            out_desc=out_desc,
+            error=error,
+            error_site=error_site,
+            return_site=return_site,
+            built=built,
+            net=probe.calls,
+            draws=list(draws),
+        )
 
 
 def _source_line(path: str, lineno: int) -> str:
@@ -174,11 +192,11 @@ def _schedule_tensors(model, T: int) -> dict[str, torch.Tensor]:
     return found
 
 
-def _training(d: _Driver, c: Config, rounds: range) -> list[dict]:
+def _training(d: _Driver, c: Config, rounds: range) -> list[CallRecord]:
     x0, answer = train_inputs(c)
     B, D = c.batch, c.dim
     shape = c.shape(B, D)
-    calls = []
+    calls: list[CallRecord] = []
     for k in rounds:
         seed = c.replay_seed(k)
         calls.append(d.call("negative_elbo", Probe(d.path), torch.zeros(shape), seed, "zero", k))
@@ -198,7 +216,8 @@ def observe(path, config: dict, emit) -> None:
         torch.set_num_threads(1)
         tracer = DrawTracer(path)
         tracer.install()
-        hook, touched, running = loader.on_touch, set(), [False]
+        hook, running = loader.on_touch, [False]
+        touched: set[tuple[str, str]] = set()  # (package, the student's line): one stub_touch record each
 
         def on_touch(name: str, what: str) -> None:
             where = site(path, sys._getframe(1)) or ""
@@ -236,8 +255,8 @@ def _observe(path: str, c: Config, emit, tracer: DrawTracer, running: list) -> N
     emit("built", tensors=_schedule_tensors(model, c.T))
 
     first = _training(d, c, range(1))
-    shape = list(c.shape(c.batch, c.dim))
-    if any(f["error"] or any(n["x_shape"] != shape for n in f["net"]) for f in first):
+    flat_shape = list(c.shape(c.batch, c.dim))
+    if any(f["error"] or any(n["x_shape"] != flat_shape for n in f["net"]) for f in first):
         image = Config.from_dict(dict(c.to_dict(), image=True))
         d_image = _Driver(cls, path, image, tracer)
         trial = _training(d_image, image, range(1))
@@ -247,7 +266,7 @@ def _observe(path: str, c: Config, emit, tracer: DrawTracer, running: list) -> N
                 f"negative_elbo gives the network x of shape {tuple(n['x_shape'])}"
                 for f in first
                 for n in f["net"]
-                if n["x_shape"] != shape
+                if n["x_shape"] != flat_shape
             )
             emit("shape_fallback", error=flat_error, shape=list(image.shape(c.batch, c.dim)))
             c, d, first = image, d_image, trial
@@ -266,7 +285,7 @@ def _observe(path: str, c: Config, emit, tracer: DrawTracer, running: list) -> N
     _law(d, c, train_calls, emit)
 
 
-def _law(d: _Driver, c: Config, train_calls: list[dict], emit) -> None:
+def _law(d: _Driver, c: Config, train_calls: list[CallRecord], emit) -> None:
     """The end-to-end run.
 
     eps* of a Gaussian answers, t decoded by the training encoding the records show.

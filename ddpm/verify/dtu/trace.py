@@ -18,11 +18,14 @@ import functools
 import linecache
 import random
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import TypedDict
 
 import torch
 
-__all__ = ["site", "DrawTracer", "restored", "DRAW_FUNCTIONS", "TENSOR_DRAW_METHODS"]
+__all__ = ["site", "Draw", "DrawTracer", "restored", "DRAW_FUNCTIONS", "TENSOR_DRAW_METHODS"]
 
 DRAW_FUNCTIONS = (
     "randn",
@@ -49,7 +52,18 @@ TENSOR_DRAW_METHODS = (
 )
 
 
-def site(path: str, frame=None) -> str | None:
+class Draw(TypedDict):
+    """One recorded draw, as the child sends it to the parent."""
+
+    fn: str  # "torch.randn", "Tensor.normal_", ...
+    shape: list[int]  # the drawn tensor's shape ([] for a non-tensor result)
+    site: str  # the student's line (``site``), "" when the call came from outside the file
+    own_generator: bool  # drawn with generator= a generator other than torch's default one
+    after_calls: int  # ``on_draw()`` at the draw: the network calls so far
+    shifted: bool  # the draw was moved by ``shift`` (the recording's first draw, x_T)
+
+
+def site(path: str, frame: FrameType | None = None) -> str | None:
     """``"ddpm.py:41  x_t = ..."``: the innermost frame of the stack in the file ``path``, or None."""
     frame = frame or sys._getframe(1)
     while frame is not None:
@@ -68,9 +82,11 @@ class DrawTracer:
     """
 
     def __init__(self, path: str):
-        self.path, self.active, self.draws = path, False, []
-        self.on_draw = lambda: 0
-        self.shift = None  # a tensor added to the first draw of a recording, when it has that shape
+        self.path, self.active = path, False
+        self.draws: list[Draw] = []
+        self.on_draw: Callable[[], int] = lambda: 0
+        # a tensor added to the first draw of a recording, when it has that shape
+        self.shift: torch.Tensor | None = None
         self._saved: list[tuple[object, str, object]] = []
 
     def _wrap(self, fn, name: str):
@@ -124,7 +140,7 @@ class DrawTracer:
         self._saved.clear()
 
     @contextlib.contextmanager
-    def recording(self):
+    def recording(self) -> Iterator[list[Draw]]:
         """Record the draws made inside the block; yields the list they go to."""
         self.draws, self.active = [], True
         try:
@@ -134,16 +150,17 @@ class DrawTracer:
 
 
 @contextlib.contextmanager
-def restored():
+def restored() -> Iterator[None]:
     """Undo, on exit, what observing a file changes in this process (see the module's docstring)."""
     modules, path = dict(sys.modules), list(sys.path)
     torch_state, py_state, threads = torch.get_rng_state(), random.getstate(), torch.get_num_threads()
+    restore_numpy: Callable[[], object] | None = None
     try:
         import numpy
 
-        np_state = numpy.random.get_state()
+        restore_numpy = functools.partial(numpy.random.set_state, numpy.random.get_state())
     except ImportError:  # pragma: no cover - numpy is a dependency
-        numpy = np_state = None
+        pass
     try:
         yield
     finally:
@@ -157,5 +174,5 @@ def restored():
         torch.set_rng_state(torch_state)
         random.setstate(py_state)
         torch.set_num_threads(threads)
-        if numpy is not None:
-            numpy.random.set_state(np_state)
+        if restore_numpy is not None:
+            restore_numpy()

@@ -189,13 +189,17 @@ def _observe_training(fn, config: dict, emit) -> None:
         emit("run_end", phase="train", run=run, yields=count, limit=limit)
 
 
-def _value_fields(value, keep: bool) -> dict:
+def _value_fields(value, keep: bool) -> dict[str, object]:
     if isinstance(value, bool) or value is None:
         return {"type": type(value).__name__, "value": None}
     if isinstance(value, (int, float)):
         return {"type": type(value).__name__, "value": float(value)}
     if isinstance(value, torch.Tensor):
-        fields = {"type": "Tensor", "shape": list(value.shape), "dtype": str(value.dtype).replace("torch.", "")}
+        fields: dict[str, object] = {
+            "type": "Tensor",
+            "shape": list(value.shape),
+            "dtype": str(value.dtype).replace("torch.", ""),
+        }
         if value.numel() == 1 and not keep:
             fields["value"] = float(value.detach().reshape(()))
         elif keep and value.dtype.is_floating_point and not value.is_complex():
@@ -282,7 +286,7 @@ def _describe(fn) -> dict:
     inner = inspect.unwrap(fn) if callable(fn) else fn
     code = getattr(inner, "__code__", None)
     cell = cell_of_filename(code.co_filename) if code else None
-    if cell is None:
+    if not code or cell is None:
         return {"status": "other", "type": type(fn).__name__, "module": getattr(fn, "__module__", None)}
     return {
         "status": "notebook",

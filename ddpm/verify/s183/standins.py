@@ -23,7 +23,9 @@ import contextlib
 import importlib.machinery
 import sys
 import types
+from collections.abc import Callable
 from itertools import count
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +68,7 @@ def _internal():
 
 def student_site(depth: int = 1) -> tuple[int, int] | None:
     """(cell, line) of the innermost frame of the student's notebook on the stack, or None."""
-    frame = sys._getframe(depth)
+    frame: types.FrameType | None = sys._getframe(depth)
     while frame is not None:
         cell = cell_of_filename(frame.f_code.co_filename)
         if cell is not None:
@@ -350,7 +352,7 @@ def recorded_draws(generator: torch.Generator, emit, seed: int = 0):
     import numpy as np
 
     np_rng = np.random.default_rng(seed)
-    originals = {}
+    originals: dict[str, Callable[..., Any]] = {}  # torch's and numpy's own draw functions, by patch key
 
     def record(fn, value, **extra):
         site = student_site(3)
@@ -472,28 +474,40 @@ def recorded_draws(generator: torch.Generator, emit, seed: int = 0):
 def _module(name: str, attrs: dict, fallback) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attrs)
-    module.__all__ = [k for k in attrs if not k.startswith("_")]
-    module.__getattr__ = lambda attr: (
-        (_ for _ in ()).throw(AttributeError(attr)) if attr.startswith("__") else fallback(f"{name}.{attr}")
+    # The namespace a package's own code would define: its public names, a module __getattr__ (PEP 562)
+    # for every other name, and the mark of a stand-in.
+    module.__dict__.update(
+        __all__=[k for k in attrs if not k.startswith("_")],
+        __getattr__=lambda attr: (
+            (_ for _ in ()).throw(AttributeError(attr)) if attr.startswith("__") else fallback(f"{name}.{attr}")
+        ),
     )
     module.__path__ = []  # a package, so that its submodules import
     module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
-    module.__s183_standin__ = True
+    module.__dict__["__s183_standin__"] = True
     return module
 
 
-def _library_function(name: str):
-    def library(*args, **kwargs):
-        raise StandInUsed(f"smalldiffusion.{name}: the library's own {name}, not one the notebook defines")
+class _LibraryFunction:
+    """smalldiffusion's own ``training_loop`` or ``samples``: calling it raises :class:`StandInUsed`.
 
-    library.__s183_library__ = name
-    return library
+    ``__s183_library__`` (its name) marks it for the observer, which tells the notebook's own
+    definitions from the library's.
+    """
+
+    def __init__(self, name: str):
+        self.__s183_library__ = name
+
+    def __call__(self, *args, **kwargs):
+        name = self.__s183_library__
+        raise StandInUsed(f"smalldiffusion.{name}: the library's own {name}, not one the notebook defines")
 
 
 class ModelMixin:
     """smalldiffusion's ModelMixin as a model class of the notebook may build on it."""
 
     input_dims: tuple = (2,)
+    __call__: Callable[..., Tensor]  # the nn.Module the notebook's class also derives from: eps_theta(x, sigma)
 
     def rand_input(self, batchsize):
         return torch.randn((batchsize, *self.input_dims))
@@ -539,9 +553,9 @@ def skip_dynamo_import():
     try:
         yield
     finally:
-        for fn in spared:
-            if getattr(fn, "__dynamo_disable", None) is fn:
-                del fn.__dynamo_disable
+        for wrapped in spared:
+            if getattr(wrapped, "__dynamo_disable", None) is wrapped:
+                delattr(wrapped, "__dynamo_disable")  # not `del wrapped.x`: mypy narrows by `is` to Optional
 
 
 class LightOptimizer(torch.optim.Optimizer):
@@ -610,8 +624,8 @@ def install_modules() -> dict:
         "ScheduleLogLinear": ScheduleLogLinear,
         "ModelMixin": ModelMixin,
         "get_sigma_embeds": get_sigma_embeds,
-        "training_loop": _library_function("training_loop"),
-        "samples": _library_function("samples"),
+        "training_loop": _LibraryFunction("training_loop"),
+        "samples": _LibraryFunction("samples"),
     }
     tq = {"tqdm": _Tqdm, "trange": _trange}
     modules = {
