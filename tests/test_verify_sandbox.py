@@ -115,6 +115,30 @@ def test_no_hostile_file_passes_the_probe_course(name: str, tmp_path: Path) -> N
     assert no_sleeps_left(), "a process of the file outlived verify"
 
 
+def test_the_memory_limit_counts_from_what_the_child_already_maps(tmp_path: Path, monkeypatch) -> None:
+    """A CUDA build of torch maps ~3 GiB of libraries at import: a fixed 3 GiB total refused it before the
+    file ran (every verify "could not verify" on Python 3.12 with PyPI's torch). Stand-in: a sitecustomize
+    that reserves 4 GiB of address space (prot 0, nothing resident) in the child before anything loads."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import mmap\nRESERVED = mmap.mmap(-1, 4 << 30, flags=mmap.MAP_PRIVATE, prot=0)\n"
+    )
+    env = sandbox._env
+    monkeypatch.setattr(
+        sandbox, "_env", lambda private: {**env(private), "PYTHONPATH": f"{env(private)['PYTHONPATH']}:{site}"}
+    )
+    good = tmp_path / "good.py"
+    good.write_text(
+        "import torch\n\ndef answer():\n    return int(torch.ones(2**27, dtype=torch.uint8).sum()) * 0 + 42\n"
+    )
+    r = probe(good)
+    assert r.exit_status == 0, r.to_table()
+    note = next(n for n in r.notes if n.startswith("sandbox: "))
+    mapped = float(note.split("beyond the ")[1].split(" GiB")[0])
+    assert mapped >= 4.0, note  # the 4 GiB reserved counted as the child's own, the file given 3 GiB more
+
+
 def test_forged_result_files_and_frames_are_could_not_verify() -> None:
     for name in ("h_result_file.py", "h_forged_frames.py"):
         r = probe(HOSTILE / name)

@@ -7,8 +7,8 @@ over stdin, reads the authenticated records (``ddpm.verify.channel``), and calls
 
 - a private, empty working directory (also HOME and TMPDIR), removed afterwards;
 - a scrubbed environment: PATH, HOME, LANG, PYTHONPATH, one thread for OpenMP/MKL/BLAS, nothing else;
-- ``resource`` limits, soft = hard, set in the child before the file is imported: address space,
-  CPU time, file size, open files, processes, no core files;
+- ``resource`` limits, soft = hard, set in the child before the file is imported: address space
+  (beyond what the child maps by then), CPU time, file size, open files, processes, no core files;
 - Landlock (Linux >= 5.13, no root needed) where the kernel has it: reads anywhere, writes only in the
   private directory and /dev/null; from ABI 4 no TCP bind/connect, from ABI 6 no signals to processes
   outside the sandbox and no abstract unix sockets; no_new_privs; as root, every capability dropped
@@ -60,7 +60,12 @@ JOB_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Limits:
-    """What the child may use. Memory is address space (RLIMIT_AS): torch alone maps about 1 GiB."""
+    """What the child may use.
+
+    Memory is address space (RLIMIT_AS) beyond what the child maps before the file loads: Python and
+    torch map 0.6 GiB (a CPU build) to about 3 GiB (a CUDA build: its libraries), so a fixed total would
+    refuse a CUDA build before the file ran.
+    """
 
     memory: int = 3 * 2**30
     cpu_seconds: int = 300
@@ -271,6 +276,18 @@ def _tasks_of(uid: int) -> int:
     return n
 
 
+def _address_space() -> int:
+    """The bytes of address space this process maps now (VmSize), or 0 where /proc cannot tell."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[str]:
     """Confine this process before the student's code loads [the child's sandbox].
 
@@ -288,8 +305,9 @@ def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[s
             pass
     # RLIMIT_NPROC counts every task of the real uid: allow this many beyond those the uid already runs.
     processes = _tasks_of(os.getuid()) + limits["processes"]
+    mapped = _address_space()
     for name, value in [
-        ("RLIMIT_AS", limits["memory"]),
+        ("RLIMIT_AS", mapped + limits["memory"]),
         ("RLIMIT_CPU", limits["cpu_seconds"]),
         ("RLIMIT_FSIZE", limits["file_size"]),
         ("RLIMIT_NOFILE", limits["open_files"]),
@@ -305,7 +323,8 @@ def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[s
     else:
         tasks = f"{limits['processes']} more processes" + (" (not enforced for root)" if os.getuid() == 0 else "")
     done.append(
-        f"limits: address space {limits['memory'] / 2**30:g} GiB, CPU {limits['cpu_seconds']} s, "
+        f"limits: address space {limits['memory'] / 2**30:g} GiB beyond the {mapped / 2**30:.1f} GiB Python and "
+        f"torch map, CPU {limits['cpu_seconds']} s, "
         f"files {limits['file_size'] / 2**20:g} MiB, {limits['open_files']} open files, {tasks}"
     )
     if sys.platform.startswith("linux"):
