@@ -22,7 +22,6 @@ data against the mixture convolved with N(0, sigma'^2 I), through ``ddpm.stats.c
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import sympy as sp
 import torch
 from hypothesis import given
@@ -175,39 +174,3 @@ def check_keeps_marginal(mu_: float, n: int, generator: torch.Generator, impl=ga
         target = GaussianMixture(MIXTURE.weights, MIXTURE.means, MIXTURE.covs + sn**2)
         checks.append(check_matches_mixture(f"mu = {mu_}: one step {s} -> {sn} vs x_0 + sigma' eps", out, target))
     return checks
-
-
-def _eta_without_squares(x, sigma, sigma_next, eps_bar_, mu_=0.0, z_=None):
-    """Planted: eta = sigma' - sigma_p.
-
-    The square root of the difference taken as the difference of roots.
-    """
-    p, _ = step_levels(sigma, sigma_next, mu_)
-    return x - (sigma - p) * eps_bar_ + (sigma_next - p) * z_
-
-
-def test_s183_mu_step_derivation():
-    derivation()
-
-
-def test_s183_mu_step_binds_step_levels():
-    check_step_levels()
-
-
-def test_s183_mu_step_binds_alg2_on_the_twin():
-    check_mu_step_is_alg2()
-
-
-@pytest.mark.parametrize("mu_", MUS)
-def test_s183_mu_step_keeps_the_marginal(mu_, gen):
-    check_keeps_marginal(mu_, 40000, gen)
-
-
-@pytest.mark.parametrize("mu_", (0.25, 0.5))
-def test_s183_mu_step_marginal_rejects_planted_eta(mu_, gen):
-    with pytest.raises(AssertionError):
-        check_keeps_marginal(mu_, 40000, gen, impl=_eta_without_squares)
-
-
-if __name__ == "__main__":
-    print(derivation())
