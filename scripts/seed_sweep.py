@@ -2,8 +2,8 @@
 
 The count gives the suite's real false-alarm rate.
 
-    python scripts/seed_sweep.py --seeds 50                 # specs and tests, seeds 0..49
-    python scripts/seed_sweep.py --seeds 50 --paths specs/*_mc.py tests/test_stats.py
+    python scripts/seed_sweep.py --seeds 50                 # the whole suite (tests/), seeds 0..49
+    python scripts/seed_sweep.py --seeds 50 --paths tests/specs/test_*_mc.py tests/test_stats.py
 
 Each run is ``pytest -q -m "not slow" PATHS -p no:cacheprovider --seeded-only --seed S``, one after
 another. ``--seeded-only`` keeps the tests that take the suite seed (the ``seed`` or ``gen``
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=50, help="how many seeds (default 50)")
     parser.add_argument("--first", type=int, default=0, help="the first seed (default 0)")
-    parser.add_argument("--paths", nargs="+", default=["specs", "tests"], help="what to run (default: specs tests)")
+    parser.add_argument("--paths", nargs="+", default=["tests"], help="what to run (default: tests)")
     args = parser.parse_args(argv)
 
     failing, start = [], time.perf_counter()

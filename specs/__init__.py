@@ -3,8 +3,10 @@
 One module per claim.
 
 ``CLAIMS`` lists them in teaching order; ``show(name)`` renders a claim's derivation for a class
-(``python -m specs.<module>`` prints the same). Each module derives its result with sympy and binds
-it to ``ddpm`` (see docs/design.md, "How a spec binds theory to code").
+(``ddpm derive NAME`` prints the same). Each module derives its result with sympy and binds it to
+``ddpm`` (see docs/design.md, "How a spec binds theory to code"). A module holds the claim and its
+checks; its pytest entry points, with the planted deviations the checks must reject, are
+``tests/specs/test_<module>.py``.
 """
 
 from __future__ import annotations

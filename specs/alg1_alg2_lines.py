@@ -164,23 +164,3 @@ def check_l_simple(impl=l_simple) -> None:
         assert_close(f"L_simple at t={t}", got[0], want, float(((np.abs(eps_) + np.abs(gain * x_in)) ** 2).sum()))
 
     run()
-
-
-def test_alg_derivation():
-    derivation()
-
-
-def test_alg_cited_code():
-    check_cited_code()
-
-
-def test_alg2_binds_sampler():
-    check_sampler()
-
-
-def test_alg1_binds_l_simple():
-    check_l_simple()
-
-
-if __name__ == "__main__":
-    print(derivation())

@@ -102,15 +102,3 @@ def check_marginal(impl_step=q_step_mean_var, impl_mean_var=q_mean_var, impl_sam
         assert_close(f"eq. 4 draw at t={t}", impl_sample(schedule, x, t, e)[0], draw, np.abs(x0_) + np.abs(eps_))
 
     run()
-
-
-def test_eq04_derivation():
-    derivation()
-
-
-def test_eq04_binds_forward_process():
-    check_marginal()
-
-
-if __name__ == "__main__":
-    print(derivation())

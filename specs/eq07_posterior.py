@@ -114,15 +114,3 @@ def check_posterior(impl=posterior_mean_var) -> None:
         )
 
     run()
-
-
-def test_eq07_derivation():
-    derivation()
-
-
-def test_eq07_binds_posterior_mean_var():
-    check_posterior()
-
-
-if __name__ == "__main__":
-    print(derivation())

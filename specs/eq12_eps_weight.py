@@ -206,23 +206,3 @@ def check_bound_weights(impl=vlb_terms) -> None:
         )
 
     run()
-
-
-def test_eq12_derivation():
-    derivation()
-
-
-def test_eq12_binds_eps_parameterisation():
-    check_eps_param()
-
-
-def test_eq12_binds_batched_float32():
-    check_batched_float32()
-
-
-def test_eq12_binds_bound_weights():
-    check_bound_weights()
-
-
-if __name__ == "__main__":
-    print(derivation())

@@ -29,7 +29,6 @@ from typing import Any
 
 import mpmath
 import numpy as np
-import pytest
 import sympy as sp
 import torch
 from hypothesis import example, given
@@ -40,7 +39,7 @@ import ddpm.losses
 import ddpm.schedule
 from ddpm.losses import negative_elbo, vlb_terms
 from ddpm.schedule import Schedule
-from ddpm.stats import MonteCarloCheck, assert_power, check_mc, mean_stderr
+from ddpm.stats import MonteCarloCheck, check_mc, mean_stderr
 from specs._bind import alpha_bar as alpha_bar_at
 from specs._bind import assert_close, examples, reference, schedules
 from specs._sym import Derivation, alpha_bar_prev, beta, equal, x0, xt
@@ -232,23 +231,6 @@ def check_elbo_matches_eq3(
     )
 
 
-def test_eq13_derivation():
-    derivation()
-
-
-def test_eq13_binds_decoder():
-    check_decoder()
-
-
-def test_eq13_negative_elbo_equals_eq3(gen):
-    check_elbo_matches_eq3(N, gen)
-
-
-@pytest.mark.slow
-def test_eq13_negative_elbo_equals_eq3_large_n(gen):
-    check_elbo_matches_eq3(10 * N, gen)
-
-
 def _sigma1_beta1(schedule, sigma2="beta"):
     """Planted: sigma_1^2 = beta_1, the convention before the released code's."""
     var = ddpm.schedule.reverse_variance(schedule, sigma2)
@@ -274,14 +256,3 @@ PLANTED_ELBO: dict[str, tuple[str | None, Callable[..., Any]]] = {
     "closed_edges": ("discretized_gaussian_log_likelihood", _closed_edges),
     "no_L_T": (None, _no_prior),
 }
-
-
-@pytest.mark.parametrize("planted", PLANTED_ELBO)
-def test_eq13_negative_elbo_rejects_planted(planted, gen, monkeypatch):
-    name, wrong = PLANTED_ELBO[planted]
-    impl: Callable[..., Any] = negative_elbo
-    if name is None:
-        impl = wrong
-    else:
-        monkeypatch.setattr(ddpm.losses, name, wrong)
-    assert_power(check_elbo_matches_eq3(N, gen, impl=impl, raise_on_fail=False))

@@ -131,15 +131,3 @@ def check_prior(impl_schedule=linear_schedule, impl_prior=prior_kl) -> None:
         )
 
     run()
-
-
-def test_ex31_derivation():
-    derivation()
-
-
-def test_ex31_binds_schedule_and_prior():
-    check_prior()
-
-
-if __name__ == "__main__":
-    print(derivation())

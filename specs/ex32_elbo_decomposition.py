@@ -185,15 +185,3 @@ def check_bound_columns(impl=negative_elbo) -> None:
         )
 
     run()
-
-
-def test_ex32_derivation():
-    derivation()
-
-
-def test_ex32_binds_negative_elbo():
-    check_bound_columns()
-
-
-if __name__ == "__main__":
-    print(derivation())

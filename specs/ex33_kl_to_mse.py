@@ -103,15 +103,3 @@ def check_gaussian_kl(impl=normal_kl) -> None:
         assert_close(f"KL in D={dim}", got, want, scale)
 
     run()
-
-
-def test_ex33_derivation():
-    derivation()
-
-
-def test_ex33_binds_normal_kl():
-    check_gaussian_kl()
-
-
-if __name__ == "__main__":
-    print(derivation())

@@ -96,15 +96,3 @@ def check_posterior_mean(impl=GaussianMixture.posterior_mean, K: int = 3, D: int
         assert_close("E[x_0 | x], finite data set", got, want, np.max(np.abs(points)) + 1e-3)
 
     run()
-
-
-def test_q1a_derivation():
-    derivation()
-
-
-def test_q1a_binds_posterior_mean():
-    check_posterior_mean()
-
-
-if __name__ == "__main__":
-    print(derivation())

@@ -133,15 +133,3 @@ def check_oracles(impl=GaussianMixture, K: int = 2, D: int = 2) -> None:
         assert_close("-s grad log p (autograd) vs eps*", -s_ * grad[0], want_eps, scale)
 
     run()
-
-
-def test_q1b_derivation():
-    derivation()
-
-
-def test_q1b_binds_oracles():
-    check_oracles()
-
-
-if __name__ == "__main__":
-    print(derivation())

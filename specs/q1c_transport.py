@@ -128,15 +128,3 @@ def check_transport(impl=transport_velocity, K: int = 2, D: int = 2) -> None:
         assert_close("transport equation residual", terms.sum(), 0.0, terms.abs().sum())
 
     run()
-
-
-def test_q1c_derivation():
-    derivation()
-
-
-def test_q1c_binds_transport_velocity():
-    check_transport()
-
-
-if __name__ == "__main__":
-    print(derivation())

@@ -159,19 +159,3 @@ def check_flow_matching(
         assert_close("Euler on v* mapped back vs DDIM", fm, ddim.numpy(), scale, rtol=1e-9)
 
     run()
-
-
-def test_s183_ddim_flow_derivation():
-    derivation()
-
-
-def test_s183_ddim_flow_binds_the_ddim_step():
-    check_ddim_is_euler()
-
-
-def test_s183_ddim_flow_binds_flow_matching():
-    check_flow_matching()
-
-
-if __name__ == "__main__":
-    print(derivation())

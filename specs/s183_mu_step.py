@@ -22,7 +22,6 @@ data against the mixture convolved with N(0, sigma'^2 I), through ``ddpm.stats.c
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import sympy as sp
 import torch
 from hypothesis import given
@@ -31,7 +30,7 @@ from hypothesis import strategies as st
 from ddpm.oracles import GaussianMixture
 from ddpm.sigma_sampler import gam_mu_step, step_levels
 from ddpm.sigma_schedule import sigma_twin, ve_to_vp, vp_to_ve
-from ddpm.stats import MonteCarloCheck, assert_power
+from ddpm.stats import MonteCarloCheck
 from specs._bind import alpha_bar as alpha_bar_at
 from specs._bind import assert_close, examples, reference, schedules
 from specs._mc import check_matches_mixture
@@ -180,40 +179,3 @@ def check_keeps_marginal(
         name = f"mu = {mu_}: one step {s} -> {sn} vs x_0 + sigma' eps"
         checks.append(check_matches_mixture(name, out, target, raise_on_fail=raise_on_fail))
     return checks
-
-
-def _eta_without_squares(x, sigma, sigma_next, eps_bar_, mu_=0.0, z_=None):
-    """Planted: eta = sigma' - sigma_p.
-
-    The square root of the difference taken as the difference of roots.
-    """
-    p, _ = step_levels(sigma, sigma_next, mu_)
-    return x - (sigma - p) * eps_bar_ + (sigma_next - p) * z_
-
-
-def test_s183_mu_step_derivation():
-    derivation()
-
-
-def test_s183_mu_step_binds_step_levels():
-    check_step_levels()
-
-
-def test_s183_mu_step_binds_alg2_on_the_twin():
-    check_mu_step_is_alg2()
-
-
-@pytest.mark.parametrize("mu_", MUS)
-def test_s183_mu_step_keeps_the_marginal(mu_, gen):
-    check_keeps_marginal(mu_, N, gen)
-
-
-@pytest.mark.parametrize("mu_", (0.25, 0.5))
-def test_s183_mu_step_marginal_rejects_planted_eta(mu_, gen):
-    # the worst level pair: z ~ 40 (mu = 1/4), ~76 (mu = 1/2) > 3k = 15.7 (measured)
-    checks = check_keeps_marginal(mu_, N, gen, impl=_eta_without_squares, raise_on_fail=False)
-    assert_power(max(checks, key=lambda c: c.z / c.k))
-
-
-if __name__ == "__main__":
-    print(derivation())

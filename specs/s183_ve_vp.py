@@ -132,19 +132,3 @@ def check_eps_same_function(impl=SigmaOptimalEps) -> None:
         assert_close("eps*_VE through the map vs eps*_VP", ve, vp.numpy(), scale, rtol=1e-10)
 
     run()
-
-
-def test_s183_ve_vp_derivation():
-    derivation()
-
-
-def test_s183_ve_vp_binds_the_bridge():
-    check_bridge()
-
-
-def test_s183_ve_vp_binds_eps_star():
-    check_eps_same_function()
-
-
-if __name__ == "__main__":
-    print(derivation())

@@ -83,15 +83,3 @@ def check_reverse_variance(impl=reverse_variance) -> None:
             )
 
     run()
-
-
-def test_sec32_derivation():
-    derivation()
-
-
-def test_sec32_binds_reverse_variance():
-    check_reverse_variance()
-
-
-if __name__ == "__main__":
-    print(derivation())

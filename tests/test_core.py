@@ -46,7 +46,7 @@ def test_paper_figures():
     """alpha_bar_T of Ho et al.'s linear schedule, T = 1000 [Ho20 §4], and of the 02460 default T = 100.
 
     Neither source prints these values: 4.0358e-5 and 0.36356 are the 50-digit products of the exact
-    decimal schedules (``python -m specs.ex31_prior_limit`` prints them), recomputed here, not quoted.
+    decimal schedules (``ddpm derive ex31`` prints them), recomputed here, not quoted.
     """
     for T, figure in [(1000, 4.0358e-5), (100, 0.36356)]:
         exact = float(alpha_bars(linear_betas(T, "1e-4", "0.02"), dps=50)[T])

@@ -159,9 +159,20 @@ def test_derive_needs_no_test_extra(argv):
     assert run.stderr == "" and run.stdout
 
 
+def test_every_spec_imports_without_test_extra():
+    """Every spec module imports on a plain install, the Monte Carlo ones too: no spec needs pytest.
+
+    Their pytest entry points are tests/specs/test_<module>.py, apart from the claims."""
+    modules = sorted(p.stem for p in (ROOT / "specs").glob("*.py") if p.stem != "__init__")
+    imports = "".join(f"import specs.{m}\n" for m in modules)
+    run = run_without_test_extra(BLOCK_TEST_EXTRA.replace("from ddpm.cli", imports + "from ddpm.cli"), "derive")
+    assert run.returncode == 0, run.stderr
+    assert len(modules) >= 20 and all(name in run.stdout for name in specs.CLAIMS)
+
+
 def test_the_blocker_blocks():
-    """The check above can fail: a module that needs pytest does not import under the same blocker."""
-    run = run_without_test_extra(BLOCK_TEST_EXTRA.replace("from ddpm.cli", "import specs.q1a_mmse_mc\nfrom ddpm.cli"))
+    """The checks above can fail: a module that needs pytest does not import under the same blocker."""
+    run = run_without_test_extra(BLOCK_TEST_EXTRA.replace("from ddpm.cli", "import ddpm.pytest_plugin\nfrom ddpm.cli"))
     assert run.returncode != 0 and "import of pytest halted" in run.stderr, run.stderr
 
 

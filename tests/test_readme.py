@@ -76,3 +76,14 @@ def test_every_figure_the_readme_shows_is_committed_and_every_committed_figure_s
     assert {f"docs/{kind}.png" for kind in kinds} <= shown
     for name in committed:
         assert (ROOT / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_path_the_readmes_commands_name_exists():
+    """The README's shell blocks name paths that exist, and give pytest only paths under tests/."""
+    pattern = r"(?<![\w/.$-])((?:tests|specs|scripts|benchmarks|docs)/[\w/.*-]*)"
+    lines = "\n".join(re.findall(r"```bash\n(.*?)```", README, re.S)).splitlines()
+    paths = {p for line in lines for p in re.findall(pattern, line.split("#")[0])}
+    assert {"tests/specs", "tests/specs/test_eq07_posterior.py", "scripts/seed_sweep.py"} <= paths
+    assert [p for p in sorted(paths) if not list(ROOT.glob(p.rstrip("/")))] == []
+    run_by_pytest = {p for line in lines if "pytest" in line for p in re.findall(pattern, line.split("#")[0])}
+    assert run_by_pytest and all(p.startswith("tests/") for p in run_by_pytest), run_by_pytest

@@ -1,8 +1,8 @@
 """Every check of the sigma world's specs (specs/s183_*.py) can fail.
 
 Each derivation rejects a planted
-wrong formula and each binding a subtly wrong implementation (the Monte Carlo checks carry their
-planted deviations in their own modules)."""
+wrong formula and each binding a subtly wrong implementation (the Monte Carlo checks' planted
+deviations are beside their entry points, tests/specs/test_s183_*.py)."""
 
 from __future__ import annotations
 

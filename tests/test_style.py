@@ -47,3 +47,49 @@ def relative(path: Path) -> str:
 @pytest.mark.parametrize("path", python_files(), ids=relative)
 def test_docstring_first_lines_are_short(path):
     assert long_first_lines(path.read_text()) == [], f"{relative(path)}: (line, length) of long first lines"
+
+
+def entry_points_in(source: str) -> list[str]:
+    """What a spec module must not hold: a pytest import, a test function, a ``__main__`` block."""
+    found = []
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [f"import {a.name}" for a in node.names if a.name.split(".")[0] in ("pytest", "_pytest")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("pytest", "_pytest"):
+            found.append(f"from {node.module} import ...")
+    found += [f"def {n.name}" for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+    found += ["__main__ block" for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)]
+    return found
+
+
+def test_the_entry_point_check_can_fail():
+    lines = ["import pytest", "from _pytest.fixtures import x", "def test_a():", "    pass"]
+    source = "\n".join(lines + ['if __name__ == "__main__":', "    f()"])
+    expected = ["import pytest", "from _pytest.fixtures import ...", "def test_a", "__main__ block"]
+    assert entry_points_in(source) == expected
+    assert entry_points_in("def check_a():\n    pass\n") == []
+
+
+def test_specs_hold_claims_and_tests_specs_their_entry_points():
+    """specs/ holds the claims and their checks; pytest runs them from tests/specs/test_<module>.py."""
+    for path in sorted((ROOT / "specs").glob("*.py")):
+        assert entry_points_in(path.read_text()) == [], relative(path)
+    claims = {p.stem for p in (ROOT / "specs").glob("[a-z]*.py")}
+    entry_points = {p.stem.removeprefix("test_") for p in (ROOT / "tests" / "specs").glob("test_*.py")}
+    assert claims == entry_points
+
+
+def test_the_test_paths_the_scripts_run_exist():
+    """scripts/mutate.py's tests of each module and seed_sweep.py's default paths are there."""
+    import re
+
+    tree = ast.parse((ROOT / "scripts" / "mutate.py").read_text())
+    (tests,) = [n.value for n in tree.body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "TESTS"]
+    paths = {p for module_tests in ast.literal_eval(tests).values() for p in module_tests}
+    assert any(p.startswith("tests/specs/") for p in paths)
+    assert [p for p in sorted(paths) if not (ROOT / p).is_file()] == []
+    sweep = re.search(r'"--paths",.*?default=\[(.*?)\]', (ROOT / "scripts" / "seed_sweep.py").read_text())
+    assert sweep, "seed_sweep.py: no --paths default"
+    defaults = re.findall(r'"([^"]+)"', sweep.group(1))
+    assert defaults and [p for p in defaults if not (ROOT / p).exists()] == []
