@@ -1,4 +1,4 @@
-"""The records of ``ddpm verify --course 6.S183`` as types: the schema the parent holds the child's stream to.
+"""The records of ``ddpm verify --course 6.S183`` as types: the schema the child's stream is held to.
 
 Each kind of record the observer (``ddpm.verify.s183.observe``) writes is a frozen dataclass below; its
 fields, in order, with their types, are the schema. :func:`group` reads a stream of records (channel
@@ -163,9 +163,11 @@ class SigmaDraw:
 
 @dataclass(frozen=True, kw_only=True)
 class Draw:
-    """A random draw the code made: the function, its value (left out when it holds no tensor), whether the
-    code passed a generator of its own, and beyond these fields what the function was told (torch.normal's
-    ``mean`` and ``std``) in ``extra``."""
+    """A random draw the code made.
+
+    The function, its value (left out when it holds no tensor), whether the code passed a generator of its
+    own, and beyond these fields what the function was told (torch.normal's ``mean`` and ``std``) in ``extra``.
+    """
 
     id: int
     fn: str
@@ -269,8 +271,11 @@ class Law:
 
 @dataclass(frozen=True, kw_only=True)
 class SampleRun:
-    """Starts a run of ``samples``: its kind (``probe`` "probe", "start" or "law"), gam, the batch size, the
-    levels ``sigmas``, the start ``xt`` where one is given and, for a law run, the law."""
+    """Starts a run of ``samples``.
+
+    Its kind (``probe``: "probe", "start" or "law"), gam, the batch size, the levels ``sigmas``, the start
+    ``xt`` where one is given and, for a law run, the law.
+    """
 
     run: int
     probe: str
@@ -348,7 +353,7 @@ def _alternatives(hint: object) -> tuple[object, ...]:
 
 
 def _runtime_type(hint: object) -> type:
-    """What ``isinstance`` checks of a hint: a container's kind (list, dict, tuple; a record class is a dict)."""
+    """What ``isinstance`` checks of a hint: a container's kind (list, dict, tuple); a record is a dict."""
     origin = typing.get_origin(hint)
     if isinstance(origin, type):
         return origin
@@ -358,14 +363,19 @@ def _runtime_type(hint: object) -> type:
 
 
 def _is(value: object, hints: tuple[object, ...]) -> bool:
-    """Whether ``value`` is of one of the hints' kinds; an ``int`` field takes no bool (``int | None`` does)."""
+    """Whether ``value`` is of one of the hints' kinds.
+
+    An ``int`` field takes no bool (an ``int | None`` field does, as the observer's schema always had it).
+    """
     allowed = tuple(_runtime_type(h) for h in hints)
     return isinstance(value, allowed) and not (allowed == (int,) and isinstance(value, bool))
 
 
 def _content(value: object, hint: object, what: str) -> object:
-    """``value`` (already of the hint's kind) with what it holds held to the hint: a record class's fields,
-    a list's or a dict's items; anything else as it is."""
+    """``value`` (already of the hint's kind) with what it holds held to the hint.
+
+    A record class's fields, a list's or a dict's items; anything else as it is.
+    """
     for h in _alternatives(hint):
         origin, args = typing.get_origin(h), typing.get_args(h)
         if isinstance(h, type) and dataclasses.is_dataclass(h) and isinstance(value, dict):

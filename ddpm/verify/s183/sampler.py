@@ -1,4 +1,4 @@
-"""The sampler specs of ``ddpm verify --course 6.S183``, decided from the records of the runs of ``samples``.
+"""The sampler specs of ``ddpm verify --course 6.S183``, from the records of the runs of ``samples``.
 
 The accelerated sampler of the notebook's Question 3 [6.S183 Q2; PY23 App. A]: from x = sigmas[0] z (or the
 given xt), each step x_{t-1} = x_t - (sigma_t - sigma_{t-1}) eps_bar_t with eps_bar_t = gam eps_theta(x_t,

@@ -1,4 +1,4 @@
-"""The notebook's text in the parent of ``ddpm verify --course 6.S183``: where a line is, and which lines say it.
+"""The 6.S183 notebook's text in the parent: where a line is, and the lines behind an outcome.
 
 The child sends the notebook's cells as it read them (the ``notebook`` record); the parent parses them again
 — text only, nothing is run — to show the student the lines behind an outcome: the lines that yield, the

@@ -1,4 +1,4 @@
-"""A run of ``samples`` read back as coefficients, for the sampler specs of ``ddpm verify --course 6.S183``.
+"""A run of ``samples`` read back as coefficients, for the sampler specs of ``ddpm verify`` (6.S183).
 
 The sampler is deterministic and linear in the network's answers, so every tensor it makes (the network's
 inputs, the yields) is a combination of the start (the given x_T, or z from ``model.rand_input``) and the
@@ -37,8 +37,11 @@ class Eval:
 
 @dataclass
 class SampleFacts:
-    """A run of ``samples``: its levels, start, distinct evaluations, yields and draws, each with its place
-    among the run's events, and the basis its tensors are combinations of."""
+    """A run of ``samples`` as the sampler specs read it.
+
+    Its levels, start, distinct evaluations, yields and draws, each with its place among the run's events,
+    and the basis its tensors are combinations of.
+    """
 
     run: Run[SampleRun]
     gam: float

@@ -1,4 +1,4 @@
-"""How the outcomes of ``ddpm verify --course 6.S183`` are worded, for the loss's specs and the sampler's alike.
+"""How the outcomes of ``ddpm verify --course 6.S183`` are worded, the loss's and the sampler's alike.
 
 Numbers to six significant digits, a tensor by its first entries, an outcome with the student's lines (shown
 where something is wrong or undecided, not on a pass), and an exception the code raised, at its line.
