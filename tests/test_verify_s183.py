@@ -364,6 +364,20 @@ def test_extra_network_calls(tmp_path, extra, code):
         assert any("do not enter the samples" in n for n in decision.notes)
 
 
+def test_a_level_without_a_network_call_is_not_held_to_the_step(tmp_path):
+    """The network sees the x of the step before and the last step reuses the previous answer: the states
+    come from the yields, and the last level has no evaluation to hold its step to. That step is left to
+    sample_network_call (which names the stale x), never an internal error of the verifier."""
+    text = (CASES / "mutant_network_at_previous_x.py").read_text()
+    anchor = "        eps = model.predict_eps(x_seen, sig.to(xt))\n"
+    path = tmp_path / "nb.py"
+    path.write_text(text.replace(anchor, anchor[:-1] + " if i < len(sigmas) - 2 else eps\n"))
+    decision, _ = verified(path)
+    assert decision.exit_status == 1 and decision.cannot_verify is None
+    o = by_spec(decision)["sample_network_call"]
+    assert o.status == FAIL and "the x of the step before" in o.detail
+
+
 def test_a_start_drawn_another_way_with_the_same_law_passes(tmp_path):
     text = (CASES / "correct_mse_keep.py").read_text()
     path = tmp_path / "nb.py"
