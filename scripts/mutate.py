@@ -76,6 +76,9 @@ TESTS = {
         "tests/specs/test_q1b_optimal_eps.py",
         "tests/specs/test_q1c_transport.py",
         "tests/specs/test_alg1_lsimple_mc.py",
+        "tests/test_sigma_core.py",
+        "tests/specs/test_s183_ddim_flow.py",
+        "tests/specs/test_s183_ve_vp.py",
     ],
 }
 SWAPS = {

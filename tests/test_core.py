@@ -334,6 +334,27 @@ def test_mixture_log_prob_matches_torch_distributions():
         torch.testing.assert_close(mixture.log_prob(x, a, s), ref, rtol=1e-12, atol=1e-12)
 
 
+def test_mixture_log_prob_defaults_to_p0_and_a_zero_weight_is_a_valid_mixture():
+    """log_prob(x) with no (a, s) is log p_0; a component of weight 0 is allowed and changes nothing."""
+    from ddpm.oracles import GaussianMixture
+
+    w = torch.tensor([0.3, 0.7, 0.0], dtype=torch.float64)
+    m = torch.tensor([[-1.0, 0.5], [1.5, -0.5], [9.0, 9.0]], dtype=torch.float64)
+    c = torch.tensor([0.3, 0.5, 0.2], dtype=torch.float64)
+    x = torch.randn(7, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    D = torch.distributions
+    ref = D.MixtureSameFamily(D.Categorical(w[:2]), D.MultivariateNormal(m[:2], c[:2, None, None] * torch.eye(2)))
+    torch.testing.assert_close(GaussianMixture(w, m, c).log_prob(x), ref.log_prob(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("weights", [[-0.2, 1.2], [0.5, 0.6], [0.5, 0.4]])
+def test_mixture_refuses_weights_that_are_not_a_distribution(weights):
+    from ddpm.oracles import GaussianMixture
+
+    with pytest.raises(ValueError, match="weights must be non-negative and sum to 1"):
+        GaussianMixture.isotropic(weights, [[-1.0, 0.0], [1.0, 0.5]], 0.4)
+
+
 def test_oracles_keep_the_batch_shape():
     """A scalar (a, s) and the same values per sample give the same (batch, D) result, for batch != D."""
     from ddpm.oracles import GaussianMixture, OptimalEps
