@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
-from ddpm.data import toy_dataset  # noqa: E402
+from ddpm.data import Chequerboard  # noqa: E402
 from ddpm.metrics import quality_report  # noqa: E402
 from ddpm.plot import image_grid, loss_plot, scatter_over_density, trajectory_plot  # noqa: E402
 from ddpm.sampler import sample  # noqa: E402
@@ -49,16 +49,17 @@ def toy_figures(out: Path, steps: int, width: int, batch_size: int, seed: int, w
         lr=2e-3,
         seed=seed,
         checkpoint_every=steps,
+        log_every=LOG_EVERY,
     )
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp())
-    ckpt = train(config, work / "checkpoint.pt", log_every=LOG_EVERY)  # an existing, finished one is reused
+    ckpt = train(config, work / "checkpoint.pt")  # an existing, finished one is reused
     model = restore_model(ckpt, use_ema=True)
     generator = torch.Generator().manual_seed(seed)
     x0, trajectory = sample(model, build_schedule(config), (2000, 2), generator=generator, return_trajectory=True)
-    dataset = toy_dataset("cb")
+    dataset = Chequerboard()
     report = quality_report(x0, dataset, generator=torch.Generator().manual_seed(seed + 1))
     scatter_over_density(out / "cb_samples.png", x0, dataset.log_prob, report=report)
-    loss_plot(out / "cb_loss.png", ckpt.losses, [LOG_EVERY * (i + 1) for i in range(len(ckpt.losses))])
+    loss_plot(out / "cb_loss.png", ckpt.losses, [min(LOG_EVERY * (i + 1), ckpt.step) for i in range(len(ckpt.losses))])
     trajectory_plot(out / "cb_trajectory.png", trajectory, extent=(-3.0, 3.0, -3.0, 3.0))
     print(json.dumps({k: round(v, 6) for k, v in report.items()}, indent=2))
 
