@@ -81,11 +81,13 @@ TESTS = {
         "tests/specs/test_s183_ve_vp.py",
     ],
 }
-SWAPS = {
+OP_SWAPS: dict[type[ast.operator], type[ast.operator]] = {
     ast.Add: ast.Sub,
     ast.Sub: ast.Add,
     ast.Mult: ast.Div,
     ast.Div: ast.Mult,
+}
+CMP_SWAPS: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.Lt: ast.LtE,
     ast.LtE: ast.Lt,
     ast.Gt: ast.GtE,
@@ -106,7 +108,7 @@ class Mutant:
 
 def _skipped(tree: ast.AST) -> set[int]:
     """Ids of nodes not to mutate: docstrings, f-strings, raise statements, annotations, __all__."""
-    skip = set()
+    skip: set[int] = set()
     for node in ast.walk(tree):
         if (
             isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module))
@@ -117,7 +119,7 @@ def _skipped(tree: ast.AST) -> set[int]:
             skip.update(id(n) for n in ast.walk(node.body[0]))
         if isinstance(node, (ast.JoinedStr, ast.Raise)):
             skip.update(id(n) for n in ast.walk(node))
-        if isinstance(node, (ast.arg, ast.AnnAssign)) and getattr(node, "annotation", None) is not None:
+        if isinstance(node, (ast.arg, ast.AnnAssign)) and node.annotation is not None:
             skip.update(id(n) for n in ast.walk(node.annotation))
         if isinstance(node, ast.FunctionDef) and node.returns is not None:
             skip.update(id(n) for n in ast.walk(node.returns))
@@ -126,16 +128,16 @@ def _skipped(tree: ast.AST) -> set[int]:
     return skip
 
 
-def _sites(tree: ast.AST) -> list[tuple[ast.AST, list[str]]]:
+def _sites(tree: ast.AST) -> list[tuple[ast.expr, list[str]]]:
     """Every mutable node with the descriptions of its variants."""
-    skip, sites = _skipped(tree), []
+    skip, sites = _skipped(tree), list[tuple[ast.expr, list[str]]]()
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
-        if isinstance(node, ast.BinOp) and type(node.op) in SWAPS:
-            sites.append((node, [f"{type(node.op).__name__} -> {SWAPS[type(node.op)].__name__}"]))
-        elif isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in SWAPS:
-            sites.append((node, [f"{type(node.ops[0]).__name__} -> {SWAPS[type(node.ops[0])].__name__}"]))
+        if isinstance(node, ast.BinOp) and type(node.op) in OP_SWAPS:
+            sites.append((node, [f"{type(node.op).__name__} -> {OP_SWAPS[type(node.op)].__name__}"]))
+        elif isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in CMP_SWAPS:
+            sites.append((node, [f"{type(node.ops[0]).__name__} -> {CMP_SWAPS[type(node.ops[0])].__name__}"]))
         elif isinstance(node, ast.Constant) and type(node.value) in (int, float) and not isinstance(node.value, bool):
             sites.append((node, [f"{node.value!r} -> {node.value!r} + 1", f"{node.value!r} -> {node.value!r} - 1"]))
         elif isinstance(node, ast.Call) and (
@@ -149,20 +151,22 @@ def _sites(tree: ast.AST) -> list[tuple[ast.AST, list[str]]]:
 
 
 class _Apply(ast.NodeTransformer):
-    def __init__(self, target: ast.AST, variant: int):
+    def __init__(self, target: ast.expr, variant: int):
         self.target, self.variant = target, variant
 
-    def visit(self, node):
+    def visit(self, node: ast.AST) -> ast.AST:
         if node is not self.target:
             return self.generic_visit(node)
         v = self.variant
         if isinstance(node, ast.BinOp):
-            node.op = SWAPS[type(node.op)]()
+            node.op = OP_SWAPS[type(node.op)]()
         elif isinstance(node, ast.Compare):
-            node.ops = [SWAPS[type(node.ops[0])]()]
+            node.ops = [CMP_SWAPS[type(node.ops[0])]()]
         elif isinstance(node, ast.Constant):
+            assert isinstance(node.value, (int, float))  # the only constants _sites picks
             node.value = node.value + (1 if v == 0 else -1)
         elif isinstance(node, ast.Call):
+            assert isinstance(node.func, ast.Attribute)  # x.sqrt() or torch.sqrt(x), as _sites picks
             return node.func.value if not node.args else node.args[0]
         elif isinstance(node, ast.Subscript):
             one = ast.Constant(1)
@@ -190,8 +194,7 @@ def mutants(module: str) -> list[Mutant]:
 def mutated_source(m: Mutant) -> str:
     tree = ast.parse((ROOT / "ddpm" / f"{m.module}.py").read_text())
     node = _sites(tree)[m.index][0]
-    tree = _Apply(node, m.variant).visit(tree)
-    return ast.unparse(ast.fix_missing_locations(tree))
+    return ast.unparse(ast.fix_missing_locations(_Apply(node, m.variant).visit(tree)))
 
 
 def run(m: Mutant, workdir: Path, timeout: float) -> tuple[str, float]:
@@ -256,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp) / "repo"
         ignore = shutil.ignore_patterns(".git", "__pycache__", "runs", ".venv", "*.egg-info")
         shutil.copytree(ROOT, workdir, ignore=ignore)
-        verdicts = {"killed": [], "survived": [], "timeout": []}
+        verdicts: dict[str, list[Mutant]] = {"killed": [], "survived": [], "timeout": []}
         for i, m in enumerate(chosen, 1):
             verdict, seconds = run(m, workdir, args.timeout)
             verdicts[verdict].append(m)
