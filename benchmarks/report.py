@@ -39,7 +39,9 @@ def run(workload: Workload, peer_name: str) -> dict:
     """Time one workload and return its row."""
     pair = workload.build()
     result = compare(pair.ours, pair.peer, workload.device, rounds=workload.rounds, warmup=workload.warmup)
-    diff = relative_difference(result.first_ours, result.first_peer)
+    first_ours, first_peer = result.first_ours, result.first_peer
+    assert isinstance(first_ours, torch.Tensor) and isinstance(first_peer, torch.Tensor), "both sides return tensors"
+    diff = relative_difference(first_ours, first_peer)
     if not diff <= pair.rtol:
         raise AssertionError(
             f"{workload.name}: ours and the peer disagree: relative difference {diff:.3g} > {pair.rtol:g}"

@@ -16,6 +16,7 @@ sqrt(alpha_bar) of the first level) and their first results are compared before 
 from __future__ import annotations
 
 import copy
+from functools import partial
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from ddpm.nets import SigmaMLP
 from ddpm.schedule import linear_schedule
-from ddpm.sigma_sampler import ACCEL, DDIM, gam_mu_sample
+from ddpm.sigma_sampler import ACCEL, DDIM, SamplerSettings, gam_mu_sample
 from ddpm.sigma_schedule import sample_sigmas, sigma_twin, ve_to_vp, vp_to_ve
 from ddpm.sigma_train import adamw, sigma_train_step
 
@@ -65,8 +66,8 @@ def _network() -> nn.Module:
         return SigmaMLP()
 
 
-def sampler_pair(k: int, n: int, preset: dict, device: torch.device):
-    from diffusers import DDIMScheduler
+def sampler_pair(k: int, n: int, preset: SamplerSettings, device: torch.device):
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler  # the class itself, not its package's stand-in
 
     from benchmarks.workloads import Pair, _seeded
 
@@ -104,7 +105,7 @@ def sampler_pair(k: int, n: int, preset: dict, device: torch.device):
 
 
 def train_pair(n: int, device: torch.device):
-    from diffusers import DDPMScheduler
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler  # the class itself, not its package's stand-in
 
     from benchmarks.workloads import Pair, _seeded
     from ddpm.data import Swissroll
@@ -150,7 +151,7 @@ def sigma_workloads(device: torch.device, quick: bool = False) -> list[Any]:
                     f"sigma_mlp {name} sample N=2000 K={k}",
                     "sample",
                     device,
-                    lambda k=k, preset=preset: sampler_pair(k, 2000, preset, device),
+                    partial(sampler_pair, k, 2000, preset, device),
                     r(5, 11),
                     warmup=2,
                     peer=peer_ddim,
@@ -162,7 +163,7 @@ def sigma_workloads(device: torch.device, quick: bool = False) -> list[Any]:
                 f"sigma_mlp train B={n}",
                 "train",
                 device,
-                lambda n=n: train_pair(n, device),
+                partial(train_pair, n, device),
                 r(31, 61),
                 warmup=3,
                 peer="diffusers add_noise + AdamW step",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -99,7 +100,8 @@ def train_pair(make: Callable[[], nn.Module], x0: torch.Tensor, T: int, device: 
     image = x0.ndim == 4
     fast_layout = image and device.type == "cuda"
     layout = torch.channels_last if fast_layout else torch.contiguous_format
-    ours_net = copy.deepcopy(net).to(device, memory_format=layout).train()
+    # Module.to takes memory_format at run time; torch's overloads for it leave the keyword out
+    ours_net = copy.deepcopy(net).to(device, memory_format=layout).train()  # type: ignore[call-overload]
     peer_net = copy.deepcopy(net).to(device).train()
     ours_opt = adam(ours_net.parameters(), LR, device)
     peer_opt = torch.optim.Adam(peer_net.parameters(), lr=LR)  # what a user writes
@@ -140,6 +142,10 @@ def _toy_batch(n: int) -> torch.Tensor:
     return toy_dataset("cb").sample(n, generator=_seeded(torch.device("cpu")))
 
 
+def _toy_train_pair(make: Callable[[], nn.Module], n: int, T: int, device: torch.device) -> Pair:
+    return train_pair(make, _toy_batch(n), T, device)
+
+
 def _mnist_like(n: int) -> torch.Tensor:
     return torch.rand(n, 1, 28, 28, generator=_seeded(torch.device("cpu"))) * 2 - 1
 
@@ -165,7 +171,7 @@ def workloads(device: torch.device, quick: bool = False) -> list[Workload]:
                     f"fc{width} sample N={n} T={T}",
                     "sample",
                     device,
-                    lambda make=make, n=n: sampler_pair(make, T, (n, 2), device),
+                    partial(sampler_pair, make, T, (n, 2), device),
                     rounds,
                     target=target,
                 )
@@ -176,7 +182,7 @@ def workloads(device: torch.device, quick: bool = False) -> list[Workload]:
                 f"fc{width} train B=5000",
                 "train",
                 device,
-                lambda make=make: train_pair(make, _toy_batch(5000), T, device),
+                partial(_toy_train_pair, make, 5000, T, device),
                 r(61, 101),
                 warmup=3,
                 target=1.0 if cpu else None,
