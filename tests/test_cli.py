@@ -24,8 +24,9 @@ QUICK = ["--T", "40", "--width", "16", "--depth", "2", "--batch-size", "64", "--
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
+def run(argv: list[str], capsys) -> tuple[int | str | None, str, str]:
     """``ddpm ARGV`` in this process: (exit status, stdout, stderr); argparse's own exits included."""
+    status: int | str | None
     try:
         status = main(argv)
     except SystemExit as e:
@@ -286,6 +287,7 @@ def test_resume_with_another_configuration_is_refused_up_front(toy_run, capsys):
 def test_every_option_has_help():
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert isinstance(commands, dict)  # the subcommands' parsers by name
     for name in ("train", "sample", "elbo"):
         for action in commands[name]._actions:
             assert action.help, f"ddpm {name} {'/'.join(action.option_strings) or action.dest} has no help text"
@@ -305,6 +307,7 @@ def on_a_terminal(argv: list[str]) -> tuple[int, str, str]:
         env=ENV,
     )
     os.close(slave)
+    assert child.stdout is not None
     screen = b""
     while True:
         try:

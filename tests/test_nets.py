@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TypedDict
 
 import pytest
 import torch
@@ -14,7 +15,15 @@ from ddpm.nets import FcNetwork, UNet, build_network
 from ddpm.nets.unet import timestep_embedding
 
 T = 1000
-SMALL_UNET = dict(channels=8, channel_mult=(1, 2, 2), groups=4)
+
+
+class UNetSize(TypedDict):
+    channels: int
+    channel_mult: tuple[int, ...]
+    groups: int
+
+
+SMALL_UNET = UNetSize(channels=8, channel_mult=(1, 2, 2), groups=4)
 
 
 def steps(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -87,6 +96,7 @@ def test_fc_silu_and_depth():
 )
 def test_rebuild_from_config(name, config, gen):
     net = build_network(name, **config)
+    assert isinstance(net, (FcNetwork, UNet))
     assert net.name == name
     json.dumps(net.config)  # plain Python values only
     again = build_network(net.name, **net.config)
@@ -111,7 +121,8 @@ def test_unet_channels_last_gives_the_contiguous_output(gen):
     assert expected.abs().max() > 0.01
     x_cl = x.contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(net(x_cl, t), expected, rtol=1e-10, atol=1e-12)
-    net_cl = net.to(memory_format=torch.channels_last)
+    # Module.to takes memory_format at run time; torch's overloads for it leave the keyword out
+    net_cl = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     torch.testing.assert_close(net_cl(x_cl, t), expected, rtol=1e-10, atol=1e-12)
 
 
@@ -135,6 +146,7 @@ def test_timestep_embedding_is_the_sinusoid():
 def test_gradients_reach_every_parameter(name, config, shape, gen):
     net = build_network(name, T=T, **config)
     if name == "unet":
+        assert isinstance(net, UNet)
         randomise_output(net, gen)  # a zero output layer passes no gradient further back
     x = torch.randn(shape, generator=gen)
     net(x, steps(shape[0], gen)).square().sum().backward()

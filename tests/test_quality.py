@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddpm.data import toy_dataset
+from ddpm.data import TwoGaussians
 from ddpm.metrics import energy_distance
 from ddpm.sampler import sample
 from ddpm.schedule import linear_schedule
@@ -41,7 +41,7 @@ def trained(tmp_path_factory):
 
 def distance_to_data(model, schedule, seed: int = 0, **kwargs) -> tuple[float, float]:
     """Energy distance of N model samples to N true samples, and their mean exact log-density."""
-    data = toy_dataset("tg")
+    data = TwoGaussians()
     x = sample(model, schedule, (N, 2), generator=torch.Generator().manual_seed(seed), **kwargs)
     y = data.sample(N, generator=torch.Generator().manual_seed(seed + 100))
     return energy_distance(x, y), data.log_prob(x).mean().item()
@@ -51,7 +51,8 @@ def distance_to_data(model, schedule, seed: int = 0, **kwargs) -> tuple[float, f
 def test_a_briefly_trained_model_is_close_to_the_data(trained, sigma2):
     distance, log_p = distance_to_data(trained, build_schedule(CONFIG), sigma2=sigma2)
     assert distance < BOUND, f"energy distance {distance:.4f} to the data exceeds {BOUND}"
-    true_log_p = toy_dataset("tg").log_prob(toy_dataset("tg").sample(N, torch.Generator().manual_seed(1))).mean().item()
+    data = TwoGaussians()
+    true_log_p = data.log_prob(data.sample(N, torch.Generator().manual_seed(1))).mean().item()
     assert log_p > true_log_p - 1.0, f"mean log-density {log_p:.3f} of samples vs {true_log_p:.3f} of data"
 
 

@@ -15,6 +15,7 @@ QUICK = ["--steps", "30", "--samples", "200", "--device", "cpu", "-q"]
 
 
 def run(argv, capsys):
+    status: int | str | None
     try:
         status = main(argv)
     except SystemExit as e:

@@ -156,7 +156,7 @@ class _Linear:
     def __init__(self, dim: int, g: torch.Generator):
         self.W = torch.randn(dim, dim, generator=g, dtype=F64) * 0.3
         self.b = torch.randn(dim, generator=g, dtype=F64)
-        self.calls = []
+        self.calls: list[float] = []
 
     def __call__(self, x, sigma):
         assert sigma.shape == (x.shape[0],) and sigma.dtype == x.dtype

@@ -90,13 +90,14 @@ def test_sigma_mlp_shapes_and_embedding():
     assert NETWORKS["sigma_mlp"] is SigmaMLP
     torch.manual_seed(0)
     net = build_network("sigma_mlp", input_dim=2, hidden_dims=[16, 32])
+    assert isinstance(net, SigmaMLP)
     x = torch.randn(5, 2)
     sigma = torch.tensor([0.005, 0.1, 1.0, 3.0, 10.0])
     out = net(x, sigma)
     assert out.shape == (5, 2)
     assert torch.allclose(net(x, torch.tensor(1.0)), net(x, torch.ones(5)))
     # the input layer sees [x, sin(log(sigma)/2), cos(log(sigma)/2)]
-    seen = {}
+    seen: dict[str, torch.Tensor] = {}
     net.network[0].register_forward_hook(lambda m, i, o: seen.update(inp=i[0]))
     net(x, sigma)
     half = torch.log(sigma) / 2

@@ -65,10 +65,10 @@ def compare_ddim(schedule, k: int, set_alpha_to_one: bool, levels=lambda twin: t
 
     The worst difference.
     """
-    import diffusers
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler  # the class itself, not its package's stand-in
 
     T = schedule.T
-    scheduler = diffusers.DDIMScheduler(
+    scheduler = DDIMScheduler(
         num_train_timesteps=T,
         trained_betas=schedule.betas.numpy(),
         clip_sample=False,

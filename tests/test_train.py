@@ -202,6 +202,7 @@ def test_checkpoint_round_trip_and_restore(tmp_path):
     x, t = torch.randn(5, 2), torch.tensor([1, 2, 3, 4, 50])
     raw = restore_model(loaded, use_ema=False)
     assert not model.training
+    assert ckpt.ema is not None
     assert torch.equal(flat(raw.state_dict()), flat(ckpt.model))
     assert torch.equal(flat(model.state_dict()), flat(ckpt.ema))
     assert not torch.equal(flat(ckpt.ema), flat(ckpt.model))
@@ -561,6 +562,7 @@ def test_kill_9_during_a_write(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert child.stdout is not None and child.stderr is not None
     try:
         assert child.stdout.readline() == "writing\n", child.stderr.read()
         child.kill()
@@ -605,6 +607,7 @@ def test_kill_9_at_random_moments_of_writing(tmp_path):
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert child.stdout is not None and child.stderr is not None
         try:
             assert child.stdout.readline() == "saved\n", child.stderr.read()
             time.sleep(float(torch.rand((), generator=rng)) * 0.2)

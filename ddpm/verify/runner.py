@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Decision, Outcome, Report
 from ddpm.verify.sandbox import STARTUP_SECONDS, ChildRun, Limits, run_child
@@ -25,7 +26,26 @@ __all__ = ["SUFFIXES", "course_for", "expand_paths", "verify_file", "verify_many
 SUFFIXES = (".py", ".ipynb")
 
 
-def _course(course):
+class CourseLike(Protocol):
+    """What the runner uses of a course: :class:`ddpm.verify.courses.Course`, or a test's own plug-in."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def observer(self) -> str: ...
+
+    @property
+    def specs(self) -> dict[str, tuple[str, str]]: ...
+
+    def default_config(self) -> dict: ...
+
+    def decide(self) -> Callable: ...
+
+    def claims(self) -> dict[str, str]: ...
+
+
+def _course(course: str | CourseLike) -> CourseLike:
     if not isinstance(course, str):
         return course
     from ddpm.verify.courses import course as named
@@ -33,7 +53,7 @@ def _course(course):
     return named(course)
 
 
-def course_for(path: Path, requested: str | None = None):
+def course_for(path: Path, requested: str | CourseLike | None = None) -> CourseLike:
     """The course a file is verified as.
 
     The one asked for, else the first whose ``detect`` knows the file,
@@ -123,7 +143,11 @@ def _held_to_the_run(decision: Decision, specs: dict, stop: str | None) -> Decis
 
 
 def verify_file(
-    path: Path | str, course="02460", config: dict | None = None, timeout: float = 60.0, limits: Limits | None = None
+    path: Path | str,
+    course: str | CourseLike = "02460",
+    config: dict | None = None,
+    timeout: float = 60.0,
+    limits: Limits | None = None,
 ) -> Report:
     """``path`` verified as ``course`` (a name or a Course) in the sandbox; the report [issue 9]."""
     c = _course(course)
@@ -184,7 +208,7 @@ def expand_paths(args: Iterable[Path | str]) -> list[Path]:
 
 def verify_many(
     paths: list[Path],
-    course: str | None = None,
+    course: str | CourseLike | None = None,
     config: dict | None = None,
     timeout: float = 60.0,
     jobs: int | None = None,

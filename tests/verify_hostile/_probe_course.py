@@ -12,6 +12,7 @@ from pathlib import Path
 
 def observe(path: Path, config: dict, emit) -> None:
     spec = importlib.util.spec_from_file_location("student", path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     emit("answer", value=module.answer())
