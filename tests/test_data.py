@@ -211,8 +211,9 @@ GOOD = bytes.fromhex("000008020000000200000002") + bytes(range(4))
         (GOOD[:9], "truncated: its header needs 12 bytes"),
         (GOOD[:-1], "truncated: shape (2, 2) of uint8 needs 4 data bytes, the file has 3"),
         (GOOD + b"\0", "trailing bytes"),
-        (gzip.compress(GOOD)[:-6], "corrupt gzip file"),
+        (gzip.compress(GOOD, mtime=0)[:-6], "corrupt gzip file"),
     ],
+    ids=["empty", "magic", "magic-type", "short-header", "short-data", "trailing", "gzip"],
 )
 def test_corrupt_idx_is_a_value_error_naming_the_file(tmp_path, content, match):
     path = tmp_path / "broken-idx2-ubyte"

@@ -139,7 +139,7 @@ def cell_of_filename(filename: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _clean(text: str) -> tuple[str, tuple[str, ...]]:
+def clean_cell(text: str) -> tuple[str, tuple[str, ...]]:
     """The cell's text with shell, magic and help lines blanked (numbering kept), and what was dropped."""
     lines = text.split("\n")
     dropped = []
@@ -174,19 +174,19 @@ def read_text(text: str, name: str = "notebook.ipynb") -> Notebook:
         for i, (kind, source) in enumerate(raw, start=1):
             if kind == "code":
                 source = source if isinstance(source, str) else "".join(source)
-                clean, dropped = _clean(source)
+                clean, dropped = clean_cell(source)
                 cells.append(Cell(i, clean, source, 0, dropped))
         return Notebook(name, "ipynb", cells)
     lines = text.split("\n")
     starts = [i for i, s in enumerate(lines) if _MARKER.match(s)]
     if not starts:
-        clean, dropped = _clean(text)
+        clean, dropped = clean_cell(text)
         return Notebook(name, "script", [Cell(1, clean, text, 1, dropped)])
     bounds = ([0] if starts[0] > 0 else []) + starts + [len(lines)]
     cells = []
     for n, (a, b) in enumerate(zip(bounds, bounds[1:]), start=1):
         chunk = "\n".join(lines[a:b])
-        clean, dropped = _clean(chunk)
+        clean, dropped = clean_cell(chunk)
         cells.append(Cell(n, clean, chunk, a + 1, dropped))
     return Notebook(name, "cells", cells)
 

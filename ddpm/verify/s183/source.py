@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from ddpm.verify.s183.notebook import Cell, _clean, where
+from ddpm.verify.s183.notebook import Cell, clean_cell, where
 from ddpm.verify.s183.records import DefinitionsRecord, NotebookRecord, PlanRecord
 
 __all__ = ["Source", "Function"]
@@ -30,7 +30,8 @@ class Source:
     def __init__(self, notebook: NotebookRecord, plan: PlanRecord, definitions: DefinitionsRecord):
         self.form, self.name = notebook.form, notebook.name
         self.cells = {
-            c.number: Cell(c.number, _clean(c.text)[0], c.text, c.first_line, tuple(c.dropped)) for c in notebook.cells
+            c.number: Cell(c.number, clean_cell(c.text)[0], c.text, c.first_line, tuple(c.dropped))
+            for c in notebook.cells
         }
         self.plan, self.definitions = plan, definitions
 

@@ -475,7 +475,7 @@ def _module(name: str, attrs: dict, fallback) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attrs)
     # The namespace a package's own code would define: its public names, a module __getattr__ (PEP 562)
-    # for every other name, and the mark of a stand-in.
+    # for every other name.
     module.__dict__.update(
         __all__=[k for k in attrs if not k.startswith("_")],
         __getattr__=lambda attr: (
@@ -484,7 +484,6 @@ def _module(name: str, attrs: dict, fallback) -> types.ModuleType:
     )
     module.__path__ = []  # a package, so that its submodules import
     module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
-    module.__dict__["__s183_standin__"] = True
     return module
 
 
