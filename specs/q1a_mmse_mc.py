@@ -77,8 +77,16 @@ def _over_p_y(f) -> float:
     return float((w * f(y)[:, 0]).sum())
 
 
-def check_network_approaches_posterior_mean(generator: torch.Generator, *, target_shift: float = 0.0, steps: int = 800):
-    """An MLP trained on E(f(y) - x)^2 closes >= 99% of the risk gap from the best constant to E[x | y]."""
+NETWORK_GAP_SHARE = 0.01  # the share of the risk gap a trained network may leave
+
+
+def check_network_approaches_posterior_mean(
+    generator: torch.Generator, *, target_shift: float = 0.0, steps: int = 800, raise_on_fail: bool = True
+) -> float:
+    """An MLP trained on E(f(y) - x)^2 closes >= 99% of the risk gap from the best constant to E[x | y].
+
+    Returns the excess risk over the gap (the check asks for <= ``NETWORK_GAP_SHARE``).
+    """
     net = torch.nn.Sequential(
         torch.nn.Linear(1, 64), torch.nn.SiLU(), torch.nn.Linear(64, 64), torch.nn.SiLU(), torch.nn.Linear(64, 1)
     )
@@ -99,6 +107,6 @@ def check_network_approaches_posterior_mean(generator: torch.Generator, *, targe
         excess = _over_p_y(lambda y: (net(y) - posterior_mean(y)) ** 2)
         mean_x = float(MIXTURE.weights @ MIXTURE.means[:, 0])
         gap = _over_p_y(lambda y: (posterior_mean(y) - mean_x) ** 2)  # Var(x) - Bayes risk = Var(m(y))
-    if not excess <= 0.01 * gap:
+    if raise_on_fail and not excess <= NETWORK_GAP_SHARE * gap:
         raise AssertionError(f"the trained net's excess risk {excess:.4g} exceeds 1% of the gap {gap:.4g}")
     return excess / gap

@@ -10,6 +10,7 @@ import pytest
 
 from ddpm.stats import assert_power
 from specs.q1a_mmse_mc import (
+    NETWORK_GAP_SHARE,
     N,
     check_network_approaches_posterior_mean,
     check_orthogonality,
@@ -50,5 +51,5 @@ def test_q1a_network_approaches_posterior_mean(gen):
 @pytest.mark.slow
 def test_q1a_network_rejects_planted_wrong_loss(gen):
     # regressing on x + 0.5 leaves an excess risk of 0.25, about 8% of the gap (the correct loss: ~0.1%)
-    with pytest.raises(AssertionError):
-        check_network_approaches_posterior_mean(gen, target_shift=0.5)
+    share = check_network_approaches_posterior_mean(gen, target_shift=0.5, raise_on_fail=False)
+    assert share > 4 * NETWORK_GAP_SHARE, f"the planted loss leaves {share:.3g} of the gap, too close to the threshold"
