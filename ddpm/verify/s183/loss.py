@@ -35,9 +35,9 @@ from ddpm.verify.s183.records import (
 from ddpm.verify.s183.source import Source
 from ddpm.verify.s183.wording import num, outcome, raised, vec
 
-__all__ = ["decide_loss", "RTOL"]
+__all__ = ["decide_loss", "LOSS_RTOL"]
 
-RTOL = 1e-4  # float32 training: values agree to ~1e-6 relative; every planted mistake is off by O(1)
+LOSS_RTOL = 1e-4  # float32 training: values agree to ~1e-6 relative; every planted mistake is off by O(1)
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _fit_noise(d: Tensor, e: Tensor) -> tuple[Tensor, float]:
     return a, float(resid)
 
 
-def _close(a: Tensor, b: Tensor, rtol: float = RTOL) -> bool:
+def _close(a: Tensor, b: Tensor, rtol: float = LOSS_RTOL) -> bool:
     a, b = torch.broadcast_tensors(a, b)
     return bool(((a - b).abs() <= rtol * (1 + b.abs())).all())
 
@@ -502,7 +502,7 @@ def _loss_reduction(src: Source, facts: list[LossFacts], targets: dict[int, str 
                 f"{f.step.where}: the loss is {num(c)} times mean((eps_theta - eps)^2); the scale must be positive",
                 [_net_line(src, f)],
             )
-        if abs(c - c0) > RTOL * (1 + abs(c0)) * 10:
+        if abs(c - c0) > LOSS_RTOL * (1 + abs(c0)) * 10:
             B0 = f0.step.x0.shape[0]
             hint = (
                 " (it grows with the batch size: a sum over the batch, not a mean)"
