@@ -240,6 +240,6 @@ def test_fm_loss_is_minimised_by_v_star(gen):
     v_star = VelocityFromEps(SigmaOptimalEps.gaussian(torch.tensor([0.4, -0.2], dtype=F64), 0.3))
     est, se, want = _fm_loss_raise(v_star, 40000, gen)
     check_mc("fm_loss(v* + delta u) - fm_loss(v*)", est, se, want, 40000)
-    wrong = lambda uu, tt: v_star(uu, tt) + 0.2  # noqa: E731
+    wrong = lambda uu, tt: v_star(uu, tt) + 0.3  # noqa: E731  (z ~ 29 where 3k ~ 15; at + 0.2, z ~ 20)
     est, se, want = _fm_loss_raise(wrong, 40000, gen)
-    assert_power(check_mc("planted: v* + 0.2", est, se, want, 40000, raise_on_fail=False))
+    assert_power(check_mc("planted: v* + 0.3", est, se, want, 40000, raise_on_fail=False))
