@@ -8,7 +8,8 @@ E[e^{ik x_t}] = phi_{t-1}(sqrt(alpha_t) k) e^{-beta_t k^2 / 2}: a Gaussian again
 follow m_t = sqrt(alpha_t) m_{t-1}, v_t = alpha_t v_{t-1} + beta_t. If m_{t-1} = sqrt(alpha_bar_{t-1}) x_0
 and v_{t-1} = 1 - alpha_bar_{t-1}, then m_t = sqrt(alpha_bar_t) x_0 and v_t = 1 - alpha_bar_t; at
 t = 1 (alpha_bar_0 = 1) the claim is eq. 2 itself.
-Bindings: ``ddpm.forward.q_step_mean_var`` (eq. 2), ``q_mean_var`` and ``q_sample`` (eq. 4).
+Bindings: ``ddpm.forward.q_step_mean_var`` and ``q_step_sample`` (eq. 2), ``q_mean_var`` and ``q_sample``
+(eq. 4).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.forward import q_mean_var, q_sample, q_step_mean_var
+from ddpm.forward import q_mean_var, q_sample, q_step_mean_var, q_step_sample
 from specs._bind import alpha_bar as alpha_bar_at
 from specs._bind import assert_close, examples, reference, schedules, vectors
 from specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, x0
@@ -81,7 +82,9 @@ def derivation(mean: sp.Expr = MEAN, var: sp.Expr = VAR) -> Derivation:
     return d
 
 
-def check_marginal(impl_step=q_step_mean_var, impl_mean_var=q_mean_var, impl_sample=q_sample) -> None:
+def check_marginal(
+    impl_step=q_step_mean_var, impl_mean_var=q_mean_var, impl_sample=q_sample, impl_step_sample=q_step_sample
+) -> None:
     """ddpm's eq. 2 and eq. 4 (mean, variance and the reparameterised draw) against the derivation."""
     symbols = [beta, alpha_bar_prev, x0, eps]
 
@@ -95,10 +98,13 @@ def check_marginal(impl_step=q_step_mean_var, impl_mean_var=q_mean_var, impl_sam
         step_mean, step_var = impl_step(schedule, x, t)
         assert_close(f"eq. 2 mean at t={t}", step_mean[0], ref(sp.sqrt(alpha) * x0, x0_, 0))
         assert_close(f"eq. 2 variance at t={t}", step_var.reshape(-1)[0], args[0])
+        step_draw = ref(sp.sqrt(alpha) * x0 + sp.sqrt(beta) * eps, x0_, eps_)  # x0 stands for x_{t-1} here
+        scale = np.abs(x0_) + np.abs(eps_)
+        assert_close(f"eq. 2 draw at t={t}", impl_step_sample(schedule, x, t, e)[0], step_draw, scale)
         mean, var = impl_mean_var(schedule, x, t)
         assert_close(f"eq. 4 mean at t={t}", mean[0], ref(MEAN, x0_, 0))
         assert_close(f"eq. 4 variance at t={t}", var.reshape(-1)[0], ref(VAR, 0, 0))
         draw = ref(MEAN + sp.sqrt(VAR) * eps, x0_, eps_)
-        assert_close(f"eq. 4 draw at t={t}", impl_sample(schedule, x, t, e)[0], draw, np.abs(x0_) + np.abs(eps_))
+        assert_close(f"eq. 4 draw at t={t}", impl_sample(schedule, x, t, e)[0], draw, scale)
 
     run()

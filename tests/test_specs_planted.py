@@ -10,6 +10,7 @@ import torch
 import ddpm.sampler
 import specs
 import specs._bind
+from ddpm.forward import q_step_sample
 from ddpm.losses import Bound, negative_elbo, normal_kl, vlb_terms
 from ddpm.oracles import GaussianMixture
 from ddpm.posterior import mu_from_eps
@@ -183,6 +184,12 @@ PLANTED_IMPLS = {
     "eq12 vlb_terms with the other sigma^2": lambda: eq12_eps_weight.check_bound_weights(_vlb_other_sigma),
     "eq04 q_sample with alpha_bar for sqrt(alpha_bar)": lambda: eq04_marginal.check_marginal(
         impl_sample=_sample_no_sqrt
+    ),
+    "eq04 q_step_sample with a minus for the plus": lambda: eq04_marginal.check_marginal(
+        impl_step_sample=lambda schedule, x, t, eps: q_step_sample(schedule, x, t, -eps)
+    ),
+    "eq04 q_step_sample with beta_t for sqrt(beta_t)": lambda: eq04_marginal.check_marginal(
+        impl_step_sample=lambda schedule, x, t, eps: q_step_sample(schedule, x, t, eps * at(schedule.beta.sqrt(), t, x))
     ),
     "ex31 prior_kl at T - 1": lambda: ex31_prior_limit.check_prior(impl_prior=_prior_one_step_early),
     "ex32 negative_elbo columns off by one": lambda: ex32_elbo_decomposition.check_bound_columns(_elbo_columns_shifted),
