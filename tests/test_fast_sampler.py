@@ -120,6 +120,29 @@ def test_fast_linear_eps_rejects_planted(name, gen):
     assert_power(check_linear_eps_recursion("beta", N_LINEAR, gen, sampler=planted(PLANTED[name]), raise_on_fail=False))
 
 
+def test_the_network_is_called_once_per_step_from_T_down_to_1():
+    """Algorithm 2's line 2: T calls, at t = T, ..., 1, each with the batch's t; none at t = 0."""
+    seen = []
+
+    def eps_model(x, t):
+        seen.append(t.tolist())
+        return 0.1 * x
+
+    for draw in (sample, sample_fast):
+        seen.clear()
+        draw(eps_model, linear_schedule(7), (3, 2), generator=torch.Generator().manual_seed(0))
+        assert seen == [[t] * 3 for t in range(7, 0, -1)], draw.__name__
+
+
+def test_a_batch_of_scalars_is_a_valid_shape():
+    """shape (batch,): x_t holds one number per draw; the fast path gives the plain path's draw."""
+    schedule = linear_schedule(20)
+    plain = sample(lambda x, t: 0.1 * x, schedule, (5,), generator=torch.Generator().manual_seed(3))
+    fast = sample_fast(lambda x, t: 0.1 * x, schedule, (5,), generator=torch.Generator().manual_seed(3))
+    assert fast.shape == (5,)
+    assert_same_draw(fast, plain, RTOL32)
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 
@@ -127,7 +150,8 @@ def test_bad_input_is_named():
     net, schedule = FcNetwork(2), linear_schedule(10)
     with pytest.raises(ValueError, match="sigma2"):
         FastSampler(net, schedule, (4, 2), sigma2="large")
-    with pytest.raises(ValueError, match="shape"):
-        FastSampler(net, schedule, (0, 2))
+    for shape in [(0, 2), ()]:
+        with pytest.raises(ValueError, match=r"shape must be \(batch, \.\.\.\) with every size >= 1"):
+            FastSampler(net, schedule, shape)
     with pytest.raises(ValueError, match="cuda_graph"):
         FastSampler(net, schedule, (4, 2), device="cpu", cuda_graph=True)
