@@ -153,9 +153,8 @@ def cosine_schedule(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) ->
     if not (math.isfinite(s) and s >= 0):
         raise ValueError(f"s = {s!r} must be a finite offset >= 0")
     t = torch.arange(T + 1, dtype=torch.float64)
-    f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
-    alpha_bar = f / f[0]
-    return Schedule((1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=max_beta))
+    f = torch.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # alpha_bar_t = f(t) / f(0)
+    return Schedule((1 - f[1:] / f[:-1]).clamp(max=max_beta))  # beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}
 
 
 def reverse_variance(schedule: Schedule, sigma2: str = "beta") -> Tensor:

@@ -216,8 +216,6 @@ def run(m: Mutant, workdir: Path, timeout: float) -> tuple[str, float]:
                 "not slow",
                 "-p",
                 "no:cacheprovider",
-                "-k",
-                "not rejects",
                 *TESTS[m.module],
             ]
             done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, timeout=timeout)

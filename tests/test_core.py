@@ -92,6 +92,26 @@ def test_linear_schedule_rejects_bad_input(kwargs, message):
         linear_schedule(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(s=-0.5), "s = -0.5 must be a finite offset >= 0"),
+        (dict(s=float("nan")), "s = nan must be a finite offset >= 0"),
+        (dict(max_beta=0.0), "max_beta = 0.0 is outside the open interval (0, 1)"),
+        (dict(max_beta=1.0), "max_beta = 1.0 is outside the open interval (0, 1)"),
+        (dict(T=0), "T must be an integer >= 1, got 0"),
+    ],
+)
+def test_cosine_schedule_rejects_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cosine_schedule(**kwargs)
+
+
+def test_schedule_names_the_first_bad_beta():
+    with pytest.raises(ValueError, match=r"^beta_2 = 0.0 is outside"):
+        Schedule(torch.tensor([0.5, 0.0, 2.0], dtype=torch.float64))
+
+
 def test_reverse_variance_choices():
     s = linear_schedule(10)
     beta, bt = ddpm.reverse_variance(s, "beta"), ddpm.reverse_variance(s, "beta_tilde")
@@ -345,6 +365,51 @@ def test_mixture_log_prob_defaults_to_p0_and_a_zero_weight_is_a_valid_mixture():
     D = torch.distributions
     ref = D.MixtureSameFamily(D.Categorical(w[:2]), D.MultivariateNormal(m[:2], c[:2, None, None] * torch.eye(2)))
     torch.testing.assert_close(GaussianMixture(w, m, c).log_prob(x), ref.log_prob(x), rtol=1e-12, atol=1e-12)
+
+
+def test_isotropic_mixture_takes_one_std_per_component_or_one_for_all():
+    """Three components in two dimensions (K != D), a scalar std and one per component."""
+    from ddpm.oracles import GaussianMixture
+
+    means = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+    shared = GaussianMixture.isotropic([0.2, 0.3, 0.5], means, 0.1)
+    assert shared.covs.shape == (3,) and torch.allclose(shared.covs, torch.full((3,), 0.01, dtype=torch.float64))
+    own = GaussianMixture.isotropic([0.2, 0.3, 0.5], means, [0.1, 0.2, 0.3])
+    torch.testing.assert_close(own.covs, torch.tensor([0.01, 0.04, 0.09], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("form", ["isotropic", "full"])
+def test_mixture_sample_has_the_mixture_mean_and_covariance(form, gen):
+    """E[x] = sum_k w_k m_k and E[x x^T] = sum_k w_k (C_k + m_k m_k^T): one check_mc each."""
+    from ddpm.oracles import GaussianMixture
+    from ddpm.stats import check_mc
+
+    f64 = torch.float64
+    w, m = torch.tensor([0.3, 0.7], dtype=f64), torch.tensor([[-1.0, 0.5], [2.0, -0.5]], dtype=f64)
+    var = torch.tensor([0.3, 0.6], dtype=f64)
+    C = torch.tensor([[[0.5, 0.2], [0.2, 0.3]], [[0.2, -0.1], [-0.1, 0.4]]], dtype=f64)
+    if form == "isotropic":
+        mixture, C = GaussianMixture(w, m, var), var[:, None, None] * torch.eye(2, dtype=f64)
+    else:
+        mixture = GaussianMixture(w, m, C)
+    n = 40_000
+    x = mixture.sample(n, generator=gen)
+    mean = (w[:, None] * m).sum(0)
+    second = (w[:, None, None] * (C + m[:, :, None] * m[:, None, :])).sum(0)
+    check_mc("mixture sample mean", x.mean(0), x.std(0) / math.sqrt(n), mean, n)
+    products = x[:, :, None] * x[:, None, :]
+    check_mc("mixture sample second moment", products.mean(0), products.std(0) / math.sqrt(n), second, n)
+
+
+def test_full_covariance_point_mass_samples_its_mean():
+    """A component with covariance 0 in full form: every draw is its mean (Cholesky of 0 + 1e-300 I)."""
+    from ddpm.oracles import GaussianMixture
+
+    mixture = GaussianMixture(
+        torch.ones(1, dtype=torch.float64), torch.tensor([[1.0, -2.0]]).double(), torch.zeros(1, 2, 2).double()
+    )
+    x = mixture.sample(5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, torch.tensor([[1.0, -2.0]]).double().expand(5, 2))
 
 
 @pytest.mark.parametrize("weights", [[-0.2, 1.2], [0.5, 0.6], [0.5, 0.4]])
