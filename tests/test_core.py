@@ -299,6 +299,18 @@ def test_vlb_term_with_the_true_noise_is_the_variance_mismatch():
         torch.testing.assert_close(got, ref, rtol=1e-7, atol=1e-12)
 
 
+def test_vlb_terms_have_finite_gradients_in_a_batch_with_t_1():
+    """Training on the bound: the unused KL at t = 1 (beta_tilde_1 = 0) must not put NaN in the gradient."""
+    s, net = linear_schedule(10), torch.nn.Linear(2, 2).double()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, 256, (4, 2), generator=g).double() * 2 / 255 - 1
+    eps = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    terms = ddpm.vlb_terms(lambda x, t: net(x), s, x0, torch.tensor([1, 2, 5, 10]), eps)
+    terms.sum().backward()
+    assert torch.isfinite(terms).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+
+
 def test_negative_elbo_terms_layout():
     s = linear_schedule(5)
     x0 = torch.randint(0, 256, (3, 4)).double() * 2 / 255 - 1
