@@ -393,8 +393,10 @@ def test_isotropic_mixture_takes_one_std_per_component_or_one_for_all():
 @pytest.mark.parametrize("form", ["isotropic", "full"])
 def test_mixture_sample_has_the_mixture_mean_and_covariance(form, gen):
     """E[x] = sum_k w_k m_k and E[x x^T] = sum_k w_k (C_k + m_k m_k^T): one check_mc each."""
+    from torch.special import ndtr
+
     from ddpm.oracles import GaussianMixture
-    from ddpm.stats import check_mc
+    from ddpm.stats import binomial_z, check_mc
 
     f64 = torch.float64
     w, m = torch.tensor([0.3, 0.7], dtype=f64), torch.tensor([[-1.0, 0.5], [2.0, -0.5]], dtype=f64)
@@ -411,6 +413,14 @@ def test_mixture_sample_has_the_mixture_mean_and_covariance(form, gen):
     check_mc("mixture sample mean", x.mean(0), x.std(0) / math.sqrt(n), mean, n)
     products = x[:, :, None] * x[:, None, :]
     check_mc("mixture sample second moment", products.mean(0), products.std(0) / math.sqrt(n), second, n)
+    # Heavy tails can pass a studentized mean (their sample std grows too): hold the marginal CDFs,
+    # P(x_j <= c) = sum_k w_k Phi((c - m_kj) / sqrt(C_kjj)), as exact binomial counts.
+    z = [
+        binomial_z(int((x[:, j] <= c).sum()), n, float((w * ndtr((c - m[:, j]) / C[:, j, j].sqrt())).sum()))
+        for j in range(2)
+        for c in (-1.5, -0.5, 0.5, 1.5, 2.5)
+    ]
+    check_mc("mixture sample marginal CDFs", torch.tensor(z), 1.0, 0.0, n)
 
 
 def test_full_covariance_point_mass_samples_its_mean():
