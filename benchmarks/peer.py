@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ddpm.schedule import Schedule
+from ddpm.beta.schedule import Schedule
 
 __all__ = ["ShiftedTimesteps", "peer_scheduler", "peer_sample", "peer_train_step"]
 
@@ -60,7 +60,7 @@ def peer_sample(
 
     ``model`` is called as ``model(x, timestep)`` (wrap ddpm's networks in :class:`ShiftedTimesteps`).
     Noise is drawn from ``generator`` in ddpm's order (x_T, then one draw per step), so the same seed
-    gives the same samples as ``ddpm.sampler.sample``.
+    gives the same samples as ``ddpm.beta.sampler.sample``.
     """
     scheduler.set_timesteps(scheduler.config.num_train_timesteps, device=device)
     x = torch.randn(tuple(shape), generator=generator, device=device)

@@ -23,8 +23,9 @@ from matplotlib.ticker import NullFormatter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
 
+from benchmarks.pair import Workload
 from benchmarks.timing import compare  # noqa: E402
-from benchmarks.workloads import Workload, workloads  # noqa: E402
+from benchmarks.workloads import workloads  # noqa: E402
 from ddpm.hostmem import keep_freed_host_memory  # noqa: E402
 from ddpm.plot import save_figure  # noqa: E402
 

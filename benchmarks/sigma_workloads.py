@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import copy
 from functools import partial
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.pair import Pair, Workload, seeded
+from ddpm.beta.schedule import linear_schedule
 from ddpm.nets import SigmaMLP
-from ddpm.schedule import linear_schedule
-from ddpm.sigma_sampler import ACCEL, DDIM, SamplerSettings, gam_mu_sample
-from ddpm.sigma_schedule import sample_sigmas, sigma_twin, ve_to_vp, vp_to_ve
-from ddpm.sigma_train import adamw, sigma_train_step
+from ddpm.sigma.sampler import ACCEL, DDIM, SamplerSettings, gam_mu_sample
+from ddpm.sigma.schedule import sample_sigmas, sigma_twin, ve_to_vp, vp_to_ve
+from ddpm.sigma.train import adamw, sigma_train_step
 
 __all__ = ["SigmaNetAsVP", "sigma_workloads"]
 
@@ -69,8 +69,6 @@ def _network() -> nn.Module:
 def sampler_pair(k: int, n: int, preset: SamplerSettings, device: torch.device):
     from diffusers.schedulers.scheduling_ddim import DDIMScheduler  # the class itself, not its package's stand-in
 
-    from benchmarks.workloads import Pair, _seeded
-
     schedule = linear_schedule(T)
     net = _network().to(device).eval()
     sigmas = sample_sigmas(sigma_twin(schedule)[1:], k)
@@ -85,7 +83,7 @@ def sampler_pair(k: int, n: int, preset: SamplerSettings, device: torch.device):
     scheduler.set_timesteps(k, device=device)
     model = SigmaNetAsVP(net, schedule, preset["gam"]).to(device)
     first_t = int(scheduler.timesteps[0]) + 1
-    g_ours, g_peer = _seeded(device), _seeded(device)
+    g_ours, g_peer = seeded(device), seeded(device)
 
     @torch.no_grad()
     def ours() -> Tensor:
@@ -107,7 +105,6 @@ def sampler_pair(k: int, n: int, preset: SamplerSettings, device: torch.device):
 def train_pair(n: int, device: torch.device):
     from diffusers.schedulers.scheduling_ddpm import DDPMScheduler  # the class itself, not its package's stand-in
 
-    from benchmarks.workloads import Pair, _seeded
     from ddpm.data import Swissroll
 
     schedule = linear_schedule(T)
@@ -117,7 +114,7 @@ def train_pair(n: int, device: torch.device):
     peer_opt = torch.optim.AdamW(peer_net.parameters(), lr=LR)  # what a user writes
     scheduler = DDPMScheduler(num_train_timesteps=T, trained_betas=schedule.betas.numpy(), clip_sample=False)
     model = SigmaNetAsVP(peer_net, schedule)
-    g = _seeded(torch.device("cpu"))
+    g = seeded(torch.device("cpu"))
     x0 = Swissroll().points.float().repeat((n + 199) // 200, 1)[:n].to(device)
     t = torch.randint(1, T + 1, (n,), generator=g).to(device)
     eps = torch.randn(x0.shape, generator=g).to(device)
@@ -137,9 +134,8 @@ def train_pair(n: int, device: torch.device):
     return Pair(ours, peer)
 
 
-def sigma_workloads(device: torch.device, quick: bool = False) -> list[Any]:
+def sigma_workloads(device: torch.device, quick: bool = False) -> list[Workload]:
     """The sigma world's workloads on ``device``; ``quick`` takes fewer rounds."""
-    from benchmarks.workloads import Workload
 
     r = lambda q, f: q if quick else f  # noqa: E731
     peer_ddim = "diffusers DDIMScheduler loop"

@@ -16,9 +16,9 @@ pytest.importorskip("diffusers")
 from benchmarks.peer import ShiftedTimesteps, peer_sample, peer_scheduler  # noqa: E402
 from benchmarks.report import relative_difference  # noqa: E402
 from benchmarks.workloads import _network, _toy_batch, train_pair  # noqa: E402
+from ddpm.beta.sampler import sample_fast  # noqa: E402
+from ddpm.beta.schedule import linear_schedule  # noqa: E402
 from ddpm.nets import FcNetwork  # noqa: E402
-from ddpm.sampler import sample_fast  # noqa: E402
-from ddpm.schedule import linear_schedule  # noqa: E402
 
 RTOL = 1e-4
 

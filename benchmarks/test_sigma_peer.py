@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("diffusers")
 
 from benchmarks.sigma_workloads import sampler_pair, train_pair  # noqa: E402
-from ddpm.sigma_sampler import ACCEL, DDIM  # noqa: E402
+from ddpm.sigma.sampler import ACCEL, DDIM  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -12,51 +12,24 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
+from benchmarks.pair import Pair, Workload, seeded
 from benchmarks.peer import ShiftedTimesteps, peer_sample, peer_scheduler, peer_train_step
+from benchmarks.sigma_workloads import sigma_workloads
+from ddpm.beta.sampler import FastSampler
+from ddpm.beta.schedule import linear_schedule
 from ddpm.data import toy_dataset
 from ddpm.nets import FcNetwork, UNet
-from ddpm.sampler import FastSampler
-from ddpm.schedule import linear_schedule
 from ddpm.train import adam, train_step
 
-__all__ = ["Workload", "Pair", "workloads"]
+__all__ = ["workloads"]
 
 LR = 1e-3
-
-
-@dataclass
-class Pair:
-    """The two sides of a workload, ready to call; ``details()`` gives extra figures after the timing."""
-
-    ours: Callable[[], Any]
-    peer: Callable[[], Any]
-    details: Callable[[], dict[str, Any]] = dict
-    rtol: float = 1e-4  # how far the first results of the two sides may differ, relative to their size
-
-
-@dataclass
-class Workload:
-    """One benchmark: its name, kind ("sample" or "train"), device, rounds and the target speedup."""
-
-    name: str
-    kind: str
-    device: torch.device
-    build: Callable[[], Pair] = field(repr=False)
-    rounds: int
-    warmup: int = 1
-    target: float | None = None
-    peer: str | None = None  # the peer's name where it is not the DDPMScheduler loop (the sigma workloads)
-
-
-def _seeded(device: torch.device, seed: int = 0) -> torch.Generator:
-    return torch.Generator(device).manual_seed(seed)
 
 
 def _network(make: Callable[[], nn.Module]) -> nn.Module:
@@ -74,8 +47,8 @@ def sampler_pair(make: Callable[[], nn.Module], T: int, shape: tuple[int, ...], 
     """Ours: ``FastSampler`` (a CUDA graph on CUDA). Peer: diffusers' documented loop. Same seed on both."""
     net = _network(make).to(device).eval()
     schedule = linear_schedule(T)
-    ours = FastSampler(net, schedule, shape, generator=_seeded(device), device=device)
-    scheduler, model, generator = peer_scheduler(schedule), ShiftedTimesteps(net), _seeded(device)
+    ours = FastSampler(net, schedule, shape, generator=seeded(device), device=device)
+    scheduler, model, generator = peer_scheduler(schedule), ShiftedTimesteps(net), seeded(device)
 
     def details() -> dict[str, Any]:
         out: dict[str, Any] = {"ours_setup_s": ours.capture_s}
@@ -110,7 +83,7 @@ def train_pair(make: Callable[[], nn.Module], x0: torch.Tensor, T: int, device: 
         peer_scheduler(linear_schedule(T)),
         ShiftedTimesteps(peer_net),
     )
-    g = _seeded(device)
+    g = seeded(device)
     x0 = x0.to(device)
     t = torch.randint(1, T + 1, (x0.shape[0],), generator=g, device=device)
     eps = torch.randn(x0.shape, generator=g, device=device)
@@ -139,7 +112,7 @@ def train_pair(make: Callable[[], nn.Module], x0: torch.Tensor, T: int, device: 
 
 
 def _toy_batch(n: int) -> torch.Tensor:
-    return toy_dataset("cb").sample(n, generator=_seeded(torch.device("cpu")))
+    return toy_dataset("cb").sample(n, generator=seeded(torch.device("cpu")))
 
 
 def _toy_train_pair(make: Callable[[], nn.Module], n: int, T: int, device: torch.device) -> Pair:
@@ -147,7 +120,7 @@ def _toy_train_pair(make: Callable[[], nn.Module], n: int, T: int, device: torch
 
 
 def _mnist_like(n: int) -> torch.Tensor:
-    return torch.rand(n, 1, 28, 28, generator=_seeded(torch.device("cpu"))) * 2 - 1
+    return torch.rand(n, 1, 28, 28, generator=seeded(torch.device("cpu"))) * 2 - 1
 
 
 def workloads(device: torch.device, quick: bool = False) -> list[Workload]:
@@ -208,6 +181,5 @@ def workloads(device: torch.device, quick: bool = False) -> list[Workload]:
             r(2, 3),
         )
     )
-    from benchmarks.sigma_workloads import sigma_workloads
 
     return out + sigma_workloads(device, quick)

@@ -2,11 +2,11 @@
 
 Every formula is checked against its derivation.
 
-The public API uses the paper's time index t = 1..T throughout; see ``ddpm.schedule``.
+The public API uses the paper's time index t = 1..T throughout; see ``ddpm.beta.schedule``.
 """
 
-from ddpm.forward import q_mean_var, q_sample, q_step_mean_var, q_step_sample
-from ddpm.losses import (
+from ddpm.beta.forward import q_mean_var, q_sample, q_step_mean_var, q_step_sample
+from ddpm.beta.losses import (
     Bound,
     discretized_gaussian_log_likelihood,
     l_simple,
@@ -15,10 +15,10 @@ from ddpm.losses import (
     prior_kl,
     vlb_terms,
 )
+from ddpm.beta.posterior import mu_from_eps, posterior_mean_var, x0_from_eps
+from ddpm.beta.sampler import sample
+from ddpm.beta.schedule import Schedule, at, cosine_schedule, linear_schedule, reverse_variance
 from ddpm.oracles import GaussianMixture, OptimalEps, transport_velocity
-from ddpm.posterior import mu_from_eps, posterior_mean_var, x0_from_eps
-from ddpm.sampler import sample
-from ddpm.schedule import Schedule, at, cosine_schedule, linear_schedule, reverse_variance
 
 __version__ = "0.1.0"
 

@@ -23,11 +23,11 @@ from typing import Any, TypedDict
 import torch
 
 from ddpm.atomic import write_atomically
+from ddpm.beta.schedule import SIGMA2_CHOICES
 from ddpm.data import DATASETS, Chequerboard, TwoGaussians
 from ddpm.hostmem import keep_freed_host_memory
-from ddpm.s183 import SAMPLERS as SIGMA_SAMPLERS
-from ddpm.s183 import is_sigma_world
-from ddpm.schedule import SIGMA2_CHOICES
+from ddpm.sigma.run import SAMPLERS as SIGMA_SAMPLERS
+from ddpm.sigma.run import is_sigma_world
 from ddpm.train import CheckpointWriteError, TrainConfig, TrainingDiverged, load_checkpoint
 
 
@@ -558,8 +558,8 @@ def _sample_and_report(
     args: argparse.Namespace, ckpt, png: Path, *, n: int, sigma2: str, seed: int, use_ema: bool
 ) -> int:
     """Draw n samples, save them (.pt) and their picture (.png); for a toy set, print its quality report."""
+    from ddpm.beta.sampler import sample
     from ddpm.plot import image_grid, scatter_over_density
-    from ddpm.sampler import sample
     from ddpm.train import build_schedule, progress_bar, restore_model
 
     config = ckpt.config
@@ -602,8 +602,8 @@ def _sample_sigma_world(args: argparse.Namespace, model, config: TrainConfig, pn
 
     And the quality report.
     """
-    from ddpm.s183 import format_swissroll_report, plot_swissroll, sample_sigma_world, swissroll_quality
-    from ddpm.sigma_schedule import log_linear_sigmas
+    from ddpm.sigma.run import format_swissroll_report, plot_swissroll, sample_sigma_world, swissroll_quality
+    from ddpm.sigma.schedule import log_linear_sigmas
 
     sampler, steps = getattr(args, "sampler", None) or "accel", getattr(args, "sample_steps", None) or 10
     gamma = getattr(args, "gamma", None)
@@ -650,7 +650,7 @@ def check_elbo(args: argparse.Namespace) -> None:
 
 
 def cmd_elbo(args: argparse.Namespace) -> int:
-    from ddpm.losses import negative_elbo
+    from ddpm.beta.losses import negative_elbo
     from ddpm.train import build_schedule, progress_bar, restore_model
 
     ckpt = args.ckpt
@@ -722,7 +722,7 @@ def held_out(config: TrainConfig, n: int, mnist_root: str | None, *, seed: int) 
 
 def _claims_listing() -> str:
     """The claims ``ddpm derive`` knows, one a line, for its --help."""
-    from specs import CLAIMS
+    from ddpm.specs import CLAIMS
 
     return "claims:\n" + "\n".join(f"  {name:6s} {title}" for name, (_, title) in CLAIMS.items())
 
@@ -730,8 +730,8 @@ def _claims_listing() -> str:
 def cmd_derive(args: argparse.Namespace) -> int:
     import importlib
 
-    import specs
-    from specs._sym import latex_document
+    from ddpm import specs
+    from ddpm.specs._sym import latex_document
 
     if args.name is None and not (args.latex or args.markdown):
         for name, (module, title) in specs.CLAIMS.items():
@@ -740,7 +740,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
     if args.name is not None and args.name not in specs.CLAIMS:
         raise ValueError(f"no claim named {args.name!r}; choose one of {', '.join(specs.CLAIMS)}")
     derivations = [
-        importlib.import_module(f"specs.{specs.CLAIMS[name][0]}").derivation()
+        importlib.import_module(f"ddpm.specs.{specs.CLAIMS[name][0]}").derivation()
         for name in ([args.name] if args.name else specs.CLAIMS)
     ]
     if args.latex:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ddpm.schedule import Schedule, at, per_sample
+from ddpm.beta.schedule import Schedule, at, per_sample
 
 __all__ = ["GaussianMixture", "OptimalEps", "transport_velocity", "SigmaOptimalEps"]
 

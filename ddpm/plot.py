@@ -260,7 +260,7 @@ def trajectory_figure(
 ) -> Figure:
     """x_t at a few t of one run of Algorithm 2: ``trajectory[t]`` is x_t, t = 0..T.
 
-    That is the ``xs`` of ``ddpm.sampler.sample(..., return_trajectory=True)``. ``ts`` defaults to
+    That is the ``xs`` of ``ddpm.beta.sampler.sample(..., return_trajectory=True)``. ``ts`` defaults to
     T, 3T/4, T/2, T/4, T/10 and 0. 2D samples are drawn as one scatter a t within ``extent``; images
     (batch, C, H, W) as one row a t of the first ``n_images``, mapped from [-1, 1] to [0, 1].
     """

@@ -8,7 +8,7 @@ A checkpoint is written whole to a temporary file and renamed over the last one,
 infinity in it, and holds a SHA-256 of its state: loading tells a good checkpoint from a corrupt one
 (:class:`CorruptCheckpoint`) and from a file that is not a ddpm checkpoint (:class:`ForeignCheckpoint`).
 
-A data set of the sigma world (``ddpm.s183.SIGMA_DATA``, the 6.S183 Swissroll) trains the same loop with
+A data set of the sigma world (``ddpm.sigma.run.SIGMA_DATA``, the 6.S183 Swissroll) trains the same loop with
 the loss ||eps_theta(x_0 + sigma eps, sigma) - eps||^2, sigma one of the run's T log-linear levels per
 example, and AdamW, as the 6.S183 notebook does [6.S183 Q2].
 
@@ -41,9 +41,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ddpm.atomic import write_atomically
-from ddpm.losses import l_simple
-from ddpm.schedule import Schedule, cosine_schedule, linear_schedule
-from ddpm.sigma_train import adamw, sigma_train_step
+from ddpm.beta.losses import l_simple
+from ddpm.beta.schedule import Schedule, cosine_schedule, linear_schedule
+from ddpm.sigma.train import adamw, sigma_train_step
 
 __all__ = [
     "TrainConfig",
@@ -96,7 +96,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     mnist_root: str | None = None
     log_every: int = 50  # steps per logged loss (a point of the loss curve)
-    sigma_min: float = 0.005  # the sigma world's levels (data in ddpm.s183.SIGMA_DATA): T of them, log-linear
+    sigma_min: float = 0.005  # the sigma world's levels (data in ddpm.sigma.run.SIGMA_DATA): T of them, log-linear
     sigma_max: float = 10.0
 
     def __post_init__(self) -> None:
@@ -149,7 +149,7 @@ def network_arguments(config: TrainConfig) -> dict[str, Any]:
 
     Its ``net_config``, and T unless it is a sigma-world net (it takes sigma).
     """
-    from ddpm.s183 import is_sigma_world
+    from ddpm.sigma.run import is_sigma_world
 
     return dict(config.net_config) if is_sigma_world(config.data) else {"T": config.T, **config.net_config}
 
@@ -711,8 +711,8 @@ def train(
 
 def _sigma_levels(config: TrainConfig, device: torch.device) -> Tensor | None:
     """The T log-linear levels of a sigma-world run [6.S183 Q2]; None for the beta world."""
-    from ddpm.s183 import is_sigma_world
-    from ddpm.sigma_schedule import log_linear_sigmas
+    from ddpm.sigma.run import is_sigma_world
+    from ddpm.sigma.schedule import log_linear_sigmas
 
     if not is_sigma_world(config.data):
         return None

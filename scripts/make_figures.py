@@ -29,10 +29,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a clone
 
+from ddpm.beta.sampler import sample  # noqa: E402
 from ddpm.data import Chequerboard  # noqa: E402
 from ddpm.metrics import quality_report  # noqa: E402
 from ddpm.plot import image_grid, loss_plot, scatter_over_density, trajectory_plot  # noqa: E402
-from ddpm.sampler import sample  # noqa: E402
 from ddpm.train import TrainConfig, build_schedule, restore_model, train  # noqa: E402
 
 LOG_EVERY = 50

@@ -5,8 +5,9 @@
     python scripts/mutate.py --list                          # print the mutants only
     nice -n 10 python scripts/mutate.py --only ddpm/oracles.py:91   # the mutants of one line
 
-Each mutant is one small change to one line of ddpm/{schedule,forward,posterior,losses,sampler,oracles}.py,
-made on the syntax tree: + <-> -, * <-> /, a numeric constant c -> c + 1 and c - 1, a square root removed
+Each mutant is one small change to one line of ddpm/beta/{schedule,forward,posterior,losses,sampler}.py
+and ddpm/oracles.py, made on the syntax tree: + <-> -, * <-> /, a numeric constant c -> c + 1 and c - 1,
+a square root removed
 (``x.sqrt()`` -> ``x``, ``torch.sqrt(x)`` -> ``x``), an index or slice bound off by one, a comparison
 flipped (< <-> <=, > <-> >=, == <-> !=). The mutant is written into a copy of the repository and the
 default tier's tests that exercise that module run on it with ``-x`` (the first failure kills it). A
@@ -29,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["schedule", "forward", "posterior", "losses", "sampler", "oracles"]
+MODULES = ["beta/schedule", "beta/forward", "beta/posterior", "beta/losses", "beta/sampler", "oracles"]
 # The default tier's tests that exercise each module (the spec bindings, the reference tests, the properties).
 TESTS = {
-    "schedule": [
+    "beta/schedule": [
         "tests/test_core.py",
         "tests/test_schedule_properties.py",
         "tests/specs/test_eq04_marginal.py",
@@ -42,20 +43,20 @@ TESTS = {
         "tests/specs/test_eq12_eps_weight.py",
         "tests/specs/test_eq13_decoder.py",
     ],
-    "forward": [
+    "beta/forward": [
         "tests/test_core.py",
         "tests/specs/test_eq04_marginal.py",
         "tests/specs/test_eq12_eps_weight.py",
         "tests/specs/test_eq13_decoder.py",
     ],
-    "posterior": [
+    "beta/posterior": [
         "tests/test_core.py",
         "tests/test_posterior_properties.py",
         "tests/specs/test_eq07_posterior.py",
         "tests/specs/test_eq12_eps_weight.py",
         "tests/specs/test_alg1_alg2_lines.py",
     ],
-    "losses": [
+    "beta/losses": [
         "tests/test_core.py",
         "tests/specs/test_ex33_kl_to_mse.py",
         "tests/specs/test_eq12_eps_weight.py",
@@ -64,7 +65,7 @@ TESTS = {
         "tests/specs/test_eq13_decoder.py",
         "tests/specs/test_alg1_alg2_lines.py",
     ],
-    "sampler": [
+    "beta/sampler": [
         "tests/test_core.py",
         "tests/test_fast_sampler.py",
         "tests/specs/test_alg1_alg2_lines.py",

@@ -57,4 +57,4 @@ def show(name: str) -> str:
     """The derivation of claim ``name`` (a key of ``CLAIMS``), rendered in unicode math."""
     if name not in CLAIMS:
         raise ValueError(f"unknown claim {name!r}; expected one of {', '.join(CLAIMS)}")
-    return importlib.import_module(f"specs.{CLAIMS[name][0]}").derivation().render()
+    return importlib.import_module(f"ddpm.specs.{CLAIMS[name][0]}").derivation().render()

@@ -13,7 +13,7 @@ import torch
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
 
-from ddpm.schedule import Schedule
+from ddpm.beta.schedule import Schedule
 
 __all__ = [
     "examples",

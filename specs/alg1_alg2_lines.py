@@ -8,7 +8,7 @@ draw of q(x_t | x_0) (claim eq04) and the loss is eq. 12's term with its weight 
 claim eq12). Algorithm 2 (sampling): x_T ~ N(0, I) (claim ex31); for t = T..1, z ~ N(0, I) if t > 1
 else 0, x_{t-1} = (x_t - (1 - alpha_t) / sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_t) + sigma_t z:
 a draw of N(mu_theta, sigma_t^2) with mu_theta of eq. 11 (claims eq07, eq12) and sigma_t^2 of §3.2
-(claim sec32). Bindings: ``ddpm.sampler.sample`` replayed with the same noise, and ``ddpm.losses.l_simple``.
+(claim sec32). Bindings: ``ddpm.beta.sampler.sample`` replayed with the same noise, and ``ddpm.beta.losses.l_simple``.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.losses import l_simple
-from ddpm.sampler import noise_draws, sample
-from ddpm.schedule import reverse_variance
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._bind import assert_close, examples, reference, schedules, vectors
-from specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, x0, xt
-from specs.eq04_marginal import MEAN, VAR, a_bar
-from specs.eq12_eps_weight import MU_FROM_EPS, WEIGHT, eps, eps_theta, sigma2
+from ddpm.beta.losses import l_simple
+from ddpm.beta.sampler import noise_draws, sample
+from ddpm.beta.schedule import reverse_variance
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._bind import assert_close, examples, reference, schedules, vectors
+from ddpm.specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, x0, xt
+from ddpm.specs.eq04_marginal import MEAN, VAR, a_bar
+from ddpm.specs.eq12_eps_weight import MU_FROM_EPS, WEIGHT, eps, eps_theta, sigma2
 
 z = sp.Symbol("z", real=True)
 
@@ -41,19 +41,19 @@ LINES = [
         1,
         5,
         "grad_theta ||eps - eps_theta(sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t)||^2",
-        "ddpm.losses:l_simple",
+        "ddpm.beta.losses:l_simple",
         "eq04, eq12",
     ),
-    (2, 1, "x_T ~ N(0, I)", "ddpm.sampler:sample", "ex31"),
-    (2, 3, "z ~ N(0, I) if t > 1, else z = 0", "ddpm.sampler:sample", "-"),
+    (2, 1, "x_T ~ N(0, I)", "ddpm.beta.sampler:sample", "ex31"),
+    (2, 3, "z ~ N(0, I) if t > 1, else z = 0", "ddpm.beta.sampler:sample", "-"),
     (
         2,
         4,
         "x_{t-1} = 1/sqrt(alpha_t) (x_t - (1 - alpha_t)/sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) + sigma_t z",
-        "ddpm.sampler:sample",
+        "ddpm.beta.sampler:sample",
         "eq07, eq12, sec32",
     ),
-    (2, 6, "return x_0", "ddpm.sampler:sample", "-"),
+    (2, 6, "return x_0", "ddpm.beta.sampler:sample", "-"),
 ]
 
 # The algorithms' formulas as printed [Ho20 alg. 1 line 5, alg. 2 line 4, eq. 14].

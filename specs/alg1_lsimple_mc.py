@@ -8,16 +8,16 @@ are jointly Gaussian, so eps*(x_t) = E[eps | x_t] and the residual variance is, 
   = alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t).
 Algorithm 1 draws t uniformly from 1..T, so
 E[L_simple(eps*)] = (1/T) sum_t sum_d alpha_bar_t s_d^2 / (alpha_bar_t s_d^2 + 1 - alpha_bar_t).
-Monte Carlo: ``ddpm.losses.l_simple`` with ``ddpm.oracles.OptimalEps`` over Algorithm 1's draws.
+Monte Carlo: ``ddpm.beta.losses.l_simple`` with ``ddpm.oracles.OptimalEps`` over Algorithm 1's draws.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ddpm.losses import l_simple
+from ddpm.beta.losses import l_simple
+from ddpm.beta.schedule import Schedule, linear_schedule
 from ddpm.oracles import GaussianMixture, OptimalEps
-from ddpm.schedule import Schedule, linear_schedule
 from ddpm.stats import MonteCarloCheck, check_mc, mean_stderr
 
 MEAN = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)

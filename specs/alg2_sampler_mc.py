@@ -5,11 +5,11 @@ Fed a known eps, it draws the known law.
 1. With the exact eps* of a known 2D Gaussian mixture (``ddpm.oracles.OptimalEps``) in place of the
    network, Algorithm 2 with sigma_t^2 = beta_t or beta_tilde_t reproduces the mixture: its means,
    second moments and the probabilities of the half-planes between components (the component
-   weights), held to their exact values (``specs._mc``).
+   weights), held to their exact values (``ddpm.specs._mc``).
 2. With a linear eps_theta(x, t) = A_t x + b_t, line 4 is an affine map plus Gaussian noise, so x_0
    is Gaussian; its mean and covariance follow in closed form through the recursion
    mean <- M_t mean + c_t, cov <- M_t cov M_t^T + sigma_t^2 I, with M_t = (I - k_t A_t) / sqrt(alpha_t),
-   c_t = -k_t b_t / sqrt(alpha_t), k_t = beta_t / sqrt(1 - alpha_bar_t) (``ddpm.sampler.gaussian_law``,
+   c_t = -k_t b_t / sqrt(alpha_t), k_t = beta_t / sqrt(1 - alpha_bar_t) (``ddpm.beta.sampler.gaussian_law``,
    written from the schedule's coefficients, not from the sampler's helpers), and the samples match them.
 3. The error shrinks as T grows, shown without Monte Carlo: for Gaussian data N(m, C), eps* is linear,
    so (2) gives the exact law of the samples, and its KL to N(m, C) falls as T goes 50 -> 500 -> 5000.
@@ -20,13 +20,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddpm.losses import gaussian_kl
+from ddpm.beta.losses import gaussian_kl
+from ddpm.beta.sampler import gaussian_law, sample
+from ddpm.beta.schedule import Schedule, linear_schedule
 from ddpm.oracles import GaussianMixture, OptimalEps
-from ddpm.sampler import gaussian_law, sample
-from ddpm.schedule import Schedule, linear_schedule
+from ddpm.specs._bind import log_log_slope
+from ddpm.specs._mc import check_matches_mixture
 from ddpm.stats import MonteCarloCheck
-from specs._bind import log_log_slope
-from specs._mc import check_matches_mixture
 
 MIXTURE = GaussianMixture.isotropic([0.5, 0.3, 0.2], [[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]], [0.5, 0.3, 0.4])
 # A short schedule with a large beta_1, so that every step of the recursion (the last one included)
@@ -69,7 +69,7 @@ class LinearEps:
 def affine_recursion(eps_model: LinearEps, schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
     """The exact mean and covariance of Algorithm 2's x_0 for a linear eps_theta.
 
-    Computed by ``ddpm.sampler.gaussian_law``.
+    Computed by ``ddpm.beta.sampler.gaussian_law``.
     """
     return gaussian_law(schedule, eps_model.A, eps_model.b, sigma2)
 

@@ -8,7 +8,7 @@ E[e^{ik x_t}] = phi_{t-1}(sqrt(alpha_t) k) e^{-beta_t k^2 / 2}: a Gaussian again
 follow m_t = sqrt(alpha_t) m_{t-1}, v_t = alpha_t v_{t-1} + beta_t. If m_{t-1} = sqrt(alpha_bar_{t-1}) x_0
 and v_{t-1} = 1 - alpha_bar_{t-1}, then m_t = sqrt(alpha_bar_t) x_0 and v_t = 1 - alpha_bar_t; at
 t = 1 (alpha_bar_0 = 1) the claim is eq. 2 itself.
-Bindings: ``ddpm.forward.q_step_mean_var`` and ``q_step_sample`` (eq. 2), ``q_mean_var`` and ``q_sample``
+Bindings: ``ddpm.beta.forward.q_step_mean_var`` and ``q_step_sample`` (eq. 2), ``q_mean_var`` and ``q_sample``
 (eq. 4).
 """
 
@@ -20,10 +20,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.forward import q_mean_var, q_sample, q_step_mean_var, q_step_sample
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._bind import assert_close, examples, reference, schedules, vectors
-from specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, x0
+from ddpm.beta.forward import q_mean_var, q_sample, q_step_mean_var, q_step_sample
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._bind import assert_close, examples, reference, schedules, vectors
+from ddpm.specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, x0
 
 k = sp.Symbol("k", real=True)
 eps = sp.Symbol("epsilon", real=True)

@@ -15,7 +15,7 @@ p_theta(x_0 | x_1) the continuous Gaussian N(mu_theta(x_1, 1), beta_1 I), and p(
   moment follows from the joint Gaussian law of (x_0, x_t); and as ``normal_kl`` is affine in the
   squared mean difference, E[L_{t-1}] = ``normal_kl``(0, beta_tilde_t, sqrt(E[(mu_tilde - mu_theta)^2]), beta_t).
   Likewise E[L_T] = ``prior_kl`` at x_0 = sqrt(E[x_0^2]), and L_0 = E[-log N(x_0; mu_theta(x_1, 1), beta_1)]
-  from the same second moments. (``ddpm.losses.vlb_terms`` uses the discretised image decoder at
+  from the same second moments. (``ddpm.beta.losses.vlb_terms`` uses the discretised image decoder at
   t = 1, which does not apply to continuous data; its t >= 2 terms are the ``normal_kl`` used here,
   and its decoder and ``negative_elbo`` as a whole are bound to eq. 3 on grid data in claim eq13.)
 """
@@ -27,11 +27,11 @@ import math
 import torch
 from torch import Tensor
 
-from ddpm.forward import q_step_mean_var, q_step_sample
-from ddpm.losses import normal_kl, prior_kl
+from ddpm.beta.forward import q_step_mean_var, q_step_sample
+from ddpm.beta.losses import normal_kl, prior_kl
+from ddpm.beta.posterior import mu_from_eps, posterior_mean_var
+from ddpm.beta.schedule import Schedule
 from ddpm.oracles import GaussianMixture, OptimalEps
-from ddpm.posterior import mu_from_eps, posterior_mean_var
-from ddpm.schedule import Schedule
 from ddpm.stats import MonteCarloCheck, check_mc, mean_stderr
 
 MEAN = torch.tensor([0.8, -1.5], dtype=torch.float64)

@@ -13,7 +13,7 @@ completing the square gives
 
 and the x_{t-1}-free remainder is exactly the normaliser of N(mu_tilde, beta_tilde): Bayes'
 denominator included, the ratio is this Gaussian density and nothing else.
-Binding: ``ddpm.posterior.posterior_mean_var``.
+Binding: ``ddpm.beta.posterior.posterior_mean_var``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.posterior import posterior_mean_var
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._bind import assert_close, examples, reference, schedules, vectors
-from specs._sym import (
+from ddpm.beta.posterior import posterior_mean_var
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._bind import assert_close, examples, reference, schedules, vectors
+from ddpm.specs._sym import (
     Derivation,
     alpha,
     alpha_bar,

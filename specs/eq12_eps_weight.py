@@ -6,8 +6,8 @@ L_{t-1} - C = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) ||eps - eps_the
 Eq. 4 solved for x_0 gives x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t) (eq. 9);
 put into eq. 7's mu_tilde it collapses to eq. 10. With mu_theta of the same form in eps_theta
 (eq. 11), the mean term of eq. 8 (claim ex33) becomes eq. 12's weighted squared error.
-Bindings: ``ddpm.posterior.x0_from_eps`` and ``mu_from_eps`` with the schedule's ``eps_coef`` (the
-sampler's step, Algorithm 2 line 4), and the weights in ``ddpm.losses.vlb_terms``.
+Bindings: ``ddpm.beta.posterior.x0_from_eps`` and ``mu_from_eps`` with the schedule's ``eps_coef`` (the
+sampler's step, Algorithm 2 line 4), and the weights in ``ddpm.beta.losses.vlb_terms``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.forward import q_sample
-from ddpm.losses import vlb_terms
-from ddpm.posterior import mu_from_eps, posterior_mean_var, x0_from_eps
-from ddpm.schedule import Schedule
-from specs._bind import FLOAT32_RTOL, assert_close, examples, reference, schedules, vectors
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, x0, xt
-from specs.eq07_posterior import BETA_TILDE, MU_TILDE
+from ddpm.beta.forward import q_sample
+from ddpm.beta.losses import vlb_terms
+from ddpm.beta.posterior import mu_from_eps, posterior_mean_var, x0_from_eps
+from ddpm.beta.schedule import Schedule
+from ddpm.specs._bind import FLOAT32_RTOL, assert_close, examples, reference, schedules, vectors
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._sym import Derivation, alpha, alpha_bar, alpha_bar_prev, beta, equal, x0, xt
+from ddpm.specs.eq07_posterior import BETA_TILDE, MU_TILDE
 
 eps, eps_theta = sp.symbols("epsilon epsilon_θ", real=True)
 sigma2 = sp.Symbol("sigma_t^2", positive=True)

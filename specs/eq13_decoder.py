@@ -9,12 +9,12 @@ x = -1 and to +inf at x = 1 (eq. 13). The mass of a bin is the Gaussian integral
 are 1 and 0, so the 256 masses telescope to 1: p_theta(x_0 | x_1) is a distribution on the grid.
 The decoder's mean is eq. 11 at t = 1 (alpha_bar_0 = 1): (x_1 - sqrt(beta_1) eps_theta(x_1, 1)) / sqrt(alpha_1);
 its variance sigma_1^2 is beta_tilde_2 for either choice of sigma_t^2 (beta_1 if T = 1), the
-convention of the paper's released code (``ddpm.schedule.reverse_variance``).
+convention of the paper's released code (``ddpm.beta.schedule.reverse_variance``).
 
 Bindings:
-1. ``ddpm.losses.vlb_terms`` at t = 1 against the derived mean, sigma_1^2 and each bin's Gaussian
+1. ``ddpm.beta.losses.vlb_terms`` at t = 1 against the derived mean, sigma_1^2 and each bin's Gaussian
    integral evaluated by mpmath at 40 digits from the same float64 inputs (edge bins drawn often).
-2. ``ddpm.losses.negative_elbo`` end to end: its total, averaged over draws, against a Monte Carlo
+2. ``ddpm.beta.losses.negative_elbo`` end to end: its total, averaged over draws, against a Monte Carlo
    estimate of eq. 3 itself, E_q[-log p(x_T) - sum_{t>1} log p_theta(x_{t-1} | x_t) / q(x_t | x_{t-1})
    - log p_theta(x_0 | x_1) / q(x_1 | x_0)], along forward trajectories, for grid data (edges included)
    and a linear eps_theta, so that every density in eq. 3 is written here from the paper. Both sides
@@ -35,16 +35,16 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import Tensor
 
-import ddpm.losses
-import ddpm.schedule
-from ddpm.losses import negative_elbo, vlb_terms
-from ddpm.schedule import Schedule
+import ddpm.beta.losses
+import ddpm.beta.schedule
+from ddpm.beta.losses import negative_elbo, vlb_terms
+from ddpm.beta.schedule import Schedule
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._bind import assert_close, examples, reference, schedules
+from ddpm.specs._sym import Derivation, alpha_bar_prev, beta, equal, x0, xt
+from ddpm.specs.eq07_posterior import BETA_TILDE
+from ddpm.specs.eq12_eps_weight import MU_FROM_EPS, eps, eps_theta
 from ddpm.stats import MonteCarloCheck, check_mc, mean_stderr
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._bind import assert_close, examples, reference, schedules
-from specs._sym import Derivation, alpha_bar_prev, beta, equal, x0, xt
-from specs.eq07_posterior import BETA_TILDE
-from specs.eq12_eps_weight import MU_FROM_EPS, eps, eps_theta
 
 y, mu = sp.symbols("y mu", real=True)
 sigma = sp.Symbol("sigma", positive=True)
@@ -233,7 +233,7 @@ def check_elbo_matches_eq3(
 
 def _sigma1_beta1(schedule, sigma2="beta"):
     """Planted: sigma_1^2 = beta_1, the convention before the released code's."""
-    var = ddpm.schedule.reverse_variance(schedule, sigma2)
+    var = ddpm.beta.schedule.reverse_variance(schedule, sigma2)
     var[1] = schedule.beta[1]
     return var
 
@@ -248,7 +248,7 @@ def _closed_edges(x0_, mean, var):
 def _no_prior(*args, **kwargs):
     """Planted: L_T left out of the total."""
     b = negative_elbo(*args, **kwargs)
-    return ddpm.losses.Bound(torch.zeros_like(b.prior), b.terms)
+    return ddpm.beta.losses.Bound(torch.zeros_like(b.prior), b.terms)
 
 
 PLANTED_ELBO: dict[str, tuple[str | None, Callable[..., Any]]] = {

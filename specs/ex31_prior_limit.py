@@ -9,7 +9,7 @@ alpha_bar = 0: by the squeeze, the KL tends to 0. The paper's figures follow [Ho
 schedule 1e-4..0.02 with T = 1000 has L_T about 1e-5 bits/dim for data in [-1, 1] (the paper's words) and
 alpha_bar_T about 4e-5 (computed here; the paper does not print it); the sheet's default T = 100 leaves
 alpha_bar_T about 0.36 (computed here), far from N(0, I).
-Bindings: ``ddpm.schedule.linear_schedule`` and ``ddpm.losses.prior_kl``.
+Bindings: ``ddpm.beta.schedule.linear_schedule`` and ``ddpm.beta.losses.prior_kl``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.losses import prior_kl
-from ddpm.schedule import Schedule, linear_schedule
-from specs._bind import alpha_bar, assert_close, examples, linear_betas, reference, vectors
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._sym import Derivation, equal, x0
-from specs.ex33_kl_to_mse import sheet_kl
+from ddpm.beta.losses import prior_kl
+from ddpm.beta.schedule import Schedule, linear_schedule
+from ddpm.specs._bind import alpha_bar, assert_close, examples, linear_betas, reference, vectors
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._sym import Derivation, equal, x0
+from ddpm.specs.ex33_kl_to_mse import sheet_kl
 
 T = sp.Symbol("T", integer=True, positive=True)
 beta_1, c = sp.symbols("beta_1 c", positive=True)

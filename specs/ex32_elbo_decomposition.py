@@ -10,7 +10,7 @@ ratio's expectation is a KL. The rewriting of the integrand is algebra on the lo
 for T = 1..6, the telescoping by induction for every T); the step through expectations is checked
 exactly where every term has a closed form: Gaussian data, T = 2, a Gaussian p_theta with free
 parameters.
-Binding: the columns of ``ddpm.losses.negative_elbo`` against eq. 5's terms.
+Binding: the columns of ``ddpm.beta.losses.negative_elbo`` against eq. 5's terms.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.losses import negative_elbo
-from ddpm.schedule import reverse_variance
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._bind import assert_close, examples, reference, schedules, vectors
-from specs._sym import Derivation, alpha_bar_prev, beta, equal, normal_logpdf, x0, x_prev, xt
-from specs.eq07_posterior import BETA_TILDE, MU_TILDE
-from specs.eq12_eps_weight import MU_FROM_EPS, eps
+from ddpm.beta.losses import negative_elbo
+from ddpm.beta.schedule import reverse_variance
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._bind import assert_close, examples, reference, schedules, vectors
+from ddpm.specs._sym import Derivation, alpha_bar_prev, beta, equal, normal_logpdf, x0, x_prev, xt
+from ddpm.specs.eq07_posterior import BETA_TILDE, MU_TILDE
+from ddpm.specs.eq12_eps_weight import MU_FROM_EPS, eps
 
 log_p, log_step, log_post, log_marg = (sp.IndexedBase(n) for n in ("log_p_θ", "log_q_step", "log_q_post", "log_q_marg"))
 log_prior = sp.Symbol("log p(x_T)")

@@ -11,7 +11,7 @@ quadratic form holds mu_theta, and it is ||mu_tilde - mu_theta||^2 / sigma_t^2. 
 
     C = D/2 (log(sigma_t^2 / beta_tilde) + beta_tilde / sigma_t^2 - 1),
 
-free of mu_theta (of theta) when sigma_t^2 is fixed. Binding: ``ddpm.losses.normal_kl`` summed over
+free of mu_theta (of theta) when sigma_t^2 is fixed. Binding: ``ddpm.beta.losses.normal_kl`` summed over
 coordinates.
 """
 
@@ -24,9 +24,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.losses import normal_kl
-from specs._bind import assert_close, examples, reference
-from specs._sym import Derivation, equal
+from ddpm.beta.losses import normal_kl
+from ddpm.specs._bind import assert_close, examples, reference
+from ddpm.specs._sym import Derivation, equal
 
 D = sp.Symbol("D", integer=True, positive=True)
 beta_tilde, sigma2 = sp.symbols("beta_tilde sigma_t^2", positive=True)

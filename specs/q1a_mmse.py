@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddpm.oracles import GaussianMixture
-from specs._bind import assert_close, examples, reference
-from specs._sym import Derivation, equal
+from ddpm.specs._bind import assert_close, examples, reference
+from ddpm.specs._sym import Derivation, equal
 
 n = sp.Symbol("n", integer=True, positive=True)
 f, m = sp.MatrixSymbol("f", n, 1), sp.MatrixSymbol("m", n, 1)

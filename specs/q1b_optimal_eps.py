@@ -22,8 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddpm.oracles import GaussianMixture
-from specs._bind import assert_close, examples, reference
-from specs._sym import Derivation, equal, gaussian_integral, normal_logpdf
+from ddpm.specs._bind import assert_close, examples, reference
+from ddpm.specs._sym import Derivation, equal, gaussian_integral, normal_logpdf
 
 a, s, c = sp.symbols("a s c", positive=True)
 x, x0, m = sp.symbols("x x_0 m", real=True)

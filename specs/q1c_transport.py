@@ -23,11 +23,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddpm.oracles import GaussianMixture, transport_velocity
-from specs._bind import assert_close, examples, reference
-from specs._sym import Derivation, equal, gaussian_integral, normal_logpdf
-from specs.q1b_optimal_eps import COMPONENT_MEAN, a, c, m, mixture_reference, s
-from specs.q1b_optimal_eps import eps_star as eps_star_of
-from specs.q1b_optimal_eps import x as x_
+from ddpm.specs._bind import assert_close, examples, reference
+from ddpm.specs._sym import Derivation, equal, gaussian_integral, normal_logpdf
+from ddpm.specs.q1b_optimal_eps import COMPONENT_MEAN, a, c, m, mixture_reference, s
+from ddpm.specs.q1b_optimal_eps import eps_star as eps_star_of
+from ddpm.specs.q1b_optimal_eps import x as x_
 
 t, k = sp.symbols("t k", real=True)
 sigma_fn = sp.Function("sigma")(t)

@@ -12,7 +12,7 @@ And the flow of v carries p_1 to p_0.
 2. Integrating dx/dt = v(x, t) backwards from t = 1 to 0 (RK4, 100 steps, error ~1e-8 and fourth order, both
    checked; v at sigma = 0 is its limit 0, never evaluated; far below the
    sampling error) maps draws of p_1 to draws of p_0, held to p_0's moments and half-plane
-   probabilities (``specs._mc``). The path x_0 + sigma eps is the same for any sigma(t) up to
+   probabilities (``ddpm.specs._mc``). The path x_0 + sigma eps is the same for any sigma(t) up to
    reparametrisation of time, so sigma(t) = t suffices here.
 """
 
@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from ddpm.oracles import GaussianMixture, transport_velocity
+from ddpm.specs._bind import log_log_slope
+from ddpm.specs._mc import check_matches_mixture
 from ddpm.stats import MonteCarloCheck
-from specs._bind import log_log_slope
-from specs._mc import check_matches_mixture
 
 MIXTURE = GaussianMixture.isotropic([0.3, 0.7], [[-1.5, 1.0], [1.5, -0.5]], [0.4, 0.7])
 RESIDUAL_TOL = 1e-10  # the transport residual relative to its terms; float64 leaves ~1e-14

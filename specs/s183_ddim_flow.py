@@ -14,7 +14,7 @@ into (1 - t) x_0 + t eps; eps - x_0 = (1 + sigma) eps - x, so v*(u, t) = E[eps -
 and along any solution of dx/dsigma = eps*, d/dt [x / (1 + sigma)] = (1 + sigma) eps* - x (chain rule,
 dsigma/dt = (1 + sigma)^2): the same ODE. (3) More: one Euler step of du/dt = v* from t to t', mapped
 back, is exactly one DDIM step from sigma to sigma'. Bindings: ``gam_mu_step`` at mu = 0 against the Euler
-step; ``ddpm.flow_matching`` (``ts_from_sigmas``, ``ve_to_fm``, ``VelocityFromEps``, ``fm_euler_sample``)
+step; ``ddpm.sigma.flow_matching`` (``ts_from_sigmas``, ``ve_to_fm``, ``VelocityFromEps``, ``fm_euler_sample``)
 against the derived forms and against ``gam_mu_sample``'s DDIM, for mixtures and finite sets.
 """
 
@@ -26,16 +26,16 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.flow_matching import VelocityFromEps, fm_euler_sample, fm_to_ve, ts_from_sigmas, ve_to_fm
 from ddpm.oracles import GaussianMixture, SigmaOptimalEps
-from ddpm.sigma_sampler import DDIM, gam_mu_sample, gam_mu_step
-from specs._bind import assert_close, examples, reference
-from specs._sym import Derivation, equal, normal_logpdf
-from specs.q1b_optimal_eps import COMPONENT_MEAN, a, c, m, s
-from specs.q1b_optimal_eps import eps_star as eps_star_of
-from specs.q1b_optimal_eps import x as x_sym
-from specs.q1c_transport import VELOCITY, dsig
-from specs.q1c_transport import sig as q1c_sigma
+from ddpm.sigma.flow_matching import VelocityFromEps, fm_euler_sample, fm_to_ve, ts_from_sigmas, ve_to_fm
+from ddpm.sigma.sampler import DDIM, gam_mu_sample, gam_mu_step
+from ddpm.specs._bind import assert_close, examples, reference
+from ddpm.specs._sym import Derivation, equal, normal_logpdf
+from ddpm.specs.q1b_optimal_eps import COMPONENT_MEAN, a, c, m, s
+from ddpm.specs.q1b_optimal_eps import eps_star as eps_star_of
+from ddpm.specs.q1b_optimal_eps import x as x_sym
+from ddpm.specs.q1c_transport import VELOCITY, dsig
+from ddpm.specs.q1c_transport import sig as q1c_sigma
 
 sigma, sigma_next = sp.symbols("sigma sigma'", positive=True)
 x, x0, eps, E = sp.symbols("x x_0 epsilon E", real=True)  # E stands for eps*(x, sigma)

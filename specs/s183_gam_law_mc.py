@@ -32,14 +32,14 @@ from torch import Tensor
 
 from ddpm.data import Swissroll
 from ddpm.oracles import SigmaOptimalEps
-from ddpm.sigma_sampler import DDIM, gam_mu_sample, gaussian_gam_law
-from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
+from ddpm.sigma.sampler import DDIM, gam_mu_sample, gaussian_gam_law
+from ddpm.sigma.schedule import log_linear_sigmas, sample_sigmas
+from ddpm.specs._sym import Derivation, equal
+from ddpm.specs.q1b_optimal_eps import COMPONENT_MEAN, a, s
+from ddpm.specs.q1b_optimal_eps import eps_star as eps_star_of
+from ddpm.specs.q1b_optimal_eps import m as m_sym
+from ddpm.specs.q1b_optimal_eps import x as x_sym
 from ddpm.stats import MonteCarloCheck, binomial_z, check_mc
-from specs._sym import Derivation, equal
-from specs.q1b_optimal_eps import COMPONENT_MEAN, a, s
-from specs.q1b_optimal_eps import eps_star as eps_star_of
-from specs.q1b_optimal_eps import m as m_sym
-from specs.q1b_optimal_eps import x as x_sym
 
 M, C = torch.tensor([0.5, -0.25], dtype=torch.float64), 0.25
 GAMS, STEPS = (1.0, 1.5, 2.0), (10, 20)

@@ -14,7 +14,7 @@ the step's coefficients of x_t, eps_theta and z are Algorithm 2's, 1 / sqrt(alph
 (at t = 1 sigma_0 = 0 makes sigma_p = eta = 0:
 Algorithm 2's z = 0). (2) With the true eps (x = x_0 + sigma eps, eps_bar = eps), the step gives
 x_0 + sigma_p eps + eta z, and sigma_p eps + eta z ~ N(0, (sigma_p^2 + eta^2) I) = N(0, sigma'^2 I): x_0 + sigma' eps'
-in law, for every mu in [0, 1). Bindings: ``ddpm.sigma_sampler.step_levels`` and ``gam_mu_step`` against
+in law, for every mu in [0, 1). Bindings: ``ddpm.sigma.sampler.step_levels`` and ``gam_mu_step`` against
 the derived forms and against Algorithm 2 at 30 digits; Monte Carlo: the step's output on mixture
 data against the mixture convolved with N(0, sigma'^2 I), through ``ddpm.stats.check_mc``.
 """
@@ -28,16 +28,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddpm.oracles import GaussianMixture
-from ddpm.sigma_sampler import gam_mu_step, step_levels
-from ddpm.sigma_schedule import sigma_twin, ve_to_vp, vp_to_ve
+from ddpm.sigma.sampler import gam_mu_step, step_levels
+from ddpm.sigma.schedule import sigma_twin, ve_to_vp, vp_to_ve
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._bind import assert_close, examples, reference, schedules
+from ddpm.specs._mc import check_matches_mixture
+from ddpm.specs._sym import Derivation, alpha_bar, alpha_bar_prev, beta, equal, xt
+from ddpm.specs.alg1_alg2_lines import ALG2_STEP, z
+from ddpm.specs.eq07_posterior import BETA_TILDE
+from ddpm.specs.eq12_eps_weight import eps_theta, sigma2
 from ddpm.stats import MonteCarloCheck
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._bind import assert_close, examples, reference, schedules
-from specs._mc import check_matches_mixture
-from specs._sym import Derivation, alpha_bar, alpha_bar_prev, beta, equal, xt
-from specs.alg1_alg2_lines import ALG2_STEP, z
-from specs.eq07_posterior import BETA_TILDE
-from specs.eq12_eps_weight import eps_theta, sigma2
 
 sig, sig_next = sp.symbols("sigma sigma'", positive=True)
 mu = sp.Symbol("mu", positive=True)

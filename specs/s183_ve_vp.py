@@ -11,7 +11,7 @@ t). Hence E[eps | x_VP] = E[eps | x_VE]: the optimal eps_theta of the beta world
 sigma world's at (x_VP / sqrt(alpha_bar_t), sigma_t), and the loss ||eps_theta - eps||^2 is the
 same number in both worlds, so trained networks move between them by this change of variables.
 Symbolically: the map, its inverse alpha_bar = 1 / (1 + sigma^2), and the closed-form eps* of a
-Gaussian component (claim q1b) in both coordinates. Bindings: ``ddpm.sigma_schedule.sigmas_from_alpha_bar``,
+Gaussian component (claim q1b) in both coordinates. Bindings: ``ddpm.sigma.schedule.sigmas_from_alpha_bar``,
 ``sigma_twin``, ``vp_to_ve``, ``ve_to_vp`` against the derived forms, and ``ddpm.oracles.SigmaOptimalEps``
 against ``OptimalEps`` through the map for mixtures and finite sets.
 """
@@ -26,13 +26,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ddpm.oracles import GaussianMixture, OptimalEps, SigmaOptimalEps
-from ddpm.sigma_schedule import sigma_twin, sigmas_from_alpha_bar, ve_to_vp, vp_to_ve
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._bind import assert_close, examples, reference, schedules, vectors
-from specs._sym import Derivation, equal
-from specs.q1b_optimal_eps import COMPONENT_MEAN, a, s
-from specs.q1b_optimal_eps import eps_star as eps_star_of
-from specs.q1b_optimal_eps import x as x_sym
+from ddpm.sigma.schedule import sigma_twin, sigmas_from_alpha_bar, ve_to_vp, vp_to_ve
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._bind import assert_close, examples, reference, schedules, vectors
+from ddpm.specs._sym import Derivation, equal
+from ddpm.specs.q1b_optimal_eps import COMPONENT_MEAN, a, s
+from ddpm.specs.q1b_optimal_eps import eps_star as eps_star_of
+from ddpm.specs.q1b_optimal_eps import x as x_sym
 
 ab = sp.Symbol("alpha_bar_t", positive=True)
 x0, eps, x_vp = sp.symbols("x_0 epsilon x_VP", real=True)

@@ -9,7 +9,7 @@ sigma^2 = beta_tilde + Var(mu_tilde | x_t): the stationary point of the expected
 second derivative there is positive. mu_tilde = c_0 x_0 + c_t x_t (eq. 7), so Var(mu_tilde | x_t) =
 c_0^2 Var(x_0 | x_t): 0 for a point mass, giving beta_tilde_t; and 1 - alpha_bar_t for x_0 ~ N(0, 1)
 (then x_t ~ N(0, 1) and Cov(x_0, x_t) = sqrt(alpha_bar_t)), giving beta_t.
-Binding: ``ddpm.schedule.reverse_variance``.
+Binding: ``ddpm.beta.schedule.reverse_variance``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ddpm.schedule import reverse_variance
-from specs._bind import alpha_bar as alpha_bar_at
-from specs._bind import assert_close, examples, reference, schedules
-from specs._sym import Derivation, alpha_bar, alpha_bar_prev, beta, equal, x0, xt
-from specs.eq07_posterior import BETA_TILDE, MU_TILDE
+from ddpm.beta.schedule import reverse_variance
+from ddpm.specs._bind import alpha_bar as alpha_bar_at
+from ddpm.specs._bind import assert_close, examples, reference, schedules
+from ddpm.specs._sym import Derivation, alpha_bar, alpha_bar_prev, beta, equal, x0, xt
+from ddpm.specs.eq07_posterior import BETA_TILDE, MU_TILDE
 
 s2, v = sp.symbols("sigma^2 V", positive=True)  # V = Var(mu_tilde | x_t)
 

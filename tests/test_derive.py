@@ -12,16 +12,18 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-import specs
+from ddpm import specs
 from ddpm.cli import main
-from specs._sym import Derivation, latex, latex_document, latex_symbol, latex_text, markdown_text
+from ddpm.specs._sym import Derivation, latex, latex_document, latex_symbol, latex_text, markdown_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def all_derivations() -> dict[str, Derivation]:
-    return {name: importlib.import_module(f"specs.{module}").derivation() for name, (module, _) in specs.CLAIMS.items()}
+    return {
+        name: importlib.import_module(f"ddpm.specs.{module}").derivation() for name, (module, _) in specs.CLAIMS.items()
+    }
 
 
 def braces_balance(text: str) -> bool:
@@ -61,7 +63,7 @@ def test_symbol_names_in_latex(name, expected):
 
 
 def test_latex_of_an_equation_uses_the_papers_notation():
-    from specs._sym import alpha_bar, alpha_bar_prev, beta
+    from ddpm.specs._sym import alpha_bar, alpha_bar_prev, beta
 
     eq = sp.Eq(sp.Symbol("beta_tilde", positive=True), (1 - alpha_bar_prev) / (1 - alpha_bar) * beta)
     assert latex(eq) == r"\tilde{\beta} = \frac{\beta_{t} \left(1 - \bar{\alpha}_{t-1}\right)}{1 - \bar{\alpha}_{t}}"
@@ -164,7 +166,7 @@ def test_every_spec_imports_without_test_extra():
 
     Their pytest entry points are tests/specs/test_<module>.py, apart from the claims."""
     modules = sorted(p.stem for p in (ROOT / "specs").glob("*.py") if p.stem != "__init__")
-    imports = "".join(f"import specs.{m}\n" for m in modules)
+    imports = "".join(f"import ddpm.specs.{m}\n" for m in modules)
     run = run_without_test_extra(BLOCK_TEST_EXTRA.replace("from ddpm.cli", imports + "from ddpm.cli"), "derive")
     assert run.returncode == 0, run.stderr
     assert len(modules) >= 20 and all(name in run.stdout for name in specs.CLAIMS)

@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
+from ddpm.beta.sampler import FastSampler, sample, sample_fast
+from ddpm.beta.schedule import linear_schedule
 from ddpm.nets import FcNetwork, UNet
-from ddpm.sampler import FastSampler, sample, sample_fast
-from ddpm.schedule import linear_schedule
+from ddpm.specs.alg2_sampler_mc import N_LINEAR, N_MIXTURE, check_linear_eps_recursion, check_reproduces_mixture
 from ddpm.stats import assert_power
-from specs.alg2_sampler_mc import N_LINEAR, N_MIXTURE, check_linear_eps_recursion, check_reproduces_mixture
 
 RTOL64, RTOL32 = 1e-10, 1e-5
 

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_schedule_properties import BETAS, extremes, schedule_of  # tests/ is on sys.path (pytest's prepend mode)
 
-from ddpm.posterior import mu_from_eps, posterior_mean_var, x0_from_eps
-from ddpm.schedule import at
+from ddpm.beta.posterior import mu_from_eps, posterior_mean_var, x0_from_eps
+from ddpm.beta.schedule import at
 
 # float32 data: a few float32 ulps from casting the coefficients and two products; float64: a few ulps.
 ULPS = 16

@@ -13,10 +13,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ddpm.beta.sampler import sample
+from ddpm.beta.schedule import linear_schedule
 from ddpm.data import TwoGaussians
 from ddpm.metrics import energy_distance
-from ddpm.sampler import sample
-from ddpm.schedule import linear_schedule
 from ddpm.train import TrainConfig, build_model, build_schedule, restore_model, train
 
 CONFIG = TrainConfig(

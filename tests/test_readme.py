@@ -48,7 +48,7 @@ def test_unet_parameter_count_in_both_readmes():
 
 
 def test_the_latex_shown_is_what_ddpm_derive_writes():
-    from specs.eq07_posterior import derivation
+    from ddpm.specs.eq07_posterior import derivation
 
     shown = block_after("### Derivations for a class: LaTeX, Markdown, Jupyter", "latex")
     assert shown.strip() and shown in derivation().latex()

@@ -21,7 +21,7 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ddpm.schedule import Schedule, at, cosine_schedule, linear_schedule
+from ddpm.beta.schedule import Schedule, at, cosine_schedule, linear_schedule
 
 LO, HI, MAX_T = 1e-12, 1 - 1e-12, 25
 RTOL = 1e-12  # the recursion below: ~T ulps of |log alpha_bar| <= 700, well under 1e-12 relative

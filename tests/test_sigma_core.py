@@ -12,10 +12,10 @@ import mpmath
 import pytest
 import torch
 
+from ddpm.beta.schedule import cosine_schedule, linear_schedule
 from ddpm.oracles import GaussianMixture, OptimalEps, SigmaOptimalEps
-from ddpm.schedule import cosine_schedule, linear_schedule
-from ddpm.sigma_losses import sample_train_sigmas, sigma_loss
-from ddpm.sigma_sampler import (
+from ddpm.sigma.losses import sample_train_sigmas, sigma_loss
+from ddpm.sigma.sampler import (
     ACCEL,
     DDIM,
     DDPM,
@@ -27,7 +27,7 @@ from ddpm.sigma_sampler import (
     gaussian_gam_recursion,
     step_levels,
 )
-from ddpm.sigma_schedule import (
+from ddpm.sigma.schedule import (
     log_linear_sigmas,
     sample_sigmas,
     sigma_twin,

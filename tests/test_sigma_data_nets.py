@@ -11,7 +11,9 @@ import torch
 
 from ddpm.data import DATASETS, Swissroll, toy_dataset
 from ddpm.data.swissroll import T_MIN, T_SPAN, distance_to_spiral, spiral_curve
-from ddpm.flow_matching import (
+from ddpm.nets import NETWORKS, SigmaMLP, build_network
+from ddpm.oracles import SigmaOptimalEps
+from ddpm.sigma.flow_matching import (
     VelocityFromEps,
     fm_euler_sample,
     fm_euler_steps,
@@ -21,10 +23,8 @@ from ddpm.flow_matching import (
     ts_from_sigmas,
     ve_to_fm,
 )
-from ddpm.nets import NETWORKS, SigmaMLP, build_network
-from ddpm.oracles import SigmaOptimalEps
-from ddpm.sigma_sampler import gam_mu_sample
-from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
+from ddpm.sigma.sampler import gam_mu_sample
+from ddpm.sigma.schedule import log_linear_sigmas, sample_sigmas
 
 F64 = torch.float64
 
@@ -181,7 +181,7 @@ def test_velocity_from_eps_of_a_gaussian_is_the_conditional_mean_of_eps_minus_x0
 
 
 def test_swissroll_quality_report_and_plot(tmp_path):
-    from ddpm.s183 import (
+    from ddpm.sigma.run import (
         format_swissroll_report,
         plot_swissroll,
         sample_sigma_world,

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from ddpm.beta.schedule import cosine_schedule, linear_schedule
 from ddpm.nets import FcNetwork
-from ddpm.schedule import cosine_schedule, linear_schedule
-from ddpm.sigma_sampler import DDIM, DDPM, VPEpsAsSigma, gam_mu_steps
-from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas, sigma_twin, ve_to_vp, vp_to_ve
+from ddpm.sigma.sampler import DDIM, DDPM, VPEpsAsSigma, gam_mu_steps
+from ddpm.sigma.schedule import log_linear_sigmas, sample_sigmas, sigma_twin, ve_to_vp, vp_to_ve
 
 F64 = torch.float64
 

@@ -7,15 +7,15 @@ import pytest
 import sympy as sp
 import torch
 
-import ddpm.sampler
-import specs
-import specs._bind
-from ddpm.forward import q_step_sample
-from ddpm.losses import Bound, negative_elbo, normal_kl, vlb_terms
+import ddpm.beta.sampler
+from ddpm import specs
+from ddpm.beta.forward import q_step_sample
+from ddpm.beta.losses import Bound, negative_elbo, normal_kl, vlb_terms
+from ddpm.beta.posterior import mu_from_eps
+from ddpm.beta.schedule import at
 from ddpm.oracles import GaussianMixture
-from ddpm.posterior import mu_from_eps
-from ddpm.schedule import at
-from specs import (
+from ddpm.specs import (
+    _bind,
     _sym,
     eq04_marginal,
     eq07_posterior,
@@ -28,8 +28,8 @@ from specs import (
     q1c_transport,
     sec32_sigma_choices,
 )
-from specs import alg1_alg2_lines as alg
-from specs._sym import alpha, alpha_bar, beta
+from ddpm.specs import alg1_alg2_lines as alg
+from ddpm.specs._sym import alpha, alpha_bar, beta
 
 # --- the machinery -----------------------------------------------------------------------------
 
@@ -207,7 +207,7 @@ PLANTED_IMPLS = {
         lambda m, s, x0, t, eps: ((eps - m(x0, t)) ** 2).flatten(1).sum(1)
     ),
     "alg: a citation of the wrong function": lambda: alg.check_cited_code(
-        [(2, 4, "x_{t-1} = ...", "ddpm.posterior:x0_from_eps", "eq12")]
+        [(2, 4, "x_{t-1} = ...", "ddpm.beta.posterior:x0_from_eps", "eq12")]
     ),
 }
 
@@ -215,7 +215,7 @@ PLANTED_IMPLS = {
 @pytest.fixture(autouse=True)
 def no_shrinking(monkeypatch):
     """A planted failure needs to be found, not shrunk to its smallest example."""
-    monkeypatch.setattr(specs._bind, "SHRINK", False)
+    monkeypatch.setattr(_bind, "SHRINK", False)
 
 
 @pytest.mark.parametrize("name", PLANTED_IMPLS)
@@ -225,27 +225,27 @@ def test_binding_rejects_planted_implementation(name):
 
 
 def test_sampler_binding_rejects_planted_step(monkeypatch):
-    """Algorithm 2 with eq. 11's eps weight missing its square root, patched into ddpm.sampler."""
-    monkeypatch.setattr(ddpm.sampler, "mu_from_eps", _mu_no_sqrt)
+    """Algorithm 2 with eq. 11's eps weight missing its square root, patched into ddpm.beta.sampler."""
+    monkeypatch.setattr(ddpm.beta.sampler, "mu_from_eps", _mu_no_sqrt)
     with pytest.raises(AssertionError):
-        alg.check_sampler(ddpm.sampler.sample)
-    monkeypatch.setattr(ddpm.sampler, "mu_from_eps", mu_from_eps)
-    alg.check_sampler(ddpm.sampler.sample)
+        alg.check_sampler(ddpm.beta.sampler.sample)
+    monkeypatch.setattr(ddpm.beta.sampler, "mu_from_eps", mu_from_eps)
+    alg.check_sampler(ddpm.beta.sampler.sample)
 
 
 @pytest.mark.parametrize("planted", ["sigma1_beta1", "closed_edges", "half_bin_1_256"])
 def test_decoder_binding_rejects_planted(planted, monkeypatch):
     """L_0 with sigma_1^2 = beta_1, with closed edge bins, or with bins of width 2/256.
 
-    Patched into ddpm.losses.
+    Patched into ddpm.beta.losses.
     """
-    import ddpm.losses
-    from specs import eq13_decoder
+    import ddpm.beta.losses
+    from ddpm.specs import eq13_decoder
 
     if planted == "sigma1_beta1":
-        monkeypatch.setattr(ddpm.losses, "reverse_variance", eq13_decoder._sigma1_beta1)
+        monkeypatch.setattr(ddpm.beta.losses, "reverse_variance", eq13_decoder._sigma1_beta1)
     elif planted == "closed_edges":
-        monkeypatch.setattr(ddpm.losses, "discretized_gaussian_log_likelihood", eq13_decoder._closed_edges)
+        monkeypatch.setattr(ddpm.beta.losses, "discretized_gaussian_log_likelihood", eq13_decoder._closed_edges)
     else:
 
         def narrow(x0, mean, var):
@@ -254,6 +254,6 @@ def test_decoder_binding_rejects_planted(planted, monkeypatch):
             lo = torch.where(x0 < -1 + 1 / 256, torch.zeros_like(x0), normal.cdf(x0 - 1 / 256))
             return torch.log(hi - lo)
 
-        monkeypatch.setattr(ddpm.losses, "discretized_gaussian_log_likelihood", narrow)
+        monkeypatch.setattr(ddpm.beta.losses, "discretized_gaussian_log_likelihood", narrow)
     with pytest.raises(AssertionError, match="L_0"):
         eq13_decoder.check_decoder()

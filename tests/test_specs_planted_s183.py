@@ -10,13 +10,12 @@ import pytest
 import sympy as sp
 import torch
 
-import specs
-import specs._bind
-from ddpm.flow_matching import VelocityFromEps, fm_euler_sample
+from ddpm import specs
 from ddpm.oracles import SigmaOptimalEps
-from ddpm.sigma_sampler import gam_mu_step, step_levels
-from ddpm.sigma_schedule import batch_scale, sigma_twin
-from specs import s183_ddim_flow, s183_gam_law_mc, s183_mu_step, s183_ve_vp
+from ddpm.sigma.flow_matching import VelocityFromEps, fm_euler_sample
+from ddpm.sigma.sampler import gam_mu_step, step_levels
+from ddpm.sigma.schedule import batch_scale, sigma_twin
+from ddpm.specs import _bind, s183_ddim_flow, s183_gam_law_mc, s183_mu_step, s183_ve_vp
 
 
 def test_every_s183_claim_renders():
@@ -101,7 +100,7 @@ PLANTED_IMPLS = {
 
 @pytest.fixture(autouse=True)
 def no_shrinking(monkeypatch):
-    monkeypatch.setattr(specs._bind, "SHRINK", False)
+    monkeypatch.setattr(_bind, "SHRINK", False)
 
 
 @pytest.mark.parametrize("name", PLANTED_IMPLS)

@@ -130,11 +130,11 @@ def _null_statistics(generator: torch.Generator, n_sim: int):
 
     The per-draw values are under the null, of shape (n_sim, m).
     """
-    from ddpm.losses import l_simple, negative_elbo
+    from ddpm.beta.losses import l_simple, negative_elbo
+    from ddpm.beta.schedule import linear_schedule
     from ddpm.oracles import OptimalEps
-    from ddpm.schedule import linear_schedule
-    from specs import alg1_lsimple_mc, alg2_sampler_mc, eq05_bound_mc, eq13_decoder, q1c_transport_mc
-    from specs._mc import moment_values, separating_halfplanes
+    from ddpm.specs import alg1_lsimple_mc, alg2_sampler_mc, eq05_bound_mc, eq13_decoder, q1c_transport_mc
+    from ddpm.specs._mc import moment_values, separating_halfplanes
 
     out = []
     for name, law, n, _ in [
@@ -166,7 +166,7 @@ def _null_statistics(generator: torch.Generator, n_sim: int):
     bound = negative_elbo(lambda x, t_: eq13_decoder.GAIN * x, eq13_decoder.SCHEDULE, x0, generator=generator).total
     direct = eq13_decoder.eq3_per_trajectory(eq13_decoder.SCHEDULE, x0, generator)
     out.append(("negative_elbo vs eq. 3", torch.stack([bound, direct], 1), eq13_decoder.N, 1))
-    from specs import q1a_mmse_mc, q1b_optimal_eps_mc
+    from ddpm.specs import q1a_mmse_mc, q1b_optimal_eps_mc
 
     out.append(("q1a orthogonality", q1a_mmse_mc.orthogonality_values(n_sim, generator), q1a_mmse_mc.N, 4))
     out.append(("q1a risk margin", q1a_mmse_mc.risk_margin_values(n_sim, generator), q1a_mmse_mc.N, 2))
@@ -177,8 +177,8 @@ def _null_statistics(generator: torch.Generator, n_sim: int):
         out.append((f"q1b loss and margins ({label})", values, q1b_optimal_eps_mc.N, values.shape[1]))
         values = q1b_optimal_eps_mc.conditional_mean_values(law, n_sim, generator)
         out.append((f"q1b E[w (f - eps*)] ({label})", values, q1b_optimal_eps_mc.N, values.shape[1]))
-    from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
-    from specs import s183_gam_law_mc, s183_mu_step
+    from ddpm.sigma.schedule import log_linear_sigmas, sample_sigmas
+    from ddpm.specs import s183_gam_law_mc, s183_mu_step
 
     for mu, gams in [(0.0, s183_gam_law_mc.GAMS), (0.5, (1.0,))]:
         columns = []

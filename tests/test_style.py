@@ -93,3 +93,51 @@ def test_the_test_paths_the_scripts_run_exist():
     assert sweep, "seed_sweep.py: no --paths default"
     defaults = re.findall(r'"([^"]+)"', sweep.group(1))
     assert defaults and [p for p in defaults if not (ROOT / p).exists()] == []
+
+
+def layout_entries(design: str) -> set[str]:
+    """The paths that docs/design.md's layout tree names, relative to the root (folders end in '/').
+
+    A line of the tree is indented two spaces a level; its entry, before a run of two spaces, is a
+    folder (``name/``) or one or more modules separated by commas. A line that starts deeper than the
+    entries above it continues their description."""
+    block = design.split("## Layout", 1)[1].split("```", 2)[1]
+    found: set[str] = set()
+    folders: list[tuple[int, str]] = []  # (indent, path) of the open folders
+    last_indent = -1
+    for line in block.splitlines()[1:]:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        entry = line.strip().split("  ", 1)[0]
+        if indent > last_indent + 2 or not (entry.endswith("/") or entry.endswith((".py", ".py,"))):
+            continue  # a description's continuation
+        last_indent = indent
+        while folders and folders[-1][0] >= indent:
+            folders.pop()
+        parent = folders[-1][1] if folders else ""
+        if entry.endswith("/"):
+            found.add(parent + entry)
+            folders.append((indent, parent + entry))
+        else:
+            found.update(parent + name.strip() for name in entry.split(",") if name.strip())
+    return found
+
+
+def test_the_layout_parser_reads_a_tree():
+    tree = "## Layout\n```\na/  the a\n  b.py  one\n          more words\n  c/  cs\n    d.py, e.py\n  f.py\ng/\n```\n"
+    assert layout_entries(tree) == {"a/", "a/b.py", "a/c/", "a/c/d.py", "a/c/e.py", "a/f.py", "g/"}
+
+
+def test_design_layout_names_every_module_and_only_modules_that_exist():
+    """docs/design.md's layout is the package's tree: nothing named is missing, nothing there is unnamed."""
+    named = layout_entries((ROOT / "docs" / "design.md").read_text())
+    assert {p for p in named if not (ROOT / p).exists()} == set()
+    modules = {
+        str(p.relative_to(ROOT))
+        for folder in ("ddpm", "specs", "benchmarks")
+        for p in (ROOT / folder).rglob("*.py")  # rglob does not follow ddpm/specs, the link to specs/
+        if p.name != "__init__.py" or p.parent.name in ("ddpm", "specs")
+    }
+    modules -= {p for p in modules if p.startswith("benchmarks/test_")}  # tests, named by their folder
+    assert modules - named == set()

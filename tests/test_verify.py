@@ -23,7 +23,7 @@ import pytest
 import torch
 from scipy.stats import binom
 
-from ddpm.schedule import linear_schedule
+from ddpm.beta.schedule import linear_schedule
 from ddpm.verify import adapter
 from ddpm.verify.channel import Recorder
 from ddpm.verify.coefficients import Monomial, explain, explain_all

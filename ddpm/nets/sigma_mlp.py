@@ -40,7 +40,7 @@ class SigmaMLP(nn.Module):
     """
 
     name = "sigma_mlp"
-    world = "sigma"  # takes sigma, not a step t: sampled by ddpm.sigma_sampler
+    world = "sigma"  # takes sigma, not a step t: sampled by ddpm.sigma.sampler
 
     def __init__(
         self, input_dim: int = 2, hidden_dims: Sequence[int] = (16, 128, 128, 128, 128, 16), activation: str = "gelu"

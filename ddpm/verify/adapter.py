@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddpm.schedule import Schedule
+from ddpm.beta.schedule import Schedule
 
 __all__ = ["TEMPLATE_TENSORS", "step_of_index", "index_of_step", "template_tensors", "paper_tensor", "describe_step"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ddpm.schedule import SIGMA2_CHOICES, linear_schedule
+from ddpm.beta.schedule import SIGMA2_CHOICES, linear_schedule
 from ddpm.verify.formats import summary_table, to_gradescope, to_json, to_junit, write_atomically
 from ddpm.verify.runner import expand_paths, verify_file, verify_many
 from ddpm.verify.sandbox import Limits, adopt_orphans, kill_adopted

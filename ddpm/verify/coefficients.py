@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ddpm.schedule import Schedule
+from ddpm.beta.schedule import Schedule
 
 __all__ = ["RTOL", "Monomial", "values", "match_steps", "explain", "explain_all"]
 

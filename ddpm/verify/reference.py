@@ -2,7 +2,7 @@
 
 ``DDPM(network, beta_1, beta_T, T)`` holds the template's 0-based tensors (from the adapter) and
 computes everything with ddpm's functions in the paper's t = 1..T: ``negative_elbo`` is
-:func:`ddpm.losses.l_simple` at t ~ Uniform{1..T}, ``sample`` is :func:`ddpm.sampler.sample`.
+:func:`ddpm.beta.losses.l_simple` at t ~ Uniform{1..T}, ``sample`` is :func:`ddpm.beta.sampler.sample`.
 The network is told t / T, shaped (batch, 1). ``ddpm verify`` runs this file like any student's:
 the project's DDPM passes the same specs through the same adapter.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ddpm.losses import l_simple
-from ddpm.sampler import sample
-from ddpm.schedule import linear_schedule
+from ddpm.beta.losses import l_simple
+from ddpm.beta.sampler import sample
+from ddpm.beta.schedule import linear_schedule
 from ddpm.verify.adapter import template_tensors
 
 __all__ = ["DDPM"]

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ddpm.beta.sampler import gaussian_law
+from ddpm.beta.schedule import Schedule, reverse_variance
 from ddpm.oracles import OptimalEps
-from ddpm.sampler import gaussian_law
-from ddpm.schedule import Schedule, reverse_variance
 from ddpm.verify.adapter import describe_step
 from ddpm.verify.coefficients import RTOL, Monomial, explain, values
 from ddpm.verify.dtu.specs import Config, sample_answers
@@ -526,7 +526,7 @@ def _law_of_samples(schedule: Schedule, sigma2: str) -> tuple[Tensor, Tensor]:
     eps_theta is eps* of LAW_DATA.
 
     eps* of a Gaussian is affine in x_t, eps*(x, t) = A_t x + b_t, read off at x = 0 and the unit
-    vectors; the law itself is ddpm's one source, :func:`ddpm.sampler.gaussian_law`.
+    vectors; the law itself is ddpm's one source, :func:`ddpm.beta.sampler.gaussian_law`.
     """
     eps_star, D = OptimalEps(LAW_DATA, schedule), LAW_DATA.dim
     A = torch.zeros(schedule.T + 1, D, D, dtype=torch.float64)

@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.alg1_alg2_lines import check_cited_code, check_l_simple, check_sampler, derivation
+from ddpm.specs.alg1_alg2_lines import check_cited_code, check_l_simple, check_sampler, derivation
 
 
 def test_alg_derivation():

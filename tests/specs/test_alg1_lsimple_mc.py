@@ -11,10 +11,10 @@ from typing import cast
 
 import pytest
 
+from ddpm.beta.schedule import Schedule, linear_schedule
 from ddpm.oracles import OptimalEps
-from ddpm.schedule import Schedule, linear_schedule
+from ddpm.specs.alg1_lsimple_mc import DATA, N, check_expected_l_simple
 from ddpm.stats import assert_power
-from specs.alg1_lsimple_mc import DATA, N, check_expected_l_simple
 
 
 def test_alg1_expected_l_simple_of_eps_star(gen):

@@ -13,12 +13,11 @@ from typing import Any, cast
 import pytest
 import torch
 
-import ddpm.sampler
+import ddpm.beta.sampler
+from ddpm.beta.sampler import sample
+from ddpm.beta.schedule import Schedule, at, linear_schedule
 from ddpm.oracles import OptimalEps
-from ddpm.sampler import sample
-from ddpm.schedule import Schedule, at, linear_schedule
-from ddpm.stats import assert_power
-from specs.alg2_sampler_mc import (
+from ddpm.specs.alg2_sampler_mc import (
     MIXTURE,
     N_LINEAR,
     N_MIXTURE,
@@ -27,6 +26,7 @@ from specs.alg2_sampler_mc import (
     check_linear_eps_recursion,
     check_reproduces_mixture,
 )
+from ddpm.stats import assert_power
 
 # --- the checks, under every --seed, and their power against planted deviations -----------------------
 
@@ -61,7 +61,7 @@ def _sigma_without_sqrt(schedule, sigma2="beta"):
     return _REVERSE_VARIANCE(schedule, sigma2) ** 2
 
 
-_REVERSE_VARIANCE = ddpm.sampler.reverse_variance
+_REVERSE_VARIANCE = ddpm.beta.sampler.reverse_variance
 
 
 def _noise_at_last_step(eps_model, schedule, shape, *, sigma2, generator, dtype):
@@ -76,9 +76,9 @@ def _noise_at_last_step(eps_model, schedule, shape, *, sigma2, generator, dtype)
 def test_alg2_linear_eps_rejects_planted(planted, sigma2, gen, monkeypatch):
     sampler: Callable[..., Any] = sample
     if planted == "alpha_bar_in_line_4":
-        monkeypatch.setattr(ddpm.sampler, "mu_from_eps", _mu_with_alpha_bar)
+        monkeypatch.setattr(ddpm.beta.sampler, "mu_from_eps", _mu_with_alpha_bar)
     elif planted == "sigma_without_sqrt":
-        monkeypatch.setattr(ddpm.sampler, "reverse_variance", _sigma_without_sqrt)
+        monkeypatch.setattr(ddpm.beta.sampler, "reverse_variance", _sigma_without_sqrt)
     else:
         sampler = _noise_at_last_step
     assert_power(check_linear_eps_recursion(sigma2, N_LINEAR, gen, sampler=sampler, raise_on_fail=False))

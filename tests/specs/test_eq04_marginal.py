@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.eq04_marginal import check_marginal, derivation
+from ddpm.specs.eq04_marginal import check_marginal, derivation
 
 
 def test_eq04_derivation():

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from ddpm.specs.eq05_bound_mc import N, check_bound
 from ddpm.stats import assert_power
-from specs.eq05_bound_mc import N, check_bound
 
 
 def test_eq5_closed_form_equals_eq3(gen):

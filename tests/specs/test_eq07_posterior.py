@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.eq07_posterior import check_posterior, derivation
+from ddpm.specs.eq07_posterior import check_posterior, derivation
 
 
 def test_eq07_derivation():

@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.eq12_eps_weight import check_batched_float32, check_bound_weights, check_eps_param, derivation
+from ddpm.specs.eq12_eps_weight import check_batched_float32, check_bound_weights, check_eps_param, derivation
 
 
 def test_eq12_derivation():

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-import ddpm.losses
-from ddpm.losses import negative_elbo
+import ddpm.beta.losses
+from ddpm.beta.losses import negative_elbo
+from ddpm.specs.eq13_decoder import PLANTED_ELBO, N, check_decoder, check_elbo_matches_eq3, derivation
 from ddpm.stats import assert_power
-from specs.eq13_decoder import PLANTED_ELBO, N, check_decoder, check_elbo_matches_eq3, derivation
 
 
 def test_eq13_derivation():
@@ -41,5 +41,5 @@ def test_eq13_negative_elbo_rejects_planted(planted, gen, monkeypatch):
     if name is None:
         impl = wrong
     else:
-        monkeypatch.setattr(ddpm.losses, name, wrong)
+        monkeypatch.setattr(ddpm.beta.losses, name, wrong)
     assert_power(check_elbo_matches_eq3(N, gen, impl=impl, raise_on_fail=False))

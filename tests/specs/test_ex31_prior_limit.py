@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.ex31_prior_limit import check_prior, derivation
+from ddpm.specs.ex31_prior_limit import check_prior, derivation
 
 
 def test_ex31_derivation():

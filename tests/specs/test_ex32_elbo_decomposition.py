@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.ex32_elbo_decomposition import check_bound_columns, derivation
+from ddpm.specs.ex32_elbo_decomposition import check_bound_columns, derivation
 
 
 def test_ex32_derivation():

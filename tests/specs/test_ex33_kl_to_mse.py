@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.ex33_kl_to_mse import check_gaussian_kl, derivation
+from ddpm.specs.ex33_kl_to_mse import check_gaussian_kl, derivation
 
 
 def test_ex33_derivation():

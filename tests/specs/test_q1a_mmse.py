@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.q1a_mmse import check_posterior_mean, derivation
+from ddpm.specs.q1a_mmse import check_posterior_mean, derivation
 
 
 def test_q1a_derivation():

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ddpm.stats import assert_power
-from specs.q1a_mmse_mc import (
+from ddpm.specs.q1a_mmse_mc import (
     NETWORK_GAP_SHARE,
     N,
     check_network_approaches_posterior_mean,
@@ -17,6 +16,7 @@ from specs.q1a_mmse_mc import (
     check_risk_margin,
     posterior_mean,
 )
+from ddpm.stats import assert_power
 
 
 def _shrunk(y):

@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.q1b_optimal_eps import check_oracles, derivation
+from ddpm.specs.q1b_optimal_eps import check_oracles, derivation
 
 
 def test_q1b_derivation():

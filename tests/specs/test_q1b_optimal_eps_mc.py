@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from ddpm.specs.q1b_optimal_eps_mc import DATASET, MIXTURE, N, check_eps_star_is_conditional_mean, check_loss_minimum
 from ddpm.stats import assert_power
-from specs.q1b_optimal_eps_mc import DATASET, MIXTURE, N, check_eps_star_is_conditional_mean, check_loss_minimum
 
 LAWS = pytest.mark.parametrize("mixture", [MIXTURE, DATASET], ids=["mixture", "dataset"])
 

@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.q1c_transport import check_transport, derivation
+from ddpm.specs.q1c_transport import check_transport, derivation
 
 
 def test_q1c_derivation():

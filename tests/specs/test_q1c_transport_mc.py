@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ddpm.oracles import transport_velocity
-from ddpm.stats import assert_power
-from specs.q1c_transport_mc import (
+from ddpm.specs.q1c_transport_mc import (
     MIXTURE,
     PLANTED_RESIDUAL,
     N,
@@ -21,6 +20,7 @@ from specs.q1c_transport_mc import (
     sigma_linear,
     velocity_t,
 )
+from ddpm.stats import assert_power
 
 
 def _without_dsigma(mixture, x, sigma, dsigma):

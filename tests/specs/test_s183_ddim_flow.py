@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.s183_ddim_flow import check_ddim_is_euler, check_flow_matching, derivation
+from ddpm.specs.s183_ddim_flow import check_ddim_is_euler, check_flow_matching, derivation
 
 
 def test_s183_ddim_flow_derivation():

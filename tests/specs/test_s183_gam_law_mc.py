@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from ddpm.data import Swissroll
-from ddpm.sigma_sampler import gam_mu_sample, gaussian_gam_law
-from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
-from ddpm.stats import assert_power
-from specs.s183_gam_law_mc import (
+from ddpm.sigma.sampler import gam_mu_sample, gaussian_gam_law
+from ddpm.sigma.schedule import log_linear_sigmas, sample_sigmas
+from ddpm.specs.s183_gam_law_mc import (
     GAMS,
     C,
     M,
@@ -22,6 +21,7 @@ from specs.s183_gam_law_mc import (
     derivation,
     exact_flow_scale,
 )
+from ddpm.stats import assert_power
 
 
 def _ignores_gam(eps_model, sigmas, x=None, *, gam=1.0, **kwargs):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from ddpm.sigma_sampler import step_levels
+from ddpm.sigma.sampler import step_levels
+from ddpm.specs.s183_mu_step import MUS, N, check_keeps_marginal, check_mu_step_is_alg2, check_step_levels, derivation
 from ddpm.stats import assert_power
-from specs.s183_mu_step import MUS, N, check_keeps_marginal, check_mu_step_is_alg2, check_step_levels, derivation
 
 
 def _eta_without_squares(x, sigma, sigma_next, eps_bar_, mu_=0.0, z_=None):

@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.s183_ve_vp import check_bridge, check_eps_same_function, derivation
+from ddpm.specs.s183_ve_vp import check_bridge, check_eps_same_function, derivation
 
 
 def test_s183_ve_vp_derivation():

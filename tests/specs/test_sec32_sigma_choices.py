@@ -5,7 +5,7 @@ The claim, its derivation and its checks live in the spec module; these tests ca
 
 from __future__ import annotations
 
-from specs.sec32_sigma_choices import check_reverse_variance, derivation
+from ddpm.specs.sec32_sigma_choices import check_reverse_variance, derivation
 
 
 def test_sec32_derivation():

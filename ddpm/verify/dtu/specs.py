@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from ddpm.schedule import SIGMA2_CHOICES, Schedule, linear_schedule
+from ddpm.beta.schedule import SIGMA2_CHOICES, Schedule, linear_schedule
 from ddpm.stats import FALSE_ALARM, generator_for
 
 __all__ = [

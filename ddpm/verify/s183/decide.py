@@ -2,7 +2,7 @@
 
 Nothing of the student's is imported here: the records carry the notebook's text, the batches, the
 draws, the network's inputs and answers, the loss's gradient with respect to those answers and the
-yields; the expected values come from the sigma core (``ddpm.sigma_schedule``, ``ddpm.sigma_sampler``),
+yields; the expected values come from the sigma core (``ddpm.sigma.schedule``, ``ddpm.sigma.sampler``),
 never from a copy. The stream is first held to its schema (:mod:`ddpm.verify.s183.records`; anything else
 is "could not verify"); then each spec is decided on its own evidence — the loss's six from the training
 runs (:mod:`ddpm.verify.s183.loss`), the sampler's six from the runs of ``samples``

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ddpm.sigma_schedule import log_linear_sigmas
+from ddpm.sigma.schedule import log_linear_sigmas
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Outcome
 from ddpm.verify.s183.records import (
     Batch,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
+from ddpm.sigma.schedule import log_linear_sigmas, sample_sigmas
 from ddpm.verify.s183.notebook import STUDENT_FUNCTIONS, NotRun, cell_of_filename, plan, read_cells, run_definitions
 from ddpm.verify.s183.standins import (
     ProbeLoader,

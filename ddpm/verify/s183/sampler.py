@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from ddpm.sigma_sampler import eps_bar, gam_mu_step, gaussian_gam_law
+from ddpm.sigma.sampler import eps_bar, gam_mu_step, gaussian_gam_law
 from ddpm.stats import MonteCarloCheck, check_mc
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Outcome
 from ddpm.verify.s183.records import Error, Law, LawOutput, Malformed, RandInput, Run, SampleRun, as_float64

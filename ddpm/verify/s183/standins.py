@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
+from ddpm.sigma.schedule import log_linear_sigmas, sample_sigmas
 from ddpm.verify.s183.notebook import cell_of_filename
 
 __all__ = [

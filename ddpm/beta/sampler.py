@@ -15,9 +15,9 @@ from typing import Literal, overload
 import torch
 from torch import Tensor
 
-from ddpm.losses import EpsModel
-from ddpm.posterior import mu_from_eps
-from ddpm.schedule import Schedule, at, reverse_variance
+from ddpm.beta.losses import EpsModel
+from ddpm.beta.posterior import mu_from_eps
+from ddpm.beta.schedule import Schedule, at, reverse_variance
 
 __all__ = ["sample", "sample_fast", "FastSampler", "gaussian_law", "noise_draws"]
 

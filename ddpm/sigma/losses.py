@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddpm.sigma_sampler import SigmaEpsModel
-from ddpm.sigma_schedule import batch_scale
+from ddpm.sigma.sampler import SigmaEpsModel
+from ddpm.sigma.schedule import batch_scale
 
 __all__ = ["sigma_loss", "sample_train_sigmas"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ddpm.sigma_losses import sample_train_sigmas, sigma_loss
+from ddpm.sigma.losses import sample_train_sigmas, sigma_loss
 
 __all__ = ["sigma_train_step", "sigma_batch", "adamw"]
 

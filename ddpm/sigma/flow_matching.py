@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from ddpm.sigma_sampler import SigmaEpsModel
-from ddpm.sigma_schedule import batch_scale, check_sigmas
+from ddpm.sigma.sampler import SigmaEpsModel
+from ddpm.sigma.schedule import batch_scale, check_sigmas
 
 __all__ = [
     "VModel",

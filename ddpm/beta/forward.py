@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ddpm.schedule import Schedule, at
+from ddpm.beta.schedule import Schedule, at
 
 __all__ = ["q_step_mean_var", "q_step_sample", "q_mean_var", "q_sample"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ddpm.schedule import Schedule, at
+from ddpm.beta.schedule import Schedule, at
 
 __all__ = ["posterior_mean_var", "x0_from_eps", "mu_from_eps"]
 

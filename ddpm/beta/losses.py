@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ddpm.forward import q_mean_var, q_sample
-from ddpm.posterior import mu_from_eps, posterior_mean_var
-from ddpm.schedule import Schedule, at, per_sample, reverse_variance
+from ddpm.beta.forward import q_mean_var, q_sample
+from ddpm.beta.posterior import mu_from_eps, posterior_mean_var
+from ddpm.beta.schedule import Schedule, at, per_sample, reverse_variance
 
 __all__ = [
     "EpsModel",

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from ddpm.data.swissroll import Swissroll
-from ddpm.sigma_sampler import PRESETS, SamplerSettings, SigmaEpsModel, gam_mu_sample
-from ddpm.sigma_schedule import log_linear_sigmas, sample_sigmas
+from ddpm.sigma.sampler import PRESETS, SamplerSettings, SigmaEpsModel, gam_mu_sample
+from ddpm.sigma.schedule import log_linear_sigmas, sample_sigmas
 
 __all__ = [
     "SIGMA_DATA",

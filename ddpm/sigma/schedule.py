@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ddpm.schedule import Schedule
+from ddpm.beta.schedule import Schedule
 
 __all__ = [
     "log_linear_sigmas",

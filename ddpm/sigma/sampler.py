@@ -27,8 +27,8 @@ from typing import NamedTuple, TypedDict
 import torch
 from torch import Tensor
 
-from ddpm.schedule import Schedule
-from ddpm.sigma_schedule import batch_scale, check_sigmas, sigma_twin
+from ddpm.beta.schedule import Schedule
+from ddpm.sigma.schedule import batch_scale, check_sigmas, sigma_twin
 
 __all__ = [
     "SigmaEpsModel",
@@ -69,7 +69,7 @@ class VPEpsAsSigma:
     eps(x, sigma_t) = eps_theta(sqrt(alpha_bar_t) x, t).
 
     x_VE = x_VP / sqrt(alpha_bar_t) and sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) (the bridge of
-    ``ddpm.sigma_schedule``); the noise eps is the same in both worlds, so the prediction is passed on
+    ``ddpm.sigma.schedule``); the noise eps is the same in both worlds, so the prediction is passed on
     as is. ``sigma`` must hold levels of the schedule's sigma twin (t = 1..T), as the walks of
     ``sample_sigmas(sigma_twin(schedule)[1:], k)`` do; each is matched to its t within 1e-4 relative.
     """
