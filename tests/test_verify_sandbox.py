@@ -354,6 +354,17 @@ def test_correct_files_still_pass_in_the_sandbox(path: Path) -> None:
     assert r.exit_status == 0, r.to_table()
 
 
+S183_CORRECT = sorted((Path(__file__).parent / "verify_cases_s183").glob("correct_*"))
+
+
+def test_correct_s183_files_still_pass_in_the_sandbox() -> None:
+    """Every correct 6.S183 form (notebook, script, nbconvert) through the confined child, as a batch of two at
+    once: tests/test_verify_s183.py runs them in-process, outside the sandbox."""
+    assert len(S183_CORRECT) >= 10
+    reports = verify_many(S183_CORRECT, "6.S183", timeout=300, jobs=2)
+    assert [r.exit_status for r in reports] == [0] * len(reports), summary_table(reports)
+
+
 def test_cli_over_a_directory_writes_the_table_gradescope_and_junit(tmp_path: Path) -> None:
     folder = tmp_path / "class"
     folder.mkdir()

@@ -9,10 +9,16 @@ over stdin, reads the authenticated records (``ddpm.verify.channel``), and calls
 - a scrubbed environment: PATH, HOME, LANG, PYTHONPATH, one thread for OpenMP/MKL/BLAS, nothing else;
 - ``resource`` limits, soft = hard, set in the child before the file is imported: address space
   (beyond what the child maps by then), CPU time, file size, open files, processes, no core files;
-- Landlock (Linux >= 5.13, no root needed) where the kernel has it: reads anywhere, writes only in the
-  private directory and /dev/null; from ABI 4 no TCP bind/connect, from ABI 6 no signals to processes
-  outside the sandbox and no abstract unix sockets; no_new_privs; as root, every capability dropped
-  (bounding set included), so that the limits hold and cannot be raised;
+- Landlock (Linux >= 5.13, no root needed) where the kernel has it: reads (and execution) only beneath
+  :func:`readable_roots` — Python's prefixes and site-packages, the system's libraries, ddpm's own package
+  directory and its specs, /dev/urandom, /proc/self, the CPU's description torch reads — and of the file
+  under test; writes only in the private directory and /dev/null; from ABI 4 no TCP bind/connect, from
+  ABI 6 no signals to processes outside the sandbox and no abstract unix sockets; no_new_privs;
+- a seccomp filter (libseccomp, through pyseccomp) that refuses every new socket, of any family, and
+  io_uring, whose socket operations would pass beside it; a syscall of another ABI (x32, i386) kills;
+- as root, every capability dropped (bounding set included), so that the limits hold and cannot be raised;
+- each protection a grader is told about (:data:`PROTECTIONS`) reported as in force or missing, with why;
+  ``strict`` runs nothing of the file while one is missing;
 - stdout and stderr kept up to :data:`OUTPUT_CAP` bytes each, the rest read, counted and dropped;
 - nothing outlives the run: the child runs under a reaper (a child subreaper in its own session)
   that kills every descendant, orphans and new sessions included, when the child ends or time is up.
@@ -20,6 +26,14 @@ over stdin, reads the authenticated records (``ddpm.verify.channel``), and calls
 What it does not stop: code in the child can read and write its own process's memory, so it could
 in principle find the channel's writer and emit records of its choosing. The verdict is a function of
 raw observations computed in the parent; a forged, reordered or truncated stream is never a pass.
+Nor does it hide what lies beneath the readable roots: a grader's file kept inside the Python prefix or
+the ddpm package can be read.
+
+Why these tools: the kernel's Landlock and seccomp work unprivileged, in Docker's default profile and
+on GitHub's runners, where bubblewrap and nsjail need CAP_SYS_ADMIN or user namespaces (Docker refuses
+both; Ubuntu 24.04's AppArmor restricts the latter). libseccomp writes the filter (pyseccomp is its
+ctypes binding; Debian's python3-seccomp serves only the system Python). The Landlock calls are ctypes of
+our own: the binding on PyPI, ``landlock`` 1.0.0.dev5, has filesystem rights only, no TCP rules and no scopes.
 """
 
 from __future__ import annotations
