@@ -135,6 +135,7 @@ _FILE_RIGHTS = _EXECUTE | _WRITE_FILE | _READ_FILE | _TRUNCATE | _IOCTL_DEV  # t
 _NET_TCP = (1 << 0) | (1 << 1)  # BIND_TCP, CONNECT_TCP (ABI 4)
 _SCOPE = (1 << 0) | (1 << 1)  # ABSTRACT_UNIX_SOCKET, SIGNAL (ABI 6)
 
+NO_LANDLOCK = "no Landlock here: it needs Linux 5.13 or later, and a container's seccomp profile may block it"
 # The protections a grader is told about, in force or missing; --strict refuses to verify while one is missing.
 READS, WRITES, NETWORK, SIGNALS = "reads", "writes", "network", "signals"
 PROTECTIONS = {
@@ -196,7 +197,7 @@ def _landlock(private_dir: str, reads: list[str]) -> tuple[list[str], dict[str, 
     abi = landlock_abi()
     lacking = {p: "" for p in (READS, WRITES, SIGNALS)}
     if abi < 1:
-        why = "this kernel has no Landlock (Linux 5.13 or later; a container's seccomp profile may block it)"
+        why = NO_LANDLOCK
         return [], {p: why for p in lacking}
     libc = _lib()
     handled = sum(v for k, v in _FS_BY_ABI.items() if k <= abi)
@@ -485,7 +486,7 @@ class Confinement:
 
     def notes(self) -> list[str]:
         """The sandbox note's items: what is in force, then each missing protection, in words."""
-        return self.in_force + [f"MISSING: {PROTECTIONS[p]}: {why}" for p, why in self.missing.items()]
+        return self.in_force + [f"MISSING: {', '.join(p)}: {why}" for why, p in _by_reason(self.missing).items()]
 
 
 def missing_here() -> dict[str, str]:
@@ -498,7 +499,7 @@ def missing_here() -> dict[str, str]:
     missing = {}
     abi = landlock_abi()
     if abi < 1:
-        why = "this kernel has no Landlock (Linux 5.13 or later; a container's seccomp profile may block it)"
+        why = NO_LANDLOCK
         missing.update({READS: why, WRITES: why, SIGNALS: why})
     elif abi < 6:
         missing[SIGNALS] = f"this kernel's Landlock is ABI {abi}; scoping signals needs ABI 6 (Linux 6.12)"
@@ -509,8 +510,18 @@ def missing_here() -> dict[str, str]:
 
 
 def refusal(missing: dict[str, str]) -> str:
-    """One line for ``--strict``: what is missing, and why."""
-    return "--strict: the sandbox lacks " + "; ".join(f"{PROTECTIONS[p]} ({why})" for p, why in missing.items())
+    """One line for ``--strict``: what is missing, and why (each reason once, after what it takes away)."""
+    return "--strict: the sandbox lacks " + "; ".join(
+        f"{', '.join(p)} ({why})" for why, p in _by_reason(missing).items()
+    )
+
+
+def _by_reason(missing: dict[str, str]) -> dict[str, list[str]]:
+    """The missing protections, in words, grouped by why they are missing."""
+    by_reason: dict[str, list[str]] = {}
+    for protection, why in missing.items():
+        by_reason.setdefault(why, []).append(PROTECTIONS[protection])
+    return by_reason
 
 
 STRICT_ENV = "DDPM_VERIFY_STRICT"
