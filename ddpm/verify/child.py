@@ -9,9 +9,9 @@ own choosing, sets up the channel (the key is kept only in the writer's closure)
 course's observer (trusted code, loaded while the child may still read every file), confines itself
 (:func:`ddpm.verify.sandbox.confine`) and tells the parent what is in force and what is missing in a
 ``__sandbox__`` frame; with ``strict`` and a protection missing it ends there. Then it calls
-``observe(path, config, emit)``; an exception
-escaping it is sent as ``emit("crash", error=...)``. Last it writes the end frame and exits at once,
-so that no exit handler or thread of the student's file writes after it.
+``observe(path, config, emit)``; an exception escaping it is sent as ``emit("crash", error=...)``.
+Last it writes the end frame and exits at once, so that no exit handler or thread of the student's file
+writes after it.
 """
 
 from __future__ import annotations
