@@ -358,8 +358,9 @@ S183_CORRECT = sorted((Path(__file__).parent / "verify_cases_s183").glob("correc
 
 
 def test_correct_s183_files_still_pass_in_the_sandbox() -> None:
-    """Every correct 6.S183 form (notebook, script, nbconvert) through the confined child, as a batch of two at
-    once: tests/test_verify_s183.py runs them in-process, outside the sandbox."""
+    """Every correct 6.S183 form (notebook, script, nbconvert) through the confined child, two at once.
+
+    tests/test_verify_s183.py runs them in-process, outside the sandbox."""
     assert len(S183_CORRECT) >= 10
     reports = verify_many(S183_CORRECT, "6.S183", timeout=300, jobs=2)
     assert [r.exit_status for r in reports] == [0] * len(reports), summary_table(reports)
@@ -474,7 +475,7 @@ def attempts(report: Report) -> dict[str, str]:
 
 
 def grader_setup(tmp_path: Path, monkeypatch) -> tuple[Path, Path, dict[str, str]]:
-    """A grader's home with a secret, a working directory with one, and a batch: the hostile file and a sibling."""
+    """A grader's home and working directory, each with a secret; a batch: the hostile file, a sibling."""
     secrets = {k: f"{k}-secret-{os.urandom(6).hex()}" for k in ("canary", "sibling", "cwd")}
     home, cwd, batch = tmp_path / "grader_home", tmp_path / "grader_cwd", tmp_path / "submissions"
     for d in (home, cwd, batch):

@@ -163,7 +163,7 @@ class _PathBeneath(ctypes.Structure):
 
 
 def readable_roots(file: str | None = None) -> list[str]:
-    """What the child may read (and execute): Python's prefixes and packages, the system's libraries, ddpm.
+    """What the child may read and execute: Python's prefixes and packages, system libraries, ddpm.
 
     Only paths that exist, each once; never ``/``. With an editable install ddpm is the checkout's ``ddpm/``
     and the ``specs/`` its link points to, not the whole checkout. ``file`` (the file under test) is added.
@@ -190,7 +190,7 @@ def readable_roots(file: str | None = None) -> list[str]:
 
 
 def _landlock(private_dir: str, reads: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Restrict this process (and what it starts): reads beneath ``reads``, writes in ``private_dir`` alone.
+    """Restrict this process and what it starts: reads beneath ``reads``, writes in ``private_dir``.
 
     Returns the notes on what is in force and the protections missing, each with why.
     """
@@ -260,7 +260,7 @@ _NETWORK_SYSCALLS = ("socket", "socketcall", "io_uring_setup", "io_uring_enter",
 
 
 def seccomp_available() -> str | None:
-    """Why a seccomp filter cannot be loaded here, or None where it can (libseccomp and the kernel's support)."""
+    """Why a seccomp filter cannot be loaded here (no libseccomp, no kernel support), or None."""
     if not sys.platform.startswith("linux"):
         return f"seccomp is Linux's; this is {sys.platform}"
     try:
@@ -273,7 +273,7 @@ def seccomp_available() -> str | None:
 
 
 def _no_network() -> str | None:
-    """A seccomp filter: every new socket, of any family, fails with EPERM; why it could not be loaded, or None.
+    """A seccomp filter: every new socket fails with EPERM; why it could not be loaded, or None.
 
     libseccomp (through pyseccomp) writes the BPF, with its architecture checks: a syscall of another ABI
     (i386's int 0x80, x32) kills the process rather than slip past the filter.
@@ -528,7 +528,7 @@ STRICT_ENV = "DDPM_VERIFY_STRICT"
 
 
 def strict_from_env() -> bool:
-    """Whether the environment makes ``--strict`` the default (``DDPM_VERIFY_STRICT=1``); ValueError if unclear."""
+    """Whether ``DDPM_VERIFY_STRICT=1`` makes ``--strict`` the default; ValueError on another value."""
     value = os.environ.get(STRICT_ENV, "").strip().lower()
     if value in ("", "0", "false", "no", "off"):
         return False

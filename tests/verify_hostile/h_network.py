@@ -118,5 +118,5 @@ class DDPM(nn.Module):
 
 
 def answer():
-    """For the sandbox's probe course: 42 is right; this file answers what it tried, so it lands in the report."""
+    """For the sandbox's probe course: 42 is right; this answers what it tried, which lands in the report."""
     return " | ".join(RESULTS)

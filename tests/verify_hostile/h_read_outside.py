@@ -1,4 +1,4 @@
-"""Hostile: reads what lies outside its private directory and returns what it read, so it reaches the report.
+"""Hostile: reads what lies outside its private directory and returns it, so it reaches the report.
 
 Its targets: a canary file in the grader's home, the other files of its batch (its siblings), the grader's
 working directory, /etc/shadow, the canary again through /proc/self/root, and the verifying process's
@@ -73,5 +73,5 @@ class DDPM(nn.Module):
 
 
 def answer():
-    """For the sandbox's probe course: 42 is right; this file answers what it read, so it lands in the report."""
+    """For the sandbox's probe course: 42 is right; this answers what it read, which lands in the report."""
     return " | ".join(RESULTS)
