@@ -42,6 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="seconds each file may run once loading it begins (default: %(default)s)",
     )
+    group.addoption(
+        "--ddpm-verify-strict",
+        action="store_true",
+        default=None,
+        help="refuse to verify where the sandbox lacks a protection (DDPM_VERIFY_STRICT=1 makes it the default)",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect, so that they apply to the specs too
@@ -58,6 +64,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     timeout = config.getoption("ddpm_verify_timeout")
     if not timeout > 0:
         raise pytest.UsageError(f"--ddpm-verify-timeout must be a positive number of seconds, got {timeout}")
+    from ddpm.verify.sandbox import missing_here, refusal, strict_from_env
+
+    try:
+        strict = bool(config.getoption("ddpm_verify_strict")) or strict_from_env()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if strict and missing_here():
+        raise pytest.UsageError(refusal(missing_here()))
     for path in files:
         items.extend(VerifyFile.from_parent(session, path=path.resolve()).collect())
 
@@ -83,8 +97,11 @@ class VerifyFile(pytest.File):
     def report(self):
         if self._report is None:
             from ddpm.verify.runner import verify_file
+            from ddpm.verify.sandbox import strict_from_env
 
-            self._report = verify_file(self.path, self.course, None, self.config.getoption("ddpm_verify_timeout"))
+            strict = bool(self.config.getoption("ddpm_verify_strict")) or strict_from_env()
+            timeout = self.config.getoption("ddpm_verify_timeout")
+            self._report = verify_file(self.path, self.course, None, timeout, strict=strict)
         return self._report
 
 

@@ -57,3 +57,22 @@ def test_without_the_option_the_plugin_adds_nothing(pytester: pytest.Pytester) -
     pytester.makepyfile(test_x="def test_one():\n    pass\n")
     result = pytester.runpytest_subprocess(*LOAD, "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_strict_runs_where_the_sandbox_is_whole_and_a_bad_variable_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ddpm.verify import sandbox
+
+    shutil.copy(CASES / "correct_onebased.py", pytester.path / "student.py")
+    args = (*LOAD, "--ddpm-verify", "student.py", "--ddpm-verify-strict", "-k", "schedule", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*args)
+    if sandbox.missing_here():  # refused up front, naming what is missing
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*--strict: the sandbox lacks*"])
+    else:
+        result.assert_outcomes(passed=1, deselected=15)
+    monkeypatch.setenv("DDPM_VERIFY_STRICT", "maybe")
+    result = pytester.runpytest_subprocess(*LOAD, "--ddpm-verify", "student.py", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*DDPM_VERIFY_STRICT='maybe': expected 1 (strict) or 0 (not strict)*"])

@@ -102,6 +102,10 @@ def test_a_correct_file_passes_in_the_sandbox(tmp_path: Path) -> None:
     assert "limits: address space 3 GiB" in sandbox_note
     if sandbox.landlock_abi() >= 1:
         assert "Landlock ABI" in sandbox_note and "writes only in the private directory" in sandbox_note
+        assert "reads only of Python, its packages, the system's libraries, ddpm and the file itself" in sandbox_note
+    if sandbox.seccomp_available() is None:
+        assert "no network: a seccomp filter refuses every new socket" in sandbox_note
+    assert ("MISSING" in sandbox_note) == bool(sandbox.missing_here()), sandbox_note
 
 
 @pytest.mark.parametrize("name", HOSTILE_FILES)
@@ -350,6 +354,18 @@ def test_correct_files_still_pass_in_the_sandbox(path: Path) -> None:
     assert r.exit_status == 0, r.to_table()
 
 
+S183_CORRECT = sorted((Path(__file__).parent / "verify_cases_s183").glob("correct_*"))
+
+
+def test_correct_s183_files_still_pass_in_the_sandbox() -> None:
+    """Every correct 6.S183 form (notebook, script, nbconvert) through the confined child, two at once.
+
+    tests/test_verify_s183.py runs them in-process, outside the sandbox."""
+    assert len(S183_CORRECT) >= 10
+    reports = verify_many(S183_CORRECT, "6.S183", timeout=300, jobs=2)
+    assert [r.exit_status for r in reports] == [0] * len(reports), summary_table(reports)
+
+
 def test_cli_over_a_directory_writes_the_table_gradescope_and_junit(tmp_path: Path) -> None:
     folder = tmp_path / "class"
     folder.mkdir()
@@ -429,4 +445,185 @@ def test_files_verified_in_parallel_cannot_reach_each_other(tmp_path: Path) -> N
     sleeper.write_text("import time\n\ndef answer():\n    time.sleep(25)\n    return 0\n")
     reports = verify_many([sleeper, HOSTILE / "h_probe_siblings.py"], PROBE, None, 120, jobs=2)
     seen = next(n for n in reports[1].notes if "PROBE" in n)
-    assert ":mem:" in seen and ":OPEN" not in seen, seen  # it found the sibling and could not open it
+    if sandbox.landlock_abi() >= 1:  # it cannot even list /proc, let alone open the sibling's memory
+        assert "listing /proc: Permission denied" in seen and ":OPEN" not in seen, seen
+    else:
+        assert ":mem:" in seen and ":OPEN" not in seen, seen  # it found the sibling and could not open it
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reads and the network [issue 19]: a file may read only what Python, torch and it need, and reach no one.
+
+needs_landlock = pytest.mark.skipif(sandbox.landlock_abi() < 1, reason="this kernel has no Landlock")
+needs_seccomp = pytest.mark.skipif(sandbox.seccomp_available() is not None, reason="no seccomp filter here")
+
+
+def filled(name: str, dest: Path, **values: str) -> Path:
+    """A hostile file copied to ``dest`` with its ``__NAME__`` placeholders filled in."""
+    text = (HOSTILE / name).read_text()
+    for key, value in values.items():
+        text = text.replace(f"__{key}__", value)
+    dest.write_text(text)
+    return dest
+
+
+def attempts(report: Report) -> dict[str, str]:
+    """What a hostile file's answer() said it tried: name -> BLOCKED / READ / OUT and what."""
+    detail = next(o.detail for o in report.outcomes if o.spec == "answer")
+    items = detail.split("answer() = ", 1)[1].strip("'").split(" | ")
+    return {i.split(":", 1)[0]: i.split(":", 1)[1] for i in items}
+
+
+def grader_setup(tmp_path: Path, monkeypatch) -> tuple[Path, Path, dict[str, str]]:
+    """A grader's home and working directory, each with a secret; a batch: the hostile file, a sibling."""
+    secrets = {k: f"{k}-secret-{os.urandom(6).hex()}" for k in ("canary", "sibling", "cwd")}
+    home, cwd, batch = tmp_path / "grader_home", tmp_path / "grader_cwd", tmp_path / "submissions"
+    for d in (home, cwd, batch):
+        d.mkdir()
+    (home / "secret.txt").write_text(secrets["canary"])
+    (cwd / "secret.txt").write_text(secrets["cwd"])
+    sibling = batch / "bob.py"
+    sibling.write_text(f"SOLUTION = {secrets['sibling']!r}\n\ndef answer():\n    return 42\n")
+    hostile = filled(
+        "h_read_outside.py",
+        batch / "mallory.py",
+        CANARY=str(home / "secret.txt"),
+        GRADER_CWD=str(cwd),
+        PARENT_PID=str(os.getpid()),
+    )
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("DDPM_GRADER_CANARY_SECRET", secrets["canary"])
+    return hostile, sibling, secrets
+
+
+@needs_landlock
+def test_reads_outside_what_the_file_needs_are_blocked(tmp_path: Path, monkeypatch) -> None:
+    """The grader's home, the batch's other files, the grader's working directory, /etc/shadow (as root),
+    the verifying process's environ and memory: each denied, and no secret reaches any output."""
+    hostile, sibling, secrets = grader_setup(tmp_path, monkeypatch)
+    reports = verify_many([hostile, sibling], PROBE, None, 120, jobs=2)
+    assert reports[1].exit_status == 0, reports[1].to_table()  # the sibling itself still passes
+    tried = attempts(reports[0])
+    expected = {"siblings", "shadow", "canary", "canary-via-proc-root", "grader-cwd", "reaper-environ", "reaper-mem"}
+    expected |= {f"parent-{w}" for w in ("environ", "mem", "cmdline", "cwd/secret.txt")}
+    assert set(tried) == expected, tried
+    assert all(v.startswith("BLOCKED:") for v in tried.values()), tried
+    outputs = [to_json(reports), json.dumps(to_gradescope(reports)), to_junit(reports), summary_table(reports)]
+    for secret in secrets.values():
+        assert not any(secret in out for out in outputs), secret
+    note = next(n for n in reports[0].notes if n.startswith("sandbox: "))
+    assert "reads only of Python, its packages, the system's libraries, ddpm and the file itself" in note
+
+
+@needs_seccomp
+def test_no_network_of_any_kind(tmp_path: Path) -> None:
+    """UDP, TCP, a unix socket by path and an abstract one, each listened on here; raw, packet and netlink
+    sockets, a DNS lookup, io_uring and the x32 ABI: each blocked, nothing arrives, the report says so."""
+    import socket
+
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    name = f"ddpm-verify-test-{os.urandom(6).hex()}"
+    try:
+        udp.bind(("127.0.0.1", 0))
+        tcp.bind(("127.0.0.1", 0))
+        unix.bind(str(tmp_path / "grader.sock"))
+        abstract.bind("\0" + name)
+        for s in (tcp, unix, abstract):
+            s.listen(4)
+        for s in (udp, tcp, unix, abstract):
+            s.setblocking(False)
+        hostile = filled(
+            "h_network.py",
+            tmp_path / "net.py",
+            UDP_PORT=str(udp.getsockname()[1]),
+            TCP_PORT=str(tcp.getsockname()[1]),
+            UNIX_PATH=str(tmp_path / "grader.sock"),
+            ABSTRACT=name,
+        )
+        r = probe(hostile)
+        tried = attempts(r)
+        expected = {"udp", "tcp", "unix", "abstract", "raw-ip", "raw-packet", "netlink", "dns", "io_uring"}
+        assert expected <= set(tried), tried
+        assert all(v.startswith("BLOCKED:") for v in tried.values()), tried
+        for s in (udp, tcp, unix, abstract):
+            with pytest.raises(BlockingIOError):  # nothing arrived, no connection is waiting
+                s.recv(64) if s is udp else s.accept()
+    finally:
+        for s in (udp, tcp, unix, abstract):
+            s.close()
+    note = next(n for n in r.notes if n.startswith("sandbox: "))
+    assert "no network: a seccomp filter refuses every new socket" in note, note
+
+
+def test_the_child_may_read_the_package_not_the_checkout() -> None:
+    import ddpm
+
+    roots = sandbox.readable_roots("/some/file.py")
+    package = Path(ddpm.__file__).resolve().parent
+    assert str(package) in roots and str((package / "specs").resolve()) in roots and "/some/file.py" not in roots
+    if not Path(sys.prefix).resolve().is_relative_to(package.parent):  # a virtual environment inside it aside
+        assert str(package.parent) not in roots
+    assert not any(Path(r) == package.parent or package.parent.is_relative_to(r) for r in roots), roots
+    assert "/" not in roots and "/etc" not in roots and "/tmp" not in roots and "/root" not in roots
+
+
+# A container whose seccomp profile does not know Landlock (Docker before 23.0), and one that lets no process
+# load a seccomp filter of its own: the whole verify command runs under such a filter, loaded here first.
+BLOCK_LANDLOCK = "f.add_rule(s.ERRNO(1), 'landlock_create_ruleset')"
+BLOCK_SECCOMP = "f.add_rule(s.ERRNO(1), 'seccomp'); f.add_rule(s.ERRNO(1), 'prctl', s.Arg(0, s.EQ, 22))"
+
+
+def under_filter(rules: str, *args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    code = (
+        "import os, sys, pyseccomp as s; f = s.SyscallFilter(s.ALLOW); " + rules + "; f.load(); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'ddpm.verify', *sys.argv[1:]])"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@needs_seccomp
+@needs_landlock
+def test_strict_refuses_in_one_line_where_landlock_is_blocked(tmp_path: Path, monkeypatch) -> None:
+    hostile, _, secrets = grader_setup(tmp_path, monkeypatch)
+    for args, env in (([hostile, "--strict"], {}), ([hostile], {"DDPM_VERIFY_STRICT": "1"})):
+        done = under_filter(BLOCK_LANDLOCK, *args, cwd=tmp_path, env=env)
+        assert done.returncode == 2 and done.stdout == "", done.stdout + done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "--strict: the sandbox lacks reads confined to" in done.stderr and "no Landlock" in done.stderr
+    # not strict: it runs, and the note is true: reads are not confined, and the canary was read
+    done = under_filter(BLOCK_LANDLOCK, hostile, "--json", cwd=tmp_path)
+    data = json.loads(done.stdout)
+    note = next(n for n in data["notes"] if n.startswith("sandbox: "))
+    missing = note.split("MISSING: ", 1)[-1]
+    assert missing.startswith("reads confined to Python") and "writes confined to the run's private" in missing, note
+    assert secrets["canary"] in done.stdout  # what --strict is for
+
+
+@needs_seccomp
+def test_strict_refuses_in_the_child_what_it_could_not_get(tmp_path: Path) -> None:
+    """The parent's look finds libseccomp and a kernel with seccomp; the child's filter is still refused."""
+    hostile = filled("h_network.py", tmp_path / "net.py")
+    done = under_filter(BLOCK_SECCOMP, hostile, "--strict", "--json", cwd=tmp_path)
+    data = json.loads(done.stdout)
+    assert done.returncode == 2 and data["exit_status"] == 2, done.stdout
+    assert "the file was not run: --strict: the sandbox lacks no network of any kind" in data["cannot_verify"], data
+    assert not any("NETWORK" in n for n in data["notes"]), data["notes"]  # not a line of the file ran
+    done = under_filter(BLOCK_SECCOMP, hostile, "--json", cwd=tmp_path)
+    data = json.loads(done.stdout)
+    assert any("MISSING: no network of any kind" in n for n in data["notes"]), data["notes"]
+
+
+def test_a_bad_strict_variable_is_a_one_line_error(tmp_path: Path) -> None:
+    done = cli(CASES / "correct_template.py", cwd=tmp_path, env={**os.environ, "DDPM_VERIFY_STRICT": "maybe"})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "DDPM_VERIFY_STRICT='maybe': expected 1 (strict) or 0 (not strict)" in done.stderr

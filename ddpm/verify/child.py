@@ -3,13 +3,15 @@
 The child of ``ddpm verify``, which runs the student's file and only observes.
 
 It reads one JSON message from stdin (never argv): the run's channel key, the pipe it writes frames
-to, the private directory, the limits and the job ``{"course", "observer", "file", "config"}``. Before
-anything of the student's is imported it moves the pipe to a file descriptor of its own choosing, sets
-up the channel (the key is kept only in the writer's closure), confines itself
-(:func:`ddpm.verify.sandbox.confine`) and tells the parent what is in force in a ``__sandbox__``
-frame. Then it imports the course's observer and calls ``observe(path, config, emit)``; an exception
-escaping it is sent as ``emit("crash", error=...)``. Last it writes the end frame and exits at once,
-so that no exit handler or thread of the student's file writes after it.
+to, the private directory, the limits, ``strict`` and the job ``{"course", "observer", "file",
+"config"}``. Before anything of the student's is imported it moves the pipe to a file descriptor of its
+own choosing, sets up the channel (the key is kept only in the writer's closure), imports torch and the
+course's observer (trusted code, loaded while the child may still read every file), confines itself
+(:func:`ddpm.verify.sandbox.confine`) and tells the parent what is in force and what is missing in a
+``__sandbox__`` frame; with ``strict`` and a protection missing it ends there. Then it calls
+``observe(path, config, emit)``; an exception escaping it is sent as ``emit("crash", error=...)``.
+Last it writes the end frame and exits at once, so that no exit handler or thread of the student's file
+writes after it.
 """
 
 from __future__ import annotations
@@ -53,10 +55,15 @@ def main() -> None:
     message["key"] = None
     del raw
     job = message["job"]
-    confined = sandbox.confine(message["private"], message["limits"], message.get("cgroup"))
-    system("__sandbox__", confined=confined)
+    import torch  # noqa: F401 - loaded before the confinement, which lets it read only what it needs from now on
+
+    observe = importlib.import_module(job["observer"]).observe  # the course's code, trusted: loaded before too
+    confined = sandbox.confine(message["private"], message["limits"], message.get("cgroup"), job["file"])
+    system("__sandbox__", confined=confined.notes(), missing=confined.missing)
+    if message.get("strict") and confined.missing:  # --strict: nothing of the file runs without every protection
+        end()
+        os._exit(0)
     try:
-        observe = importlib.import_module(job["observer"]).observe
         observe(Path(job["file"]), job["config"], emit)
     except BaseException as exc:  # noqa: BLE001 - whatever escapes, SystemExit included, is reported as a crash
         try:

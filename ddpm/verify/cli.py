@@ -8,7 +8,8 @@ observations over an authenticated channel; the course's ``decide`` turns them i
 files (a directory stands for its .py and .ipynb files) are verified in parallel and summed up in one
 table, with ``--json``, ``--gradescope results.json`` and ``--junit report.xml`` for graders' tools.
 Exit status, the worst over the files: 0 every spec passes; 1 a spec fails; 2 a file cannot be
-verified (it cannot be loaded, its run did not finish, a spec stayed undecided) or a bad argument.
+verified (it cannot be loaded, its run did not finish, a spec stayed undecided) or a bad argument, or
+``--strict`` (or ``DDPM_VERIFY_STRICT=1``) where the sandbox lacks a protection.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from ddpm.beta.schedule import SIGMA2_CHOICES, linear_schedule
 from ddpm.verify.formats import summary_table, to_gradescope, to_json, to_junit, write_atomically
 from ddpm.verify.runner import expand_paths, verify_file, verify_many
-from ddpm.verify.sandbox import Limits, adopt_orphans, kill_adopted
+from ddpm.verify.sandbox import STRICT_ENV, Limits, adopt_orphans, kill_adopted, missing_here, refusal, strict_from_env
 
 __all__ = ["add_arguments", "run", "verify_file", "config_of"]
 
@@ -76,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Limits().memory / 2**30,
         help="address space the file may use, in GiB (default: %(default)s)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="refuse to verify (exit 2) where the sandbox lacks a protection: confined reads and writes, no "
+        f"network, no signals out; {STRICT_ENV}=1 makes it the default",
+    )
     parser.add_argument("--json", action="store_true", help="print the report(s) as JSON, for graders")
     parser.add_argument(
         "--gradescope", type=Path, metavar="PATH", help="also write a Gradescope autograder results.json to PATH"
@@ -121,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
     _check_output(args.gradescope, "--gradescope")
     _check_output(args.junit, "--junit")
     limits = Limits(memory=int(args.memory_gib * 2**30))
+    args.strict = bool(args.strict) or strict_from_env()  # ValueError naming a bad DDPM_VERIFY_STRICT
+    missing = missing_here() if args.strict else {}
+    if missing:
+        raise ValueError(refusal(missing))
     adopt_orphans()  # this command owns its process: whatever escapes a reaper comes back here and is killed
     try:
         return _run(args, config, files, limits)
@@ -132,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, config: dict, files: list[Path], limits: Limits) -> int:
     if len(files) == 1:
-        reports = [verify_file(files[0], _course_of(args, files[0]), config, args.timeout, limits)]
+        reports = [verify_file(files[0], _course_of(args, files[0]), config, args.timeout, limits, args.strict)]
     else:
         total = len(files)
         finished = []
@@ -142,7 +154,14 @@ def _run(args: argparse.Namespace, config: dict, files: list[Path], limits: Limi
             print(f"[{len(finished)}/{total}] {report.file}: exit {report.exit_status}", file=sys.stderr, flush=True)
 
         reports = verify_many(
-            files, getattr(args, "course", None), config, args.timeout, args.jobs or None, limits, done=progress
+            files,
+            getattr(args, "course", None),
+            config,
+            args.timeout,
+            args.jobs or None,
+            limits,
+            done=progress,
+            strict=args.strict,
         )
     if args.json:
         print(to_json(reports))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Decision, Outcome, Report
-from ddpm.verify.sandbox import STARTUP_SECONDS, ChildRun, Limits, run_child
+from ddpm.verify.sandbox import STARTUP_SECONDS, ChildRun, Limits, refusal, run_child, strict_from_env
 
 __all__ = ["SUFFIXES", "course_for", "expand_paths", "verify_file", "verify_many"]
 
@@ -148,8 +148,14 @@ def verify_file(
     config: dict | None = None,
     timeout: float = 60.0,
     limits: Limits | None = None,
+    strict: bool | None = None,
 ) -> Report:
-    """``path`` verified as ``course`` (a name or a Course) in the sandbox; the report [issue 9]."""
+    """``path`` verified as ``course`` (a name or a Course) in the sandbox; the report [issue 9].
+
+    ``strict`` (None: ``DDPM_VERIFY_STRICT`` decides): a file whose sandbox lacks a protection is not run
+    at all, and the report says "could not verify" and what was missing.
+    """
+    strict = strict_from_env() if strict is None else strict
     c = _course(course)
     config = {**c.default_config(), **(config or {})}
     path = Path(path)
@@ -161,10 +167,13 @@ def verify_file(
     if not path.is_file():
         return report(Decision(_undecided(specs, cites, "no file"), error=f"no such file: {path}"), [])
     job = {"course": c.name, "observer": c.observer, "file": str(path.resolve()), "config": config}
-    run = run_child(job, timeout, limits)
+    run = run_child(job, timeout, limits, strict)
     notes = []
     if run.isolation:
         notes.append("sandbox: " + "; ".join(run.isolation))
+    if strict and run.missing and not run.stream.error:
+        why = "the file was not run: " + refusal(run.missing)
+        return report(Decision(_undecided(specs, cites, why), cannot_verify=why), notes)
     notes += run.output_notes()
     if run.leftovers:
         notes.append(f"{run.leftovers} processes of the file were still running after it and were killed")
@@ -214,6 +223,7 @@ def verify_many(
     jobs: int | None = None,
     limits: Limits | None = None,
     done: Callable[[Report], None] | None = None,
+    strict: bool | None = None,
 ) -> list[Report]:
     """Every file verified, up to ``jobs`` at once (default: the cores this process may use).
 
@@ -225,7 +235,7 @@ def verify_many(
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     def one(path: Path) -> Report:
-        r = verify_file(path, course_for(path, course), config, timeout, limits)
+        r = verify_file(path, course_for(path, course), config, timeout, limits, strict)
         if done:
             done(r)
         return r

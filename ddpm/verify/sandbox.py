@@ -9,10 +9,16 @@ over stdin, reads the authenticated records (``ddpm.verify.channel``), and calls
 - a scrubbed environment: PATH, HOME, LANG, PYTHONPATH, one thread for OpenMP/MKL/BLAS, nothing else;
 - ``resource`` limits, soft = hard, set in the child before the file is imported: address space
   (beyond what the child maps by then), CPU time, file size, open files, processes, no core files;
-- Landlock (Linux >= 5.13, no root needed) where the kernel has it: reads anywhere, writes only in the
-  private directory and /dev/null; from ABI 4 no TCP bind/connect, from ABI 6 no signals to processes
-  outside the sandbox and no abstract unix sockets; no_new_privs; as root, every capability dropped
-  (bounding set included), so that the limits hold and cannot be raised;
+- Landlock (Linux >= 5.13, no root needed) where the kernel has it: reads (and execution) only beneath
+  :func:`readable_roots` — Python's prefixes and site-packages, the system's libraries, ddpm's own package
+  directory and its specs, /dev/urandom, /proc/self, the CPU's description torch reads — and of the file
+  under test; writes only in the private directory and /dev/null; from ABI 4 no TCP bind/connect, from
+  ABI 6 no signals to processes outside the sandbox and no abstract unix sockets; no_new_privs;
+- a seccomp filter (libseccomp, through pyseccomp) that refuses every new socket, of any family, and
+  io_uring, whose socket operations would pass beside it; a syscall of another ABI (x32, i386) kills;
+- as root, every capability dropped (bounding set included), so that the limits hold and cannot be raised;
+- each protection a grader is told about (:data:`PROTECTIONS`) reported as in force or missing, with why;
+  ``strict`` runs nothing of the file while one is missing;
 - stdout and stderr kept up to :data:`OUTPUT_CAP` bytes each, the rest read, counted and dropped;
 - nothing outlives the run: the child runs under a reaper (a child subreaper in its own session)
   that kills every descendant, orphans and new sessions included, when the child ends or time is up.
@@ -20,12 +26,21 @@ over stdin, reads the authenticated records (``ddpm.verify.channel``), and calls
 What it does not stop: code in the child can read and write its own process's memory, so it could
 in principle find the channel's writer and emit records of its choosing. The verdict is a function of
 raw observations computed in the parent; a forged, reordered or truncated stream is never a pass.
+Nor does it hide what lies beneath the readable roots: a grader's file kept inside the Python prefix or
+the ddpm package can be read.
+
+Why these tools: the kernel's Landlock and seccomp work unprivileged, in Docker's default profile and
+on GitHub's runners, where bubblewrap and nsjail need CAP_SYS_ADMIN or user namespaces (Docker refuses
+both; Ubuntu 24.04's AppArmor restricts the latter). libseccomp writes the filter (pyseccomp is its
+ctypes binding; Debian's python3-seccomp serves only the system Python). The Landlock calls are ctypes of
+our own: the binding on PyPI, ``landlock`` 1.0.0.dev5, has filesystem rights only, no TCP rules and no scopes.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import json
 import os
 import shutil
@@ -42,14 +57,22 @@ from ddpm.verify import channel
 
 __all__ = [
     "OUTPUT_CAP",
+    "PROTECTIONS",
+    "STRICT_ENV",
     "ChildRun",
+    "Confinement",
     "Limits",
     "adopt_orphans",
     "confine",
     "kill_adopted",
     "kill_cgroup",
     "landlock_abi",
+    "missing_here",
     "pids_cgroup",
+    "readable_roots",
+    "refusal",
+    "seccomp_available",
+    "strict_from_env",
     "run_child",
 ]
 
@@ -100,13 +123,27 @@ def _lib():
 
 SYS_LANDLOCK_CREATE_RULESET, SYS_LANDLOCK_ADD_RULE, SYS_LANDLOCK_RESTRICT_SELF = 444, 445, 446  # same on all arches
 PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_CAP_AMBIENT, PR_SET_CHILD_SUBREAPER = 38, 24, 28, 47, 36
-PR_SET_DUMPABLE = 4
+PR_SET_DUMPABLE, PR_GET_SECCOMP = 4, 21
 LANDLOCK_RULE_PATH_BENEATH = 1
-# Landlock's filesystem rights by ABI; reads (EXECUTE, READ_FILE, READ_DIR) are not handled, so stay allowed.
-_WRITE_FILE, _TRUNCATE = 1 << 1, 1 << 14
-_FS_WRITES = {1: sum(1 << b for b in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12)), 2: 1 << 13, 3: _TRUNCATE}
+# Landlock's filesystem rights (linux/landlock.h) and the ABI that added them; every one is handled, so what no
+# rule allows is denied: reads as well as writes.
+_EXECUTE, _WRITE_FILE, _READ_FILE, _READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_REFER, _TRUNCATE, _IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+_FS_BY_ABI = {1: (1 << 13) - 1, 2: _REFER, 3: _TRUNCATE, 5: _IOCTL_DEV}
+_READ = _EXECUTE | _READ_FILE | _READ_DIR
+_FILE_RIGHTS = _EXECUTE | _WRITE_FILE | _READ_FILE | _TRUNCATE | _IOCTL_DEV  # the rights a rule on a file may hold
 _NET_TCP = (1 << 0) | (1 << 1)  # BIND_TCP, CONNECT_TCP (ABI 4)
 _SCOPE = (1 << 0) | (1 << 1)  # ABSTRACT_UNIX_SOCKET, SIGNAL (ABI 6)
+
+NO_LANDLOCK = "no Landlock here: it needs Linux 5.13 or later, and a container's seccomp profile may block it"
+# The protections a grader is told about, in force or missing; --strict refuses to verify while one is missing.
+READS, WRITES, NETWORK, SIGNALS = "reads", "writes", "network", "signals"
+PROTECTIONS = {
+    READS: "reads confined to Python, its packages, the system's libraries, ddpm and the file itself",
+    WRITES: "writes confined to the run's private directory",
+    NETWORK: "no network of any kind (no new socket: UDP, TCP, unix, raw; hence no name resolution)",
+    SIGNALS: "no signals to processes outside the run",
+}
 
 
 def landlock_abi() -> int:
@@ -125,27 +162,62 @@ class _PathBeneath(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-def _landlock(writable: list[str], write_files: list[str]) -> str:
-    """Restrict this process (and what it starts) to writes beneath ``writable``.
+def readable_roots(file: str | None = None) -> list[str]:
+    """What the child may read and execute: Python's prefixes and packages, system libraries, ddpm.
 
-    Returns what is in force.
+    Only paths that exist, each once; never ``/``. With an editable install ddpm is the checkout's ``ddpm/``
+    and the ``specs/`` its link points to, not the whole checkout. ``file`` (the file under test) is added.
+    """
+    import site
+
+    import ddpm
+
+    package = Path(ddpm.__file__).resolve().parent
+    roots = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, *site.getsitepackages()]
+    roots += [str(package), str((package / "specs").resolve())]
+    roots += ["/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32", "/usr/local/lib", "/usr/bin", "/bin"]
+    roots += ["/etc/ld.so.cache", "/dev/urandom", "/sys/devices/system/cpu", "/proc/cpuinfo", "/proc/self"]
+    roots += [file] if file else []
+    found = []
+    for root in roots:
+        try:
+            real = os.path.realpath(root)
+        except OSError:
+            continue
+        if real != "/" and os.path.exists(real) and real not in found:
+            found.append(real)
+    return found
+
+
+def _landlock(private_dir: str, reads: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Restrict this process and what it starts: reads beneath ``reads``, writes in ``private_dir``.
+
+    Returns the notes on what is in force and the protections missing, each with why.
     """
     abi = landlock_abi()
+    lacking = {p: "" for p in (READS, WRITES, SIGNALS)}
     if abi < 1:
-        return "no Landlock in this kernel: writes outside the private directory are not blocked"
+        why = NO_LANDLOCK
+        return [], {p: why for p in lacking}
     libc = _lib()
-    handled = sum(v for k, v in _FS_WRITES.items() if k <= abi)
+    handled = sum(v for k, v in _FS_BY_ABI.items() if k <= abi)
     attr = (ctypes.c_uint64 * 3)(handled, _NET_TCP if abi >= 4 else 0, _SCOPE if abi >= 6 else 0)
     size = 8 if abi < 4 else 16 if abi < 6 else 24
     fd = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if fd < 0:
-        return f"Landlock refused a ruleset ({os.strerror(ctypes.get_errno())}): writes are not blocked"
+        why = f"Landlock refused a ruleset ({os.strerror(ctypes.get_errno())})"
+        return [], {p: why for p in lacking}
     try:
-        rules = [(p, handled) for p in writable] + [(p, handled & (_WRITE_FILE | _TRUNCATE)) for p in write_files]
+        rules = [(private_dir, handled), ("/dev/null", _READ_FILE | _WRITE_FILE | _TRUNCATE)]
+        rules += [(path, _READ) for path in reads]
         for path, access in rules:
-            pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             try:
-                rule = _PathBeneath(access, pfd)
+                pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue  # gone since it was listed: nothing to allow
+            try:
+                is_dir = os.path.isdir(f"/proc/self/fd/{pfd}")
+                rule = _PathBeneath(access & handled & (~0 if is_dir else _FILE_RIGHTS), pfd)
                 if (
                     libc.syscall(
                         SYS_LANDLOCK_ADD_RULE,
@@ -156,17 +228,72 @@ def _landlock(writable: list[str], write_files: list[str]) -> str:
                     )
                     != 0
                 ):
-                    return f"Landlock refused a rule for {path} ({os.strerror(ctypes.get_errno())}): writes not blocked"
+                    why = f"Landlock refused a rule for {path} ({os.strerror(ctypes.get_errno())})"
+                    return [], {p: why for p in lacking}
             finally:
                 os.close(pfd)
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            return "no_new_privs refused: Landlock not in force"
+            why = f"no_new_privs refused ({os.strerror(ctypes.get_errno())}), so Landlock could not be applied"
+            return [], {p: why for p in lacking}
         if libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
-            return f"Landlock refused to restrict ({os.strerror(ctypes.get_errno())}): writes are not blocked"
+            why = f"Landlock refused to restrict the child ({os.strerror(ctypes.get_errno())})"
+            return [], {p: why for p in lacking}
     finally:
         os.close(fd)
-    extra = (", no TCP" if abi >= 4 else "") + (", no signals out of the sandbox" if abi >= 6 else "")
-    return f"Landlock ABI {abi}: writes only in the private directory{extra}"
+    notes = [
+        f"reads only of Python, its packages, the system's libraries, ddpm and the file itself (Landlock ABI {abi})",
+        "writes only in the private directory" + ("" if abi >= 3 else " (truncating a file not blocked: ABI < 3)"),
+    ]
+    missing = {}
+    if abi >= 6:
+        notes.append("no signals to processes outside the run, no abstract unix sockets outside it (Landlock)")
+    else:
+        missing[SIGNALS] = f"this kernel's Landlock is ABI {abi}; scoping signals needs ABI 6 (Linux 6.12)"
+    if abi >= 4:
+        notes.append("no TCP bind or connect (Landlock, a second layer under the seccomp filter)")
+    return notes, missing
+
+
+# Syscalls that make a socket, or reach the network without one (io_uring's own socket operations bypass a
+# filter on socket(2)); socketpair(2) stays: an unnamed pair reaches no one outside the process tree.
+_NETWORK_SYSCALLS = ("socket", "socketcall", "io_uring_setup", "io_uring_enter", "io_uring_register")
+
+
+def seccomp_available() -> str | None:
+    """Why a seccomp filter cannot be loaded here (no libseccomp, no kernel support), or None."""
+    if not sys.platform.startswith("linux"):
+        return f"seccomp is Linux's; this is {sys.platform}"
+    try:
+        import pyseccomp  # noqa: F401 - its import finds libseccomp, or raises
+    except (ImportError, RuntimeError, OSError) as exc:
+        return f"pyseccomp or libseccomp is not installed ({exc})"
+    if _lib().prctl(PR_GET_SECCOMP, 0, 0, 0, 0) < 0:
+        return f"this kernel has no seccomp ({os.strerror(ctypes.get_errno())})"
+    return None
+
+
+def _no_network() -> str | None:
+    """A seccomp filter: every new socket fails with EPERM; why it could not be loaded, or None.
+
+    libseccomp (through pyseccomp) writes the BPF, with its architecture checks: a syscall of another ABI
+    (i386's int 0x80, x32) kills the process rather than slip past the filter.
+    """
+    why = seccomp_available()
+    if why:
+        return why
+    import pyseccomp as seccomp
+
+    try:
+        flt = seccomp.SyscallFilter(seccomp.ALLOW)
+        for name in _NETWORK_SYSCALLS:
+            try:
+                flt.add_rule(seccomp.ERRNO(errno.EPERM), name)
+            except (ValueError, OSError):  # a syscall this architecture does not have (socketcall on x86-64)
+                continue
+        flt.load()
+    except OSError as exc:
+        return f"the seccomp filter could not be loaded ({exc})"
+    return None
 
 
 class _CapHeader(ctypes.Structure):
@@ -288,10 +415,11 @@ def _address_space() -> int:
     return 0
 
 
-def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[str]:
+def confine(private_dir: str, limits: dict, cgroup: str | None = None, file: str | None = None) -> Confinement:
     """Confine this process before the student's code loads [the child's sandbox].
 
-    Returns what is in force.
+    Returns what is in force and what is missing. ``file`` is the file under test, the one file outside
+    the private directory and the readable roots (:func:`readable_roots`) that the child may read.
     """
     import resource
 
@@ -327,17 +455,86 @@ def confine(private_dir: str, limits: dict, cgroup: str | None = None) -> list[s
         f"torch map, CPU {limits['cpu_seconds']} s, "
         f"files {limits['file_size'] / 2**20:g} MiB, {limits['open_files']} open files, {tasks}"
     )
+    missing: dict[str, str] = {}
     if sys.platform.startswith("linux"):
+        reads = readable_roots(file)
+        network = _no_network()  # before Landlock: libseccomp is found and loaded from the library path
         try:
-            done.append(_landlock([private_dir], ["/dev/null"]))
+            notes, lacking = _landlock(private_dir, reads)
         except OSError as exc:
-            done.append(f"Landlock could not be set up ({exc}): writes outside the private directory are not blocked")
+            notes, lacking = [], {p: f"Landlock could not be set up ({exc})" for p in (READS, WRITES, SIGNALS)}
+        done += notes
+        missing.update(lacking)
+        if network is None:
+            done.append("no network: a seccomp filter refuses every new socket (UDP, TCP, unix, raw) and io_uring")
+        else:
+            missing[NETWORK] = network
         caps = _drop_capabilities()
         if caps:
             done.append(caps)
     else:  # pragma: no cover - the sandbox is Linux's; elsewhere only the limits hold
-        done.append(f"no Landlock on {sys.platform}: writes outside the private directory are not blocked")
-    return done
+        missing = {p: f"the sandbox is Linux's; this is {sys.platform}" for p in PROTECTIONS}
+    return Confinement(done, missing)
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """What the child has in force (notes for the report) and the protections missing, each with why."""
+
+    in_force: list[str]
+    missing: dict[str, str]
+
+    def notes(self) -> list[str]:
+        """The sandbox note's items: what is in force, then each missing protection, in words."""
+        return self.in_force + [f"MISSING: {', '.join(p)}: {why}" for why, p in _by_reason(self.missing).items()]
+
+
+def missing_here() -> dict[str, str]:
+    """The protections this machine cannot give the child, each with why, found without running one.
+
+    Used by ``--strict`` to refuse before any file runs; the child checks again what it actually got.
+    """
+    if not sys.platform.startswith("linux"):
+        return {p: f"the sandbox is Linux's; this is {sys.platform}" for p in PROTECTIONS}
+    missing = {}
+    abi = landlock_abi()
+    if abi < 1:
+        why = NO_LANDLOCK
+        missing.update({READS: why, WRITES: why, SIGNALS: why})
+    elif abi < 6:
+        missing[SIGNALS] = f"this kernel's Landlock is ABI {abi}; scoping signals needs ABI 6 (Linux 6.12)"
+    network = seccomp_available()
+    if network:
+        missing[NETWORK] = network
+    return missing
+
+
+def refusal(missing: dict[str, str]) -> str:
+    """One line for ``--strict``: what is missing, and why (each reason once, after what it takes away)."""
+    return "--strict: the sandbox lacks " + "; ".join(
+        f"{', '.join(p)} ({why})" for why, p in _by_reason(missing).items()
+    )
+
+
+def _by_reason(missing: dict[str, str]) -> dict[str, list[str]]:
+    """The missing protections, in words, grouped by why they are missing."""
+    by_reason: dict[str, list[str]] = {}
+    for protection, why in missing.items():
+        by_reason.setdefault(why, []).append(PROTECTIONS[protection])
+    return by_reason
+
+
+STRICT_ENV = "DDPM_VERIFY_STRICT"
+
+
+def strict_from_env() -> bool:
+    """Whether ``DDPM_VERIFY_STRICT=1`` makes ``--strict`` the default; ValueError on another value."""
+    value = os.environ.get(STRICT_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{STRICT_ENV}={os.environ[STRICT_ENV]!r}: expected 1 (strict) or 0 (not strict)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -457,6 +654,7 @@ class ChildRun:
     seconds: float
     isolation: list[str]
     leftovers: int = 0  # processes of the run found alive after the reaper had finished (killed then)
+    missing: dict[str, str] = field(default_factory=dict)  # the protections the child lacked, each with why
 
     def output_notes(self) -> list[str]:
         notes = []
@@ -517,11 +715,12 @@ def _prepare_parent() -> None:
         _PARENT_READY = True
 
 
-def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildRun:
+def run_child(job: dict, timeout: float, limits: Limits | None = None, strict: bool = False) -> ChildRun:
     """Run ``python -m ddpm.verify.child`` on ``job`` in the sandbox; return what it streamed and printed.
 
     ``timeout`` counts from the moment the child has confined itself and is about to load the file, so that
-    a slow start of Python and torch on a busy machine does not eat the file's time.
+    a slow start of Python and torch on a busy machine does not eat the file's time. ``strict``: the child
+    loads nothing of the file when a protection is missing.
     """
     _prepare_parent()
     limits = limits or Limits()
@@ -563,7 +762,15 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
     for t in threads:
         t.start()
     message = json.dumps(
-        {"key": key.hex(), "fd": wfd, "private": private, "limits": limits.to_dict(), "job": job, "cgroup": cgroup}
+        {
+            "key": key.hex(),
+            "fd": wfd,
+            "private": private,
+            "limits": limits.to_dict(),
+            "job": job,
+            "cgroup": cgroup,
+            "strict": strict,
+        }
     )
     del key
     assert proc.stdin is not None  # Popen(stdin=PIPE)
@@ -592,9 +799,12 @@ def run_child(job: dict, timeout: float, limits: Limits | None = None) -> ChildR
         t.join(timeout=10)
     stream = reader.close()
     system = stream.system
-    isolation = list(system.get("__sandbox__", {}).get("confined", [])) if system else []
+    frame = system.get("__sandbox__", {}) if system else {}
+    isolation = [str(n) for n in frame.get("confined", [])]
+    missing = frame.get("missing", {})
+    missing = {str(k): str(v) for k, v in missing.items()} if isinstance(missing, dict) else {}
     shutil.rmtree(private, ignore_errors=True)
-    return ChildRun(stream, stdout, stderr, code, timed_out, seconds, isolation, leftovers)
+    return ChildRun(stream, stdout, stderr, code, timed_out, seconds, isolation, leftovers, missing)
 
 
 def _exited(pid: int) -> bool:

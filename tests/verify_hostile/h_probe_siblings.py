@@ -6,7 +6,12 @@ import time
 def answer():
     time.sleep(8)
     out = []
-    for d in os.listdir("/proc"):
+    try:
+        pids = os.listdir("/proc")
+    except OSError as exc:
+        pids = []
+        out.append(f"listing /proc: {exc.strerror}")
+    for d in pids:
         if d.isdigit() and int(d) != os.getpid():
             try:
                 cmd = open(f"/proc/{d}/cmdline", "rb").read()
