@@ -26,10 +26,10 @@ def keep_citations(line: str) -> str:
 
 
 class CitationPreprocessor(Preprocessor):
-    """Apply ``keep_citations`` to every line outside fenced code."""
+    """Apply ``keep_citations`` to every line outside fenced code and display math (``$$``)."""
 
     def run(self, lines: list[str]) -> list[str]:
-        return [keep_citations(line) for line in lines]
+        return [line if "$$" in line else keep_citations(line) for line in lines]
 
 
 class CitationExtension(Extension):

@@ -103,3 +103,11 @@ def test_citations_after_brackets_stay_text():
     assert keep("on [-1, 1] [Ho20 §4] and `a] [b`") == "on [-1, 1]&#32;[Ho20 §4] and `a] [b`"
     assert keep("[a link](page.md) [b]") == "[a link](page.md) [b]"
     assert keep("[text][]") == "[text][]"
+
+
+def test_display_math_is_left_alone():
+    preprocessor = load_script("docs_markdown").CitationPreprocessor(None)
+    assert preprocessor.run(["$$ \\left[a\\right] [b] $$", "E[x] [Ho20]"]) == [
+        "$$ \\left[a\\right] [b] $$",
+        "E[x]&#32;[Ho20]",
+    ]
