@@ -111,3 +111,19 @@ def test_display_math_is_left_alone():
         "$$ \\left[a\\right] [b] $$",
         "E[x]&#32;[Ho20]",
     ]
+
+
+def test_the_site_renders_every_step_of_a_derivation_as_math_inside_its_step():
+    """Python-Markdown with arithmatex, as mkdocs.yml sets it: each $$ becomes a math block in its list item."""
+    markdown = pytest.importorskip("markdown")
+    pytest.importorskip("pymdownx.arithmatex")
+    from ddpm.specs.eq07_posterior import derivation
+
+    text = derivation().markdown()
+    html = markdown.markdown(
+        text, extensions=["pymdownx.arithmatex"], extension_configs={"pymdownx.arithmatex": {"generic": True}}
+    )
+    blocks = re.findall(r'<div class="arithmatex">\\\[(.*?)\\\]</div>', html, re.S)
+    assert len(blocks) == text.count("$$") // 2 > 0
+    assert "<em>" not in html  # no subscript read as emphasis: all of the math was taken as math
+    assert html.count("<ol>") == 1  # one numbered list: the math did not break it
