@@ -135,7 +135,7 @@ def speedup_figure(out: Path, summary: Path | None) -> None:
 
 
 def command_figure(out: Path, name: str, train_args: list[str], work_dir: Path | None) -> None:
-    """Run ``ddpm train`` with ``train_args`` (resuming a finished run in ``work_dir``) and keep its samples.png."""
+    """``ddpm train`` with ``train_args`` in ``work_dir`` (a finished run is reused); keep samples.png."""
     import shutil
 
     from ddpm.cli import main as ddpm_main

@@ -1,4 +1,4 @@
-"""The documentation site's generated pages come from their one source, and its Markdown hook can fail."""
+"""The site's generated pages come from their one source, and its Markdown hook can fail."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_display_math_is_left_alone():
 
 
 def test_the_site_renders_every_step_of_a_derivation_as_math_inside_its_step():
-    """Python-Markdown with arithmatex, as mkdocs.yml sets it: each $$ becomes a math block in its list item."""
+    """Python-Markdown with arithmatex, as on the site: each $$ is a math block in its list item."""
     markdown = pytest.importorskip("markdown")
     pytest.importorskip("pymdownx.arithmatex")
     from ddpm.specs.eq07_posterior import derivation

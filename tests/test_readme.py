@@ -1,4 +1,4 @@
-"""What the README and the site show a newcomer holds: examples run; numbers, LaTeX and figures are real.
+"""What the README and the site show holds: the examples run; numbers, LaTeX and figures are real.
 
 The README is the front page (at most 200 lines); the detail lives on the pages under docs/, built by
 MkDocs (mkdocs.yml). The tests read the text where it is.
@@ -37,7 +37,7 @@ def test_the_readme_is_a_front_page_of_at_most_200_lines():
 
 
 def test_quick_start_is_two_commands_after_the_venv_with_the_cpu_torch_index():
-    """After the venv, one line installs (torch's CPU build through the extra index) and trains, one tests."""
+    """After the venv, one line installs (torch's CPU build by the extra index) and trains; one tests."""
     quick_start = block_after("## Quick start", "bash")
     venv, install, test = quick_start.strip().splitlines()
     assert venv.startswith("python3 -m venv .venv")
@@ -169,7 +169,7 @@ def shell_lines(text: str) -> list[str]:
 
 
 def test_every_path_the_commands_name_exists():
-    """The shell blocks of the README and the pages name paths that exist, and give pytest only paths under tests/."""
+    """The README's and the pages' shell blocks name paths that exist, and give pytest only tests/."""
     pattern = r"(?<![\w/.$-])((?:tests|specs|scripts|benchmarks|docs)/[\w/.*-]*)"
     lines = shell_lines(README) + [line for text in PAGES.values() for line in shell_lines(text)]
     paths = {p for line in lines for p in re.findall(pattern, line.split("#")[0])}
