@@ -20,7 +20,7 @@ from ddpm.beta.sampler import sample
 from ddpm.beta.schedule import Schedule, at, cosine_schedule, linear_schedule, reverse_variance
 from ddpm.oracles import GaussianMixture, OptimalEps, transport_velocity
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Schedule",

@@ -1,7 +1,11 @@
-"""Regenerate the figures under docs/ that the README shows, one of each kind ``ddpm.plot`` draws.
+"""Regenerate every figure under docs/ that the README and the documentation site show.
 
-    python scripts/make_figures.py [--out docs] [--steps 2000] [--bench-summary bench-out/summary.json]
+    python scripts/make_figures.py [--out docs] [--only KIND] [--steps 2000] [--bench-summary summary.json]
 
+- ``cb_default_samples.png``: the default job's own picture: ``ddpm train`` with no options (a 4 x 256
+  SiLU network, 6000 steps; minutes on a CPU), its ``samples.png`` with the quality report in the title.
+- ``swissroll_samples.png``: ``ddpm train --data swissroll`` (the 6.S183 notebook's setup, 20000 steps),
+  its ``samples.png``: 2000 samples of the accelerated sampler (10 steps) over the spiral.
 - ``cb_samples.png``, ``cb_loss.png``, ``cb_trajectory.png``: a Chequerboard model trained here
   (a 3 x 128 SiLU network, 2000 steps at batch 1024: smaller than the default job's), 2000 of its
   samples over the true density with the quality report in the title, its loss curve, and x_t of
@@ -130,6 +134,19 @@ def speedup_figure(out: Path, summary: Path | None) -> None:
     plot(rows, out / "speedup.png")
 
 
+def command_figure(out: Path, name: str, train_args: list[str], work_dir: Path | None) -> None:
+    """``ddpm train`` with ``train_args`` in ``work_dir`` (a finished run is reused); keep samples.png."""
+    import shutil
+
+    from ddpm.cli import main as ddpm_main
+
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp())
+    status = ddpm_main(["train", *train_args, "--out", str(work), "--quiet"])
+    if status != 0:
+        raise SystemExit(f"ddpm train {' '.join(train_args)} exited {status}")
+    shutil.copyfile(work / "samples.png", out / name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="folder for the PNGs (default: docs/)")
@@ -141,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, help="folder for the model's checkpoint, reused when rerun (default: temp)"
     )
     parser.add_argument("--bench-summary", type=Path, help="summary.json of benchmarks/report.py to chart")
-    parser.add_argument("--only", choices=("toy", "grid", "speedup"), help="make one kind only")
+    parser.add_argument("--only", choices=("toy", "grid", "speedup", "default", "swissroll"), help="make one kind only")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.only in (None, "toy"):
@@ -155,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.only in (None, "speedup"):
         speedup_figure(args.out, args.bench_summary)
+    if args.only in (None, "default"):
+        command_figure(args.out, "cb_default_samples.png", [], args.work and args.work / "default")
+    if args.only in (None, "swissroll"):
+        command_figure(
+            args.out, "swissroll_samples.png", ["--data", "swissroll"], args.work and args.work / "swissroll"
+        )
     print(f"wrote the figures to {args.out}")
     return 0
 

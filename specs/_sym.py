@@ -308,12 +308,16 @@ class Derivation:
         return latex_document([body]) if standalone else body
 
     def markdown(self) -> str:
-        """The claim as a heading, its steps a numbered list with $$ display math (a notebook cell)."""
+        """The claim as a heading, its steps a numbered list with $$ display math (a notebook cell).
+
+        The math is indented four spaces, inside its step for CommonMark (Jupyter) and Python-Markdown
+        (the documentation site) alike; the latter needs four.
+        """
         out = [f"### {markdown_text(self.claim)}", ""]
         for i, s in enumerate(self.steps, 1):
             out.append(f"{i}. {markdown_text(s.title)}")
             for m in s.math:
-                out += ["", f"   `{m}`" if isinstance(m, str) else f"   $$ {latex(m)} $$"]
+                out += ["", f"    `{m}`" if isinstance(m, str) else f"    $$ {latex(m)} $$"]
             out.append("")
         return "\n".join(out)
 

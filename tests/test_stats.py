@@ -206,7 +206,7 @@ def test_each_statistic_in_use_keeps_its_rate(gen):
     the check's elements (counts, held to exact binomial tails, at exactly their share), keeps the whole
     check within 1.5 times the stated 1e-6. Measured: the gamma sampler's law 1.32e-6 (mu = 1/2: 1.26e-6),
     alg. 2 vs mixture (n = 4000) 1.24e-6, q1b's loss on the data set 1.18e-6, E[L_simple] 1.16e-6, q1b's
-    conditional mean on the mixture 1.15e-6, q1c's flow 1.14e-6, the others 1.01e-6 to 1.09e-6 (README,
+    conditional mean on the mixture 1.15e-6, q1c's flow 1.14e-6, the others 1.01e-6 to 1.09e-6 (docs/researcher.md,
     "Statistical checks")."""
     for name, values, n, count in _null_statistics(gen, 200000):
         skew, kurt = _cumulants(values)

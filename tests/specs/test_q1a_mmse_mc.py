@@ -42,7 +42,7 @@ def test_q1a_risk_margin_rejects_planted_shrinkage(gen):
 
 
 # The network check depends on optimisation, so no false-alarm rate can be proved for it: it runs in the
-# slow tier, with its rate measured by rerunning it under --seed (README, "Statistical checks").
+# slow tier, with its rate measured by rerunning it under --seed (docs/researcher.md, "Statistical checks").
 @pytest.mark.slow
 def test_q1a_network_approaches_posterior_mean(gen):
     check_network_approaches_posterior_mean(gen)
