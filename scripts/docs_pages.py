@@ -16,8 +16,6 @@ import importlib
 import pkgutil
 from pathlib import Path
 
-import mkdocs_gen_files
-
 ROOT = Path(__file__).resolve().parents[1]
 # Internals of commands that have their own pages (student.md, grader.md, conform.md), not a library API.
 SKIPPED_PACKAGES = ("ddpm.verify", "ddpm.conform")
@@ -108,6 +106,10 @@ def copied_pages() -> dict[str, str]:
 
 def main() -> None:
     """Write every generated page into the site being built."""
+    # Imported here, not at the top: its module __getattr__ imports mkdocs on any attribute access, even a
+    # getattr probe, which mutates sys.modules under a loop over it (tests/test_verify.py's clean-process check).
+    import mkdocs_gen_files
+
     for path, text in {**derivation_pages(), **reference_pages(), **copied_pages()}.items():
         with mkdocs_gen_files.open(path, "w") as page:
             page.write(text)
