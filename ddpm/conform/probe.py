@@ -25,6 +25,7 @@ __all__ = ["H", "Coefficients", "read_step", "noise"]
 
 H = 1e-8  # the probes' amplitude: x_0 stays within clip ranges even where 1 / sqrt(alpha_bar) is 2e4
 SHAPE = (1, 1, 16)  # one sample of 16 coordinates: the coefficients must be the same in each
+EPS64 = float(torch.finfo(torch.float64).eps)
 SPREAD = 1e-6  # the coordinates' coefficients may differ by this much, relatively (float64 round-off of H-probes)
 
 # step(model_output, sample, seed) -> the step's output
@@ -52,11 +53,11 @@ class Coefficients:
     finite: bool = True
 
 
-def _const(values: Tensor) -> float | None:
-    """The common value of ``values``, or None when they differ by more than SPREAD relatively."""
+def _const(values: Tensor, floor: float = 0.0) -> float | None:
+    """The common value of ``values``, or None when they differ by more than SPREAD relatively (or ``floor``)."""
     mean = float(values.mean())
     spread = float((values - mean).abs().max())
-    return mean if spread <= SPREAD * max(abs(mean), 1e-300) + 1e-300 else None
+    return mean if spread <= SPREAD * max(abs(mean), 1e-300) + floor + 1e-300 else None
 
 
 def read_step(call: StepCall, shape: tuple[int, ...] = SHAPE) -> Coefficients:
@@ -81,10 +82,13 @@ def read_step(call: StepCall, shape: tuple[int, ...] = SHAPE) -> Coefficients:
         s = _const((o1 - o2) / (noise(1, shape) - noise(2, shape)))
     base = o1 - (s or 0.0) * noise(1, shape)
     c = float(base.abs().max()) if s is not None else math.nan
-    a, b = _const((ox - o1) / (H * u)), _const((om - o1) / (H * w))
+    # the outputs carry s z: their float64 rounding, divided by H, bounds what the probes can resolve
+    floor = 16 * EPS64 * float(o1.abs().max()) / H
+    a, b = _const((ox - o1) / (H * u), floor), _const((om - o1) / (H * w), floor)
     if a is None or b is None:
         return Coefficients(s=s, c=c, problem="the step is not the same affine map in every coordinate")
     predicted = o1 + a * H * u2 + b * H * w2
-    if float((o_mix - predicted).abs().max()) > 1e-5 * H * (abs(a) + abs(b)) * float(u2.abs().max() + w2.abs().max()):
+    reach = float(u2.abs().max() + w2.abs().max())
+    if float((o_mix - predicted).abs().max()) > (1e-5 * (abs(a) + abs(b)) + floor) * H * reach:
         return Coefficients(a, b, s, c, problem="the step is not affine in (sample, model output) at the probes")
     return Coefficients(a, b, s, c)

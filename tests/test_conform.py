@@ -1,0 +1,273 @@
+"""``ddpm conform``: every spec passes on correct diffusers configurations and fails, naming the cause,
+on planted wrong schedulers (subclasses of diffusers' with one thing wrong); bad input is one line.
+
+The step counts are kept small (1, 7, 10: 7 does not divide T = 1000) so the default tier stays fast;
+the whole documented grid runs in the slow tier and in docs/conform-diffusers.md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
+
+from ddpm.cli import main  # noqa: E402
+from ddpm.conform import conform  # noqa: E402
+from ddpm.verify.report import FAIL, PASS, UNDECIDED  # noqa: E402
+
+STEPS = (1, 7, 10)
+
+
+def outcomes(report):
+    return {o.spec: o for o in report.outcomes}
+
+
+# -- correct configurations pass --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls, config",
+    [
+        (DDPMScheduler, {}),
+        (DDPMScheduler, {"beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction"}),
+        (DDPMScheduler, {"variance_type": "fixed_large", "beta_schedule": "scaled_linear"}),
+        (DDPMScheduler, {"variance_type": "learned_range", "timestep_spacing": "linspace"}),
+        (DDIMScheduler, {"eta": 0.5, "prediction_type": "sample"}),
+        (DDIMScheduler, {"eta": 1.0, "rescale_betas_zero_snr": True}),
+    ],
+)
+def test_correct_configurations_pass_every_spec(cls, config):
+    report = conform(cls, config, STEPS)
+    assert report.exit_status == 0, report.to_table()
+    assert [o.spec for o in report.outcomes] == [
+        "schedule",
+        "timesteps",
+        "step",
+        "parameterisation",
+        "add_noise",
+        "finite",
+    ]
+
+
+def test_leading_spacing_is_reported_as_a_departure_with_its_cost_not_a_failure():
+    o = outcomes(conform(DDIMScheduler, {}, (10,)))["timesteps"]
+    assert o.status == PASS and "departure" in o.detail and "starts at t = 900" in o.detail
+
+
+def test_set_alpha_to_one_false_is_a_departure_a_missing_last_level_is_not():
+    o = outcomes(conform(DDIMScheduler, {"set_alpha_to_one": False}, (10,)))["step"]
+    assert o.status == PASS and "lands at alpha_bar = 0.9999" in o.detail
+
+    class MissingLastLevel(DDIMScheduler):  # claims set_alpha_to_one=True, stops at t = 0 anyway
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.final_alpha_cumprod = self.alphas_cumprod[0]
+
+    o = outcomes(conform(MissingLastLevel, {}, (10,)))["step"]
+    assert o.status == FAIL and "t = 0 -> x_0" in o.detail, o.detail
+
+
+# -- the DDIM findings of the issue, from the public API alone ------------------------------------------
+
+
+def test_ddim_linspace_lands_at_899_not_at_the_listed_888():
+    o = outcomes(conform(DDIMScheduler, {"timestep_spacing": "linspace"}, (10,)))["step"]
+    assert o.status == FAIL
+    assert "t = 999 -> 888" in o.detail and "matches the step to t = 899 instead" in o.detail, o.detail
+
+
+def test_ddim_trailing_with_a_count_that_does_not_divide_T_steps_one_past_the_listed_timestep():
+    o = outcomes(conform(DDIMScheduler, {"timestep_spacing": "trailing"}, (7,)))["step"]
+    assert o.status == FAIL and "t = 999 -> 856" in o.detail and "t = 857 instead" in o.detail, o.detail
+    assert outcomes(conform(DDIMScheduler, {"timestep_spacing": "trailing"}, (10,)))["step"].status == PASS
+
+
+# -- planted wrong schedulers: each spec fails and names the cause -------------------------------------
+
+
+class WrongBeta(DDPMScheduler):
+    """One beta 1% off, alphas_cumprod recomputed from it."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.betas[500] *= 1.01
+        self.alphas = 1 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, 0)
+
+
+class NearlyZeroSNR(DDIMScheduler):
+    """Zero terminal SNR asked, 2**-24 delivered."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.alphas_cumprod[-1] = 2.0**-24
+
+
+class DropsAStep(DDIMScheduler):
+    def set_timesteps(self, n, device=None):
+        super().set_timesteps(n, device)
+        self.timesteps = self.timesteps[:-1] if n > 1 else self.timesteps
+
+
+class OffByOnePrevious(DDPMScheduler):
+    def previous_timestep(self, timestep):
+        prev = super().previous_timestep(timestep)
+        return prev - 1 if int(prev) > 0 else prev
+
+
+class LargeVarianceForSmall(DDPMScheduler):
+    """fixed_small asked, beta (fixed_large) drawn."""
+
+    def _get_variance(self, t, predicted_variance=None, variance_type=None):
+        return super()._get_variance(t, predicted_variance, "fixed_large")
+
+
+class WrongV(DDIMScheduler):
+    def step(self, model_output, timestep, sample, *args, **kw):
+        if self.config.prediction_type == "v_prediction":
+            model_output = 1.01 * model_output
+        return super().step(model_output, timestep, sample, *args, **kw)
+
+
+class AddNoiseWithoutRoot(DDPMScheduler):
+    def add_noise(self, original_samples, noise, timesteps):
+        ab = self.alphas_cumprod.to(original_samples.dtype)[timesteps][:, None]
+        return ab * original_samples + (1 - ab).sqrt() * noise  # sqrt(alpha_bar) missing its root
+
+
+class NanAtTheEnd(DDIMScheduler):
+    def step(self, model_output, timestep, sample, *args, **kw):
+        out = super().step(model_output, timestep, sample, *args, **kw)
+        if int(timestep) == 0:
+            out.prev_sample = out.prev_sample / 0.0
+        return out
+
+
+class RaisesInStep(DDIMScheduler):
+    def step(self, model_output, timestep, sample, *args, **kw):
+        raise RuntimeError("shape mismatch in my kernel")
+
+
+@pytest.mark.parametrize(
+    "cls, config, spec, cause",
+    [
+        (WrongBeta, {}, "schedule", "betas[500]"),
+        (NearlyZeroSNR, {"rescale_betas_zero_snr": True}, "schedule", "zero terminal SNR asked"),
+        (DropsAStep, {}, "timesteps", "6 timesteps listed, not 7"),
+        (OffByOnePrevious, {}, "step", "matches the step to t = "),
+        (LargeVarianceForSmall, {"timestep_spacing": "trailing"}, "step", "coefficient of the noise (sigma)"),
+        (WrongV, {"prediction_type": "v_prediction"}, "parameterisation", "v_prediction gives x_t'"),
+        (AddNoiseWithoutRoot, {}, "add_noise", "off q(x_t | x_0)"),
+        (NanAtTheEnd, {}, "finite", "inf or nan"),
+        (RaisesInStep, {}, "step", "raised RuntimeError: shape mismatch in my kernel"),
+    ],
+)
+def test_each_spec_fails_on_its_planted_wrong_scheduler_naming_the_cause(cls, config, spec, cause):
+    report = conform(cls, config, STEPS)
+    o = outcomes(report)[spec]
+    assert o.status == FAIL and cause in o.detail, o.detail
+    assert report.exit_status == 1
+
+
+def test_a_step_that_is_not_affine_is_undecided_not_failed():
+    class Thresholded(DDIMScheduler):  # x' = |DDIM|: not affine in anything
+        def step(self, model_output, timestep, sample, *args, **kw):
+            out = super().step(model_output, timestep, sample, *args, **kw)
+            out.prev_sample = out.prev_sample.abs()
+            return out
+
+    report = conform(Thresholded, {}, (3,), specs=("step",))
+    assert outcomes(report)["step"].status == UNDECIDED and report.exit_status == 2
+
+
+# -- the command: formats, exit codes, one-line errors -------------------------------------------------
+
+
+def test_cli_prints_the_report_json_and_junit(tmp_path, capsys):
+    junit = tmp_path / "r.xml"
+    code = main(
+        ["conform", "diffusers:DDIMScheduler", "--config", "timestep_spacing='linspace'", "--steps", "10", "--json"]
+        + ["--junit", str(junit)]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1 and data["exit_status"] == 1 and data["config"] == {"timestep_spacing": "linspace"}
+    assert {o["spec"]: o["status"] for o in data["outcomes"]}["step"] == "fail"
+    xml = junit.read_text()
+    assert 'name="ddpm conform"' in xml and "<failure" in xml and 'name="step"' in xml
+
+
+def test_cli_exit_0_and_the_table(capsys):
+    assert main(["conform", "diffusers:DDIMScheduler", "--config", "eta=1.0", "--steps", "1,7"]) == 0
+    out = capsys.readouterr().out
+    assert "DDIM eta = 1" in out and "6 passed, 0 failed, 0 undecided: all specs pass (exit 0)" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["nosuchlib_xyz:S"], "needs nosuchlib_xyz"),
+        (["diffusers:NoSuchScheduler"], "'diffusers' has no 'NoSuchScheduler'"),
+        (["DDIMScheduler"], "TARGET must be module:Class"),
+        (["torch:Tensor"], "expected a scheduler class"),
+        (["diffusers:DDIMScheduler", "--config", "colour=1"], "takes no config key 'colour'"),
+        (["diffusers:DDIMScheduler", "--config", "num_train_timesteps='many'"], "rejected num_train_timesteps='many'"),
+        (["diffusers:DDIMScheduler", "--config", "beta_schedule=[1,"], "is not a Python literal"),
+        (["diffusers:DDIMScheduler", "--config", "eta"], "--config takes KEY=VALUE"),
+        (["diffusers:DDIMScheduler", "--steps", "10,x"], "--steps takes integers >= 1"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(["conform", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_needs_diffusers_when_it_is_not_installed(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers now fails as if not installed
+    assert main(["conform", "diffusers:DDIMScheduler"]) == 2
+    assert "needs diffusers" in capsys.readouterr().err
+    assert main(["conform", "diffusers"]) == 2
+    assert "needs diffusers" in capsys.readouterr().err
+
+
+def test_conform_imports_without_diffusers():
+    code = "import sys; sys.modules['diffusers'] = None; import ddpm.conform, ddpm.cli; print('ok')"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
+
+
+def test_an_authors_own_scheduler_importable_from_the_current_directory(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mylib_sched.py").write_text(
+        textwrap.dedent(
+            """
+            from diffusers import DDIMScheduler
+
+            class Mine(DDIMScheduler):
+                pass
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["conform", "mylib_sched:Mine", "--steps", "10"]) == 0, capsys.readouterr()
+
+
+def test_the_python_api_takes_a_factory_function():
+    report = conform(lambda **kw: DDIMScheduler(**{"prediction_type": "sample", **kw}), {}, (10,), name="factory")
+    assert report.exit_status == 0, report.to_table()
+    bad = conform(lambda **kw: object(), {}, (10,), name="not_a_scheduler")
+    assert bad.exit_status == 2 and "expected a scheduler class" in bad.error
+
+
+@pytest.mark.slow
+def test_the_diffusers_grid_runs_and_reports_a_line_each(capsys):
+    code = main(["conform", "diffusers"])
+    out = capsys.readouterr()
+    assert code in (1, 2) and "configurations:" in out.out and "DDIMScheduler timestep_spacing='linspace'" in out.out
+    assert "[1/" in out.err
