@@ -11,12 +11,15 @@ import json
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 import torch
 
-pytest.importorskip("diffusers")
-from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
+diffusers = pytest.importorskip("diffusers")
+# Any: diffusers' classes are subclassed below with one thing wrong, their attributes set freely
+DDIMScheduler: Any = diffusers.DDIMScheduler
+DDPMScheduler: Any = diffusers.DDPMScheduler
 
 from ddpm.cli import main  # noqa: E402
 from ddpm.conform import conform  # noqa: E402
@@ -113,7 +116,8 @@ class NearlyZeroSNR(DDIMScheduler):
 class DropsAStep(DDIMScheduler):
     def set_timesteps(self, n, device=None):
         super().set_timesteps(n, device)
-        self.timesteps = self.timesteps[:-1] if n > 1 else self.timesteps
+        listed: torch.Tensor = self.timesteps
+        self.timesteps = listed[:-1] if n > 1 else listed
 
 
 class OffByOnePrevious(DDPMScheduler):
