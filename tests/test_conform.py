@@ -116,8 +116,8 @@ class NearlyZeroSNR(DDIMScheduler):
 class DropsAStep(DDIMScheduler):
     def set_timesteps(self, n, device=None):
         super().set_timesteps(n, device)
-        listed: torch.Tensor = self.timesteps
-        self.timesteps = listed[:-1] if n > 1 else listed
+        listed: torch.Tensor = getattr(self, "timesteps")  # noqa: B009 (mypy cannot type the inherited attribute)
+        setattr(self, "timesteps", listed[:-1] if n > 1 else listed)  # noqa: B010
 
 
 class OffByOnePrevious(DDPMScheduler):
