@@ -1,5 +1,7 @@
-"""``ddpm conform``: every spec passes on correct diffusers configurations and fails, naming the cause,
-on planted wrong schedulers (subclasses of diffusers' with one thing wrong); bad input is one line.
+"""``ddpm conform``: every spec passes on correct diffusers configurations, fails on planted wrong ones.
+
+The planted schedulers are subclasses of diffusers' with one thing wrong, and each failure names its
+cause; bad input is one line.
 
 The step counts are kept small (1, 7, 10: 7 does not divide T = 1000) so the default tier stays fast;
 the whole documented grid runs in the slow tier and in docs/conform-diffusers.md.

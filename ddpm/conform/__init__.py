@@ -1,4 +1,4 @@
-"""``ddpm conform``: the specs held against the diffusion schedulers people ship [Ho20; Song21; Nichol21].
+"""``ddpm conform``: the specs held against the schedulers people ship [Ho20; Song21; Nichol21].
 
 The Python API, for a library's own test suite::
 

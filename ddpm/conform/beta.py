@@ -1,5 +1,6 @@
-"""The specs for schedulers of the beta world (DDPM, DDIM): schedule, timesteps, step, parameterisation,
-add_noise, finite outputs [Ho20; Nichol21; Song21; Lin24].
+"""The specs for the beta world's schedulers (DDPM, DDIM) [Ho20; Nichol21; Song21; Lin24].
+
+Schedule, timesteps, step, parameterisation, add_noise and finite outputs.
 
 Each spec is a function of a :class:`~ddpm.conform.targets.Factory` and the step counts, returning one
 :class:`~ddpm.verify.report.Outcome`. The verdict comes from what the scheduler does (its ``betas``,
@@ -224,7 +225,7 @@ def _x0_eps_weights(prediction: str, ab_t: Tensor) -> tuple[float, float, float,
 
 
 def expected_step(cfg: dict[str, Any], eta: float | None, ab_t: float, ab_s: float, last: bool) -> tuple[float, ...]:
-    """(a, b, s) of the paper's step t -> s and the magnitudes of the terms of a and b (for the tolerance).
+    """(a, b, s) of the paper's step t -> s, with the sizes of a's, b's terms [Ho20 eq. 7; Song21 eq. 12].
 
     ``eta`` None: the DDPM posterior mean [Ho20 eqs. 7, 11] with the configuration's variance_type; else
     DDIM eq. 12 with that eta [Song21]. ``last``: the step to x_0 adds no noise [Ho20 alg. 2, line 4].

@@ -1,4 +1,4 @@
-"""The documented configurations ``ddpm conform diffusers`` runs, a family per option [diffusers docs].
+"""The documented configurations that ``ddpm conform diffusers`` runs, a family per option.
 
 Each scheduler the suite knows is run at its defaults and with each documented option changed alone
 (beta_schedule, timestep_spacing, prediction_type, variance_type, eta, set_alpha_to_one,

@@ -54,7 +54,7 @@ class Coefficients:
 
 
 def _const(values: Tensor, floor: float = 0.0) -> float | None:
-    """The common value of ``values``, or None when they differ by more than SPREAD relatively (or ``floor``)."""
+    """The common value of ``values``; None when they differ by more than SPREAD relatively + ``floor``."""
     mean = float(values.mean())
     spread = float((values - mean).abs().max())
     return mean if spread <= SPREAD * max(abs(mean), 1e-300) + floor + 1e-300 else None

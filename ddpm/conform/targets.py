@@ -131,7 +131,7 @@ def _parameters(fn: Callable[..., Any]) -> tuple[set[str], bool]:
 
 
 def factory_of(obj: Any, config: Mapping[str, Any] | None = None, name: str = "") -> Factory:
-    """A :class:`Factory` for a scheduler class and a config, every key checked against the class's signatures.
+    """A :class:`Factory` for a scheduler class and a config, each key checked against its signatures.
 
     Raises :class:`TargetError` if ``obj`` is not a class offering ``set_timesteps`` and ``step``, if a
     key is taken by neither the constructor nor ``step``, or if the constructor rejects the config.
