@@ -1,4 +1,4 @@
-"""``ddpm conform``: every spec passes on correct diffusers configurations, fails on planted wrong ones.
+"""``ddpm conform``: each spec passes on correct diffusers configurations, fails on planted ones.
 
 The planted schedulers are subclasses of diffusers' with one thing wrong, and each failure names its
 cause; bad input is one line.
