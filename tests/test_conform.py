@@ -277,3 +277,33 @@ def test_the_diffusers_grid_runs_and_reports_a_line_each(capsys):
     out = capsys.readouterr()
     assert code in (1, 2) and "configurations:" in out.out and "DDIMScheduler timestep_spacing='linspace'" in out.out
     assert "[1/" in out.err
+
+
+def _pytest(tmp_path, *args):
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def test_the_pytest_plugin_makes_a_test_a_spec(tmp_path):
+    run = _pytest(
+        tmp_path,
+        "--ddpm-conform",
+        "diffusers:DDIMScheduler",
+        "--ddpm-conform-config",
+        "timestep_spacing='linspace'",
+        "--ddpm-conform-steps",
+        "10",
+        "--junitxml",
+        "r.xml",
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 failed, 5 passed" in run.stdout and "it matches the step to t = 899 instead" in run.stdout
+    assert 'name="step[diffusers:DDIMScheduler]"' in (tmp_path / "r.xml").read_text()
+
+
+@pytest.mark.slow
+def test_the_pytest_plugin_reports_a_target_it_cannot_check(tmp_path):
+    run = _pytest(tmp_path, "--ddpm-conform", "nosuchlib_xyz:S")
+    assert run.returncode == 1 and "cannot check nosuchlib_xyz:S: needs nosuchlib_xyz" in run.stdout
+    bad = _pytest(tmp_path, "--ddpm-conform", "diffusers:DDIMScheduler", "--ddpm-conform-steps", "0")
+    assert bad.returncode == 4 and "--steps takes integers >= 1" in bad.stderr
