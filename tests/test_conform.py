@@ -10,9 +10,11 @@ the whole documented grid runs in the slow tier and in docs/conform-diffusers.md
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,8 @@ from ddpm.conform import conform  # noqa: E402
 from ddpm.verify.report import FAIL, PASS, UNDECIDED  # noqa: E402
 
 STEPS = (1, 7, 10)
+ROOT = Path(__file__).resolve().parents[1]
+DOCS_RELEASE = "0.42.1"  # the release docs/conform-diffusers.md was made on
 
 
 def outcomes(report):
@@ -193,6 +197,26 @@ def test_a_step_that_is_not_affine_is_undecided_not_failed():
     assert outcomes(report)["step"].status == UNDECIDED and report.exit_status == 2
 
 
+def test_sigma_world_and_multistep_schedulers_are_undecided_never_failed():
+    euler = conform(diffusers.EulerDiscreteScheduler, {}, (10,))
+    assert {o.spec: o.status for o in euler.outcomes}["step"] == UNDECIDED and euler.exit_status == 2
+    assert "init_noise_sigma" in outcomes(euler)["add_noise"].detail
+    dpm = conform(diffusers.DPMSolverMultistepScheduler, {}, (10,))
+    assert outcomes(dpm)["step"].status == UNDECIDED and "keeps state" in outcomes(dpm)["step"].detail
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "docs" / "conform_repro").glob("*.py")), ids=lambda p: p.name)
+def test_each_reproduction_in_the_docs_reproduces_on_the_release_the_table_is_for(script):
+    if diffusers.__version__ != DOCS_RELEASE:
+        pytest.skip(f"docs/conform-diffusers.md is for diffusers {DOCS_RELEASE}, installed {diffusers.__version__}")
+    code = script.read_text()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 12, "a reproduction is about ten lines"
+    assert "ddpm" not in code.replace("DDPMScheduler", ""), "from diffusers' public API alone"
+    with pytest.raises((AssertionError, IndexError)):
+        runpy.run_path(str(script), run_name="__main__")
+    assert f"### {code.splitlines()[0].lstrip('# ')}" in (ROOT / "docs" / "conform-diffusers.md").read_text()
+
+
 # -- the command: formats, exit codes, one-line errors -------------------------------------------------
 
 
@@ -269,6 +293,19 @@ def test_the_python_api_takes_a_factory_function():
     assert report.exit_status == 0, report.to_table()
     bad = conform(lambda **kw: object(), {}, (10,), name="not_a_scheduler")
     assert bad.exit_status == 2 and "expected a scheduler class" in bad.error
+
+
+@pytest.mark.slow
+def test_the_docs_table_is_the_grids_markdown_on_its_release():
+    if diffusers.__version__ != DOCS_RELEASE:
+        pytest.skip(f"docs/conform-diffusers.md is for diffusers {DOCS_RELEASE}")
+    from ddpm.conform import SPECS
+    from ddpm.conform.beta import DEFAULT_STEPS
+    from ddpm.conform.cli import run_grid
+    from ddpm.conform.report import to_markdown
+
+    table = to_markdown(run_grid(DEFAULT_STEPS), SPECS).split("\n\n")[0]
+    assert table in (ROOT / "docs" / "conform-diffusers.md").read_text()
 
 
 @pytest.mark.slow

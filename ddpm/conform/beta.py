@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ddpm.beta.posterior import PREDICTIONS, ddim_coefficients, strided_posterior, x0_eps_from_output
 from ddpm.beta.schedule import cosine_schedule, linear_schedule, scaled_linear_schedule, zero_terminal_snr
-from ddpm.conform.probe import SHAPE, Coefficients, read_step
+from ddpm.conform.probe import SHAPE, Coefficients, noise, read_step
 from ddpm.conform.targets import Factory, TargetError
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Outcome
 
@@ -474,6 +474,45 @@ def spec_finite(sched: Scheduler, steps: Sequence[int], records: list[StepRecord
 def run_specs(factory: Factory, steps: Sequence[int] = DEFAULT_STEPS, only: Sequence[str] = SPECS) -> list[Outcome]:
     """Every spec of this module held against ``factory``'s scheduler, one outcome each."""
     sched = Scheduler(factory.make(), factory)
+    scale = getattr(sched.obj, "init_noise_sigma", 1.0)
+    if float(scale) != 1.0:  # sampling starts from x_T of std != 1: the VE (sigma) world, not these specs'
+        why = (
+            f"init_noise_sigma = {float(scale):.4g}: the scheduler samples in the sigma (VE) scale; "
+            "the sigma-world specs are not implemented yet"
+        )
+        kept = [s for s in only if s in ("schedule", "timesteps")]
+        out = run_specs_on(sched, steps, kept)
+        out += [_outcome(s, UNDECIDED, why) for s in only if s not in kept]
+        order = {s: i for i, s in enumerate(SPECS)}
+        return sorted(out, key=lambda o: order[o.spec])
+    if _keeps_state(factory):
+        why = "the step keeps state between calls (a multistep solver?): its specs are not implemented yet"
+        kept = [s for s in only if s in ("schedule", "timesteps")]
+        out = run_specs_on(Scheduler(factory.make(), factory), steps, kept)
+        out += [_outcome(s, UNDECIDED, why) for s in only if s not in kept]
+        order = {s: i for i, s in enumerate(SPECS)}
+        return sorted(out, key=lambda o: order[o.spec])
+    return run_specs_on(sched, steps, only)
+
+
+def _keeps_state(factory: Factory) -> bool:
+    """Whether two identical calls of ``step`` at the first of 10 timesteps give different results."""
+    sched = Scheduler(factory.make(), factory)
+    try:
+        t = sched.timesteps(10)[0]
+        call = sched.call(t)
+        x, m = 0.1 * noise(5), 0.1 * noise(6)
+        first = call(m, x, 1)
+    except Exception:
+        return False  # the step spec names the exception
+    try:
+        return not torch.equal(first, call(m, x, 1))
+    except Exception:
+        return True  # it ran once and not twice: its state moved on
+
+
+def run_specs_on(sched: Scheduler, steps: Sequence[int], only: Sequence[str]) -> list[Outcome]:
+    """The specs in ``only`` on one built scheduler."""
     out = []
     records: list[StepRecord] = []
     if "step" in only or "finite" in only:

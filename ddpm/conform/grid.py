@@ -59,4 +59,7 @@ DIFFUSERS_GRID: dict[str, list[dict[str, Any]]] = {
         _ZERO_SNR,
         {"rescale_betas_zero_snr": True},
     ],
+    # a multistep solver: its schedule and timesteps are held; its step keeps state, so the step specs
+    # say undecided until the sigma-world specs exist
+    "DPMSolverMultistepScheduler": [{}],
 }

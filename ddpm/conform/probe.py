@@ -69,9 +69,12 @@ def read_step(call: StepCall, shape: tuple[int, ...] = SHAPE) -> Coefficients:
         ox, om = call(zero, H * u, 1), call(H * w, zero, 1)
         u2, w2 = noise(5, shape), noise(6, shape)
         o_mix = call(H * w2, H * u2, 1)
+        again = call(zero, zero, 1)
     except Exception as e:  # the library's own error, named in the outcome: one line, no traceback
         text = str(e).strip().splitlines()
         return Coefficients(problem=f"step raised {type(e).__name__}: {text[0] if text else ''}".rstrip(": "))
+    if not torch.equal(again, o1) and bool(torch.isfinite(o1).all()):
+        return Coefficients(problem="the step keeps state between calls (a multistep solver?): not read as one step")
     outs = (o1, o2, ox, om, o_mix)
     if not all(bool(torch.isfinite(o).all()) for o in outs):
         return Coefficients(problem="the step's output is not finite (inf or nan) at x = m = 0", finite=False)
