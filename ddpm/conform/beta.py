@@ -37,6 +37,7 @@ __all__ = ["SPECS", "CITES", "CLAIMS", "DEFAULT_STEPS", "run_specs", "closed_for
 EPS32 = float(np.finfo(np.float32).eps)
 ULPS = 64 * EPS32  # the project's float32 binding tolerance (specs/_bind.py FLOAT32_RTOL)
 DELTA = 16 * EPS32  # how far the inputs (float32 alpha_bar, its ratios, a chain of float32 ops) may sit from exact
+BETA_ULPS = 8  # ulps of error in the float32 ratio alpha_bar_t / alpha_bar_s, before 1 - it cancels
 NO_NOISE = 1e-8  # a noise std below this is no noise (diffusers clamps a zero variance to 1e-20)
 DEFAULT_STEPS = (1, 3, 7, 10, 50)
 VARIANCE_V = 0.3  # the learned-range probe's predicted variance value v in [-1, 1] [Nichol21 eq. 15]
@@ -229,6 +230,9 @@ def expected_step(cfg: dict[str, Any], eta: float | None, ab_t: float, ab_s: flo
 
     ``eta`` None: the DDPM posterior mean [Ho20 eqs. 7, 11] with the configuration's variance_type; else
     DDIM eq. 12 with that eta [Song21]. ``last``: the step to x_0 adds no noise [Ho20 alg. 2, line 4].
+    Then the sizes of a's and b's terms, and of the terms proportional to the step's beta = 1 - alpha_bar_t /
+    alpha_bar_s (sigma's, half of it): a library computes that beta in float32 by a cancellation, so those
+    terms carry a relative error of a few ulps / beta, however the rest is rounded.
     """
     prediction = cfg.get("prediction_type", "epsilon")
     t = torch.tensor(ab_t, dtype=torch.float64)
@@ -238,6 +242,7 @@ def expected_step(cfg: dict[str, Any], eta: float | None, ab_t: float, ab_s: flo
         c0, ct = float(post.coef_x0), float(post.coef_xt)
         a, b = c0 * p + ct, c0 * q
         scale_a, scale_b = abs(c0 * p) + abs(ct), abs(c0 * q)
+        beta_a, beta_b = abs(c0 * p), abs(c0 * q)  # c0 is proportional to beta
         kind = str(cfg.get("variance_type", "fixed_small"))
         bt, beta = float(post.beta_tilde), float(post.beta)
         if kind.startswith("fixed_small"):
@@ -250,12 +255,16 @@ def expected_step(cfg: dict[str, Any], eta: float | None, ab_t: float, ab_s: flo
         else:
             raise TargetError(f"variance_type={kind!r} has no closed form here (learned: the network's own)")
         s = 0.0 if last else math.sqrt(var)
+        beta_s = s / 2
     else:
         c0_, ce_, sig = (float(v) for v in ddim_coefficients(ab_t, ab_s, eta))
         a, b = c0_ * p + ce_ * pe, c0_ * q + ce_ * qe
         scale_a, scale_b = abs(c0_ * p) + abs(ce_ * pe), abs(c0_ * q) + abs(ce_ * qe)
         s = sig
-    return a, b, s, scale_a, scale_b
+        # ce = sqrt(1 - alpha_bar_s - sigma^2), sigma^2 proportional to beta
+        share = sig**2 / max(ce_**2, 1e-300) if ce_ > 0 else 0.0
+        beta_a, beta_b, beta_s = abs(ce_ * pe) * share, abs(ce_ * qe) * share, sig / 2
+    return a, b, s, scale_a, scale_b, beta_a, beta_b, beta_s
 
 
 def _tolerances(cfg, eta, ab_t: float, ab_s: float, last: bool) -> tuple[tuple[float, ...], tuple[float, float, float]]:
@@ -265,11 +274,13 @@ def _tolerances(cfg, eta, ab_t: float, ab_s: float, last: bool) -> tuple[tuple[f
         t2, s2 = ab_t * ft, min(ab_s * fs, 1.0)
         if 0 <= t2 < s2 <= 1:
             moved.append(expected_step(cfg, eta, t2, s2, last))
+    beta = 1 - ab_t / ab_s
     tol = []
     for i in range(3):
         shift = max((abs(m[i] - base[i]) for m in moved), default=0.0)
         scale = base[3 + i] if i < 2 else abs(base[2])
-        tol.append(2 * shift + ULPS * scale + 1e-12)
+        cancellation = BETA_ULPS * EPS32 / beta * base[5 + i] if beta > 0 else 0.0
+        tol.append(2 * shift + ULPS * scale + cancellation + 1e-12)
     tol[2] = max(tol[2], NO_NOISE)
     return base, (tol[0], tol[1], tol[2])
 
