@@ -1,4 +1,4 @@
-"""Write docs/conform-diffusers.md: the conform table for the installed diffusers, and its reproductions.
+"""Write docs/conform-diffusers.md: the conform table for the installed diffusers, its reproductions.
 
     python scripts/conform_docs.py            # runs `ddpm conform diffusers`'s grid, writes the page
 
