@@ -6,7 +6,8 @@ The Python API, for a library's own test suite::
     report = conform(MyScheduler, {"prediction_type": "v_prediction"}, steps=(1, 7, 10))
     assert report.exit_status == 0, report.to_table()
 
-``conform`` takes a scheduler class (or any callable returning a scheduler) and a configuration; the
+``conform`` takes a scheduler class (or any callable returning a scheduler) and a configuration, or a
+k-diffusion style sampler function ``f(model, x, sigmas)`` (:mod:`ddpm.conform.functions`); the
 report holds one outcome per spec (pass / fail / undecided), with the numbers observed and expected.
 """
 
@@ -16,8 +17,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ddpm.conform.beta import CLAIMS, DEFAULT_STEPS, SPECS, run_specs
+from ddpm.conform.functions import is_function_sampler, run_function_specs
 from ddpm.conform.report import ConformReport
 from ddpm.conform.targets import TargetError, factory_of
+
+FUNCTION_CLAIMS = {
+    "ode_order": "driven by the exact denoiser of N(0, I), it converges to the probability-flow ODE's solution",
+    "finite": "finite outputs from finite inputs",
+}
 
 __all__ = ["conform", "ConformReport", "TargetError", "SPECS", "CLAIMS", "DEFAULT_STEPS"]
 
@@ -36,6 +43,10 @@ def conform(
     """
     name = name or getattr(scheduler, "__qualname__", repr(scheduler))
     config = dict(config or {})
+    if is_function_sampler(scheduler):  # k-diffusion style f(model, x, sigmas)
+        if config:
+            return ConformReport(name, config, tuple(steps), [], "a function sampler takes no --config", {})
+        return ConformReport(name, {}, tuple(steps), run_function_specs(scheduler, steps), "", dict(FUNCTION_CLAIMS))
     unknown = [s for s in specs if s not in SPECS]
     if unknown:
         raise ValueError(f"specs must be among {SPECS}, got {unknown}")
