@@ -175,7 +175,7 @@ class SigmaOptimalEps:
 
 
 def gaussian_flow(x: Tensor, sigma_from: float, sigma_to: float, mean: Tensor | float = 0.0, c: float = 1.0) -> Tensor:
-    """The probability-flow ODE dx/dsigma = eps*(x, sigma) of N(mean, c I), solved [Song21 §4.3; Karras22].
+    """The probability-flow ODE dx/dsigma = eps*(x, sigma) of N(mean, c I), solved [Song21 §4.3].
 
     With x_sigma = x_0 + sigma eps, eps*(x, sigma) = sigma (x - mean) / (c + sigma^2), so
     x(sigma_to) = mean + (x(sigma_from) - mean) sqrt((c + sigma_to^2) / (c + sigma_from^2)).

@@ -1,4 +1,4 @@
-"""``ddpm conform`` on k-diffusion style samplers ``f(model, x, sigmas)``, written here to that signature.
+"""``ddpm conform`` on k-diffusion style samplers ``f(model, x, sigmas)``, written to that signature.
 
 k-diffusion itself is not installed (its package imports torchvision, clip and more): a correct Euler
 and Heun written to its signature pass with fitted orders near 1 and 2, a planted wrong Euler fails,

@@ -1,4 +1,4 @@
-"""Function-style samplers held to the specs: k-diffusion's ``f(model, x, sigmas)`` [Karras22; Song21 §4.3].
+"""Function samplers held to the specs: k-diffusion's ``f(model, x, sigmas)`` [Karras22; Song21].
 
 ``model(x, sigma)`` is a denoiser (it returns the estimate of x_0), ``sigmas`` decrease to 0, and the
 function returns the sample, as k-diffusion's ``sample_euler``, ``sample_heun`` and ``sample_dpmpp_2m``
