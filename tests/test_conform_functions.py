@@ -66,7 +66,8 @@ def test_gaussian_flow_is_the_solution_of_the_probability_flow_ode():
     assert float(got[0]) == pytest.approx(want, rel=1e-8)
 
 
-@pytest.mark.parametrize("fn, low, high", [(sample_euler, 0.9, 1.2), (sample_heun, 1.8, 2.3)])
+# fitted over 8..64 steps: 1.01 and 2.29 measured; the bands tell order 1 from order 2
+@pytest.mark.parametrize("fn, low, high", [(sample_euler, 0.9, 1.2), (sample_heun, 1.7, 2.6)])
 def test_correct_samplers_converge_with_their_order(fn, low, high):
     assert is_function_sampler(fn)
     report = conform(fn, name=fn.__name__)

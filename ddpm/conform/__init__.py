@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ddpm.conform.beta import CLAIMS, DEFAULT_STEPS, SPECS, run_specs
-from ddpm.conform.functions import is_function_sampler, run_function_specs
+from ddpm.conform.functions import COUNTS, is_function_sampler, run_function_specs
 from ddpm.conform.report import ConformReport
 from ddpm.conform.targets import TargetError, factory_of
 
@@ -46,7 +46,8 @@ def conform(
     if is_function_sampler(scheduler):  # k-diffusion style f(model, x, sigmas)
         if config:
             return ConformReport(name, config, tuple(steps), [], "a function sampler takes no --config", {})
-        return ConformReport(name, {}, tuple(steps), run_function_specs(scheduler, steps), "", dict(FUNCTION_CLAIMS))
+        counts = COUNTS if tuple(steps) == tuple(DEFAULT_STEPS) else tuple(steps)  # the order needs >= 8 steps
+        return ConformReport(name, {}, counts, run_function_specs(scheduler, counts), "", dict(FUNCTION_CLAIMS))
     unknown = [s for s in specs if s not in SPECS]
     if unknown:
         raise ValueError(f"specs must be among {SPECS}, got {unknown}")
