@@ -197,6 +197,13 @@ def test_a_step_that_is_not_affine_is_undecided_not_failed():
     assert outcomes(report)["step"].status == UNDECIDED and report.exit_status == 2
 
 
+def test_a_nan_step_fails_finite_and_is_not_taken_for_state():
+    report = conform(DDPMScheduler, {"variance_type": "fixed_large_log"}, (10,))
+    status = {o.spec: o.status for o in report.outcomes}
+    assert status["finite"] == FAIL and status["add_noise"] == PASS and report.exit_status == 1
+    assert "not finite" in outcomes(report)["step"].detail
+
+
 def test_sigma_world_and_multistep_schedulers_are_undecided_never_failed():
     euler = conform(diffusers.EulerDiscreteScheduler, {}, (10,))
     assert {o.spec: o.status for o in euler.outcomes}["step"] == UNDECIDED and euler.exit_status == 2
