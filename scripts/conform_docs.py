@@ -70,7 +70,8 @@ def main() -> None:
         f"{platform.python_version()}, {took:.0f} s on this machine's CPU. What each spec checks: "
         "[conform.md](conform.md).",
         "",
-        f"{len(reports)} configurations: {n[0]} pass every spec, {n[1]} fail a spec, {n[2]} have a spec undecided.",
+        f"{len(reports)} configurations: {n[0]} pass every spec, {n[1]} fail a spec (exit 1), {n[2]} could not be "
+        "decided (exit 2: a spec undecided and none failed). An undecided spec says why below; it is never a pass.",
         "",
         to_markdown(reports, SPECS).rstrip(),
         "",
