@@ -1,6 +1,7 @@
 """``ddpm conform TARGET | diffusers``: the options, the run, the exit status.
 
-TARGET is ``module:Class`` (importable from the current directory); ``diffusers`` alone runs every
+TARGET is ``module:Class`` (importable from the current directory) or ``module:function`` of a
+k-diffusion style sampler; ``diffusers`` alone runs every
 scheduler of the installed diffusers that the suite knows over its documented configurations
 (:mod:`ddpm.conform.grid`), a line each, progress on stderr. Exit 0 every spec passes, 1 any fails,
 2 the target cannot be checked (not installed, not a scheduler, a config it rejects) or a spec stayed
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "target",
         metavar="TARGET",
         help="module:Class of a scheduler (e.g. diffusers:DDIMScheduler, mylib.schedulers:MyScheduler), "
+        "module:function of a sampler f(model, x, sigmas) (k-diffusion's style), "
         "or 'diffusers' for every scheduler the suite knows over its documented configurations",
     )
     parser.add_argument(
