@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from ddpm.conform import SPECS, conform
 from ddpm.conform.beta import DEFAULT_STEPS
@@ -51,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--junit", type=Path, metavar="PATH", help="also write JUnit XML: a testcase a spec")
 
 
-def run_grid(steps: tuple[int, ...], progress=sys.stderr) -> list[ConformReport]:
-    """Every (scheduler, configuration) of the grid on the installed diffusers."""
+def run_grid(steps: tuple[int, ...], progress: TextIO | None = None) -> list[ConformReport]:
+    """Every (scheduler, configuration) of the grid on the installed diffusers; progress to stderr."""
+    progress = sys.stderr if progress is None else progress  # looked up now: the caller's sys.stderr
     import importlib
 
     from ddpm.conform.grid import DIFFUSERS_GRID
