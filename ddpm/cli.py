@@ -1,4 +1,4 @@
-"""The ``ddpm`` command line: train, sample, elbo, derive, verify.
+"""The ``ddpm`` command line: train, sample, elbo, derive, verify, conform.
 
 Every command checks all its values before any work and any output: a user's mistake is one line on
 standard error that names the value and what was expected, and exit status 2. Each command has one
@@ -314,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify_cli.add_arguments(p)
     p.set_defaults(run=verify_cli.run)
+
+    p = sub.add_parser("conform", help="hold a library's scheduler (diffusers' and others) to the specs")
+    from ddpm.conform import cli as conform_cli
+
+    conform_cli.add_arguments(p)
+    p.set_defaults(run=conform_cli.run)
     return parser
 
 

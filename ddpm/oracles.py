@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ddpm.beta.schedule import Schedule, at, per_sample
 
-__all__ = ["GaussianMixture", "OptimalEps", "transport_velocity", "SigmaOptimalEps"]
+__all__ = ["GaussianMixture", "OptimalEps", "transport_velocity", "SigmaOptimalEps", "gaussian_flow"]
 
 
 def _column(value: Tensor | float, like: Tensor) -> Tensor:
@@ -172,3 +172,12 @@ class SigmaOptimalEps:
 
     def __call__(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         return self.mixture.eps_star(x, 1.0, sigma)
+
+
+def gaussian_flow(x: Tensor, sigma_from: float, sigma_to: float, mean: Tensor | float = 0.0, c: float = 1.0) -> Tensor:
+    """The probability-flow ODE dx/dsigma = eps*(x, sigma) of N(mean, c I), solved [Song21 §4.3].
+
+    With x_sigma = x_0 + sigma eps, eps*(x, sigma) = sigma (x - mean) / (c + sigma^2), so
+    x(sigma_to) = mean + (x(sigma_from) - mean) sqrt((c + sigma_to^2) / (c + sigma_from^2)).
+    """
+    return mean + (x - mean) * math.sqrt((c + sigma_to**2) / (c + sigma_from**2))

@@ -1,6 +1,8 @@
 """A pytest plugin.
 
-``pytest --ddpm-verify path/to/ddpm.py`` turns each spec of ``ddpm verify`` into a test.
+``pytest --ddpm-verify path/to/ddpm.py`` turns each spec of ``ddpm verify`` into a test, and
+``pytest --ddpm-conform mylib:MyScheduler`` each spec of ``ddpm conform`` (one test a spec, the target
+checked once; ``--ddpm-conform-config KEY=VALUE`` and ``--ddpm-conform-steps N,N`` as on the command).
 
 Registered through the ``pytest11`` entry point, so installing ``ddpm`` is enough. Each file given
 (a ``.py``, a notebook, or a directory of them; the option may repeat) is verified once, in the
@@ -13,11 +15,11 @@ spec fails with the report's text for it (the detail and the student's lines). W
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
-__all__ = ["VerifyFile", "VerifySpec", "pytest_addoption", "pytest_collection_modifyitems"]
+__all__ = ["VerifyFile", "VerifySpec", "ConformSpec", "pytest_addoption", "pytest_collection_modifyitems"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,10 +50,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="refuse to verify where the sandbox lacks a protection (DDPM_VERIFY_STRICT=1 makes it the default)",
     )
+    group.addoption(
+        "--ddpm-conform",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="hold a scheduler (module:Class) to the specs with ddpm conform: one test a spec (repeatable)",
+    )
+    group.addoption("--ddpm-conform-config", action="append", default=[], metavar="KEY=VALUE", help="its configuration")
+    group.addoption("--ddpm-conform-steps", default=None, metavar="N[,N...]", help="step counts to sample with")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m deselect, so that they apply to the specs too
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    _collect_conform(session, config, items)
     paths = config.getoption("ddpm_verify")
     if not paths:
         return
@@ -124,3 +136,69 @@ class VerifySpec(pytest.Item):
 
     def reportinfo(self):
         return self.path, None, f"ddpm verify {self.path.name}::{self.name}"
+
+
+def _collect_conform(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    targets = config.getoption("ddpm_conform")
+    if not targets:
+        return
+    from ddpm.conform import SPECS
+    from ddpm.conform.beta import DEFAULT_STEPS
+    from ddpm.conform.targets import TargetError, parse_config, parse_steps
+
+    try:
+        cfg = parse_config(config.getoption("ddpm_conform_config"))
+        steps_text = config.getoption("ddpm_conform_steps")
+        steps = parse_steps(steps_text) if steps_text else DEFAULT_STEPS
+    except TargetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for target in targets:
+        run = _ConformRun(target, cfg, steps)
+        for spec in SPECS:
+            item = ConformSpec.from_parent(session, name=f"{spec}[{target}]")
+            item.run, item.spec = run, spec
+            items.append(item)
+
+
+class _ConformRun:
+    """One target checked once, shared by its specs' items."""
+
+    def __init__(self, target: str, cfg: dict, steps: tuple[int, ...]):
+        self.target, self.cfg, self.steps = target, cfg, steps
+        self._report: Any = None
+
+    def report(self):
+        if self._report is None:
+            from ddpm.conform import conform
+            from ddpm.conform.report import ConformReport
+            from ddpm.conform.targets import TargetError, load
+
+            try:
+                self._report = conform(load(self.target), self.cfg, self.steps, name=self.target)
+            except TargetError as exc:
+                self._report = ConformReport(self.target, self.cfg, self.steps, [], str(exc))
+        return self._report
+
+
+class ConformSpec(pytest.Item):
+    """One spec of ``ddpm conform`` on one target: passes when the report says pass."""
+
+    run: _ConformRun
+    spec: str
+
+    def runtest(self) -> None:
+        report = self.run.report()
+        if report.error:
+            raise SpecFailed(f"cannot check {self.run.target}: {report.error}")
+        o = next((o for o in report.outcomes if o.spec == self.spec), None)
+        if o is None or o.status != "pass":
+            detail = f"{o.spec} {o.status} {o.cites}: {o.detail}" if o else f"{self.spec}: no outcome"
+            raise SpecFailed(f"{report.label}: {detail}")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, SpecFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"ddpm conform {self.run.target}::{self.spec}"

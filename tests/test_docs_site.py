@@ -77,7 +77,7 @@ HELPERS = {
     "GaussianLaw",
     "GaussianMixture",
 }
-CITATION = re.compile(r"\[(Ho20|02460|6\.S183|PY23|Song21|ND21)[^\]]*\]")
+CITATION = re.compile(r"\[(Ho20|02460|6\.S183|PY23|Song21|ND21|Nichol21|Rombach22|Lin24|Karras22|Esser24)[^\]]*\]")
 
 
 @pytest.mark.parametrize("module", EQUATION_MODULES)

@@ -177,3 +177,16 @@ def test_every_path_the_commands_name_exists():
     assert [p for p in sorted(paths) if not list(ROOT.glob(p.rstrip("/")))] == []
     run_by_pytest = {p for line in lines if "pytest" in line for p in re.findall(pattern, line.split("#")[0])}
     assert run_by_pytest and all(p.startswith("tests/") for p in run_by_pytest), run_by_pytest
+
+
+def test_the_readme_counts_of_conform_are_the_tables():
+    """The README's pass count and failure count for diffusers are those of docs/conform-diffusers.md, whose
+    table the slow tier regenerates and compares (test_conform.py), and whose scripts a test reruns."""
+    table = (ROOT / "docs" / "conform-diffusers.md").read_text()
+    counts = re.search(r"(\d+) configurations: (\d+) pass every spec", table)
+    assert counts, "docs/conform-diffusers.md has no summary line"
+    total, passed = counts.groups()
+    assert f"passes {passed} of its {total} configurations" in " ".join(README.split())
+    scripts = sorted((ROOT / "docs" / "conform_repro").glob("*.py"))
+    words = {6: "six", 5: "five", 7: "seven", 8: "eight"}
+    assert f"finds {words.get(len(scripts), len(scripts))} distinct failures" in " ".join(README.split())

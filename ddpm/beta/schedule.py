@@ -17,7 +17,16 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-__all__ = ["Schedule", "linear_schedule", "cosine_schedule", "reverse_variance", "at", "per_sample"]
+__all__ = [
+    "Schedule",
+    "linear_schedule",
+    "scaled_linear_schedule",
+    "cosine_schedule",
+    "zero_terminal_snr",
+    "reverse_variance",
+    "at",
+    "per_sample",
+]
 
 SIGMA2_CHOICES = ("beta", "beta_tilde")
 
@@ -141,6 +150,39 @@ def linear_schedule(T: int = 1000, beta_1: float = 1e-4, beta_T: float = 0.02) -
     if beta_1 > beta_T:
         raise ValueError(f"beta_1 = {beta_1!r} must not exceed beta_T = {beta_T!r}")
     return Schedule(torch.linspace(beta_1, beta_T, T, dtype=torch.float64))
+
+
+def scaled_linear_schedule(T: int = 1000, beta_1: float = 0.00085, beta_T: float = 0.012) -> Schedule:
+    """sqrt(beta_t) rising linearly from sqrt(beta_1) to sqrt(beta_T) over T steps [Rombach22 LDM].
+
+    The "scaled_linear" schedule of latent diffusion (CompVis/latent-diffusion, ``make_beta_schedule``:
+    ``torch.linspace(linear_start ** 0.5, linear_end ** 0.5, n_timestep) ** 2``).
+    """
+    T = _check_T(T)
+    beta_1, beta_T = _check_beta("beta_1", beta_1), _check_beta("beta_T", beta_T)
+    if beta_1 > beta_T:
+        raise ValueError(f"beta_1 = {beta_1!r} must not exceed beta_T = {beta_T!r}")
+    return Schedule(torch.linspace(math.sqrt(beta_1), math.sqrt(beta_T), T, dtype=torch.float64) ** 2)
+
+
+def zero_terminal_snr(alpha_bar: Tensor) -> Tensor:
+    """alpha_bar_0..T rescaled so that alpha_bar_T = 0 and alpha_bar_1 is kept [Lin24 alg. 1].
+
+    sqrt(alpha_bar_t) is mapped affinely: shifted so its last value is 0, scaled so its first (t = 1) is
+    unchanged. ``alpha_bar`` is a schedule's ``alpha_bar`` (t = 0..T, entry 0 = 1, T >= 2); float64 out,
+    entry 0 still 1. The result is no :class:`Schedule`: its beta_T = 1 lies outside (0, 1).
+    """
+    ab = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    if ab.ndim != 1 or ab.numel() < 3:
+        raise ValueError(f"alpha_bar must be a 1-D tensor of length T + 1 >= 3, got shape {tuple(ab.shape)}")
+    root = ab[1:].sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    if not first > last:
+        raise ValueError(
+            f"alpha_bar must fall from t = 1 to t = T to be rescaled, got {float(ab[1])!r} -> {float(ab[-1])!r}"
+        )
+    root = (root - last) * (first / (first - last))
+    return torch.cat([ab.new_ones(1), root**2])
 
 
 def cosine_schedule(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
