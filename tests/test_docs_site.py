@@ -13,20 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_readme import load_script
 
 import ddpm
 from ddpm.cli import main as ddpm_main
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    """scripts/NAME.py as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_derivation_page_is_what_ddpm_derive_markdown_prints():

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ddpm.verify.formats import to_junit as verify_junit
-from ddpm.verify.report import FAIL, PASS, STATUSES, UNDECIDED, Outcome, Report, exit_status
+from ddpm.verify.report import FAIL, PASS, UNDECIDED, Outcome, Report, closing_line, counts, exit_status
 
 __all__ = ["ConformReport", "summary_table", "to_json", "to_junit", "to_markdown"]
 
@@ -62,12 +62,7 @@ class ConformReport:
             lines.append(f"  {o.spec:<17} {status:<9} {o.cites}")
             text = o.detail or self.claims.get(o.spec, "")
             lines.extend(textwrap.wrap(text, width, initial_indent="      ", subsequent_indent="      "))
-        counts = {s: sum(o.status == s for o in self.outcomes) for s in STATUSES}
-        verdict = {0: "all specs pass", 1: "some specs fail", 2: "not checked"}[self.exit_status]
-        lines.append(
-            f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[UNDECIDED]} undecided: {verdict} "
-            f"(exit {self.exit_status})"
-        )
+        lines.append(closing_line(self.outcomes, self.exit_status, "not checked"))
         return "\n".join(lines)
 
     def as_verify_report(self) -> Report:
@@ -101,7 +96,7 @@ def summary_table(reports: Sequence[ConformReport]) -> str:
     """One line a (target, configuration): exit, counts, verdict; then the worst exit status."""
     lines = []
     for r in reports:
-        c = {s: sum(o.status == s for o in r.outcomes) for s in STATUSES}
+        c = counts(r.outcomes)
         lines.append(
             f"{r.exit_status}  {c[PASS]} pass {c[FAIL]} fail {c[UNDECIDED]} undecided  {r.label}: {_verdict(r)}"
         )

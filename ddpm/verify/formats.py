@@ -17,13 +17,9 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ddpm.verify.report import FAIL, PASS, UNDECIDED, Report
+from ddpm.verify.report import FAIL, PASS, UNDECIDED, Report, counts
 
 __all__ = ["spec_text", "summary_table", "to_gradescope", "to_json", "to_junit", "write_atomically"]
-
-
-def _counts(r: Report) -> dict[str, int]:
-    return {s: sum(o.status == s for o in r.outcomes) for s in (PASS, FAIL, UNDECIDED)}
 
 
 def _verdict(r: Report) -> str:
@@ -44,7 +40,7 @@ def summary_table(reports: list[Report], width: int = 120) -> str:
     name_w = min(max([len(r.file) for r in reports] + [4]), 60)
     lines = [f"{'file':<{name_w}}  exit  pass  fail  undecided  verdict"]
     for r in reports:
-        c = _counts(r)
+        c = counts(r.outcomes)
         name = r.file if len(r.file) <= name_w else "..." + r.file[-(name_w - 3) :]
         head = f"{name:<{name_w}}  {r.exit_status:>4}  {c[PASS]:>4}  {c[FAIL]:>4}  {c[UNDECIDED]:>9}  "
         lines.append((head + _verdict(r))[:width])
@@ -116,7 +112,7 @@ def to_junit(reports: list[Report]) -> str:
     """JUnit XML: a testsuite a file, a testcase a spec."""
     suites = ET.Element("testsuites", name="ddpm verify")
     for r in reports:
-        c = _counts(r)
+        c = counts(r.outcomes)
         suite = ET.SubElement(
             suites,
             "testsuite",

@@ -16,10 +16,21 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["PASS", "FAIL", "UNDECIDED", "STATUSES", "Outcome", "Decision", "Report", "exit_status"]
+__all__ = [
+    "PASS",
+    "FAIL",
+    "UNDECIDED",
+    "STATUSES",
+    "Outcome",
+    "Decision",
+    "Report",
+    "exit_status",
+    "counts",
+    "closing_line",
+]
 
 PASS, FAIL, UNDECIDED = "pass", "fail", "undecided"
 STATUSES = (PASS, FAIL, UNDECIDED)
@@ -40,6 +51,19 @@ class Outcome:
         if self.status not in STATUSES:
             raise ValueError(f"an outcome's status is one of {STATUSES}, got {self.status!r}")
         object.__setattr__(self, "lines", tuple(self.lines))
+
+
+def counts(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    """How many outcomes have each status."""
+    found = [o.status for o in outcomes]
+    return {s: found.count(s) for s in STATUSES}
+
+
+def closing_line(outcomes: Iterable[Outcome], status: int, not_checked: str) -> str:
+    """A report's last line: the counts, the verdict in words (``not_checked`` for exit 2) and the exit status."""
+    c = counts(outcomes)
+    verdict = {0: "all specs pass", 1: "some specs fail", 2: not_checked}[status]
+    return f"{c[PASS]} passed, {c[FAIL]} failed, {c[UNDECIDED]} undecided: {verdict} (exit {status})"
 
 
 def exit_status(outcomes: list[Outcome], error: str | None = None, cannot_verify: str | None = None) -> int:
@@ -154,10 +178,5 @@ class Report:
                 lines.extend(" " * indent + "> " + src for src in o.lines)
         for note in self.notes:
             lines.extend(textwrap.wrap(note, width, initial_indent="note: ", subsequent_indent="      "))
-        counts = {s: sum(o.status == s for o in self.outcomes) for s in STATUSES}
-        verdict = {0: "all specs pass", 1: "some specs fail", 2: "not verified"}[self.exit_status]
-        lines.append(
-            f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[UNDECIDED]} undecided: {verdict} "
-            f"(exit {self.exit_status})"
-        )
+        lines.append(closing_line(self.outcomes, self.exit_status, "not verified"))
         return "\n".join(lines)
