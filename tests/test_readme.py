@@ -180,8 +180,9 @@ def test_every_path_the_commands_name_exists():
 
 
 def test_the_readme_counts_of_conform_are_the_tables():
-    """The README's pass count and failure count for diffusers are those of docs/conform-diffusers.md, whose
-    table the slow tier regenerates and compares (test_conform.py), and whose scripts a test reruns."""
+    """The README's counts for diffusers are those of docs/conform-diffusers.md.
+
+    The slow tier regenerates that page's table and compares it (test_conform.py); a test reruns its scripts."""
     table = (ROOT / "docs" / "conform-diffusers.md").read_text()
     counts = re.search(r"(\d+) configurations: (\d+) pass every spec", table)
     assert counts, "docs/conform-diffusers.md has no summary line"

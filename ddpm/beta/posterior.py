@@ -47,7 +47,10 @@ def mu_from_eps(schedule: Schedule, xt: Tensor, t: Tensor | int, eps: Tensor) ->
 
 
 class StridedPosterior(NamedTuple):
-    """The weights of x_0 and x_t in mu_tilde, beta_tilde and beta for one step t -> s, float64 [Nichol21 §4]."""
+    """The weights of x_0 and x_t in mu_tilde, beta_tilde and beta for one step t -> s [Nichol21 §4].
+
+    Each a float64 tensor.
+    """
 
     coef_x0: Tensor
     coef_xt: Tensor

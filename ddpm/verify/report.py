@@ -60,7 +60,7 @@ def counts(outcomes: Iterable[Outcome]) -> dict[str, int]:
 
 
 def closing_line(outcomes: Iterable[Outcome], status: int, not_checked: str) -> str:
-    """A report's last line: the counts, the verdict in words (``not_checked`` for exit 2) and the exit status."""
+    """A report's last line: the counts, the verdict (``not_checked`` for exit 2) and the exit status."""
     c = counts(outcomes)
     verdict = {0: "all specs pass", 1: "some specs fail", 2: not_checked}[status]
     return f"{c[PASS]} passed, {c[FAIL]} failed, {c[UNDECIDED]} undecided: {verdict} (exit {status})"
