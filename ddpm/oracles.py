@@ -21,7 +21,14 @@ from torch import Tensor
 
 from ddpm.beta.schedule import Schedule, at, per_sample
 
-__all__ = ["GaussianMixture", "OptimalEps", "transport_velocity", "SigmaOptimalEps", "gaussian_flow"]
+__all__ = [
+    "GaussianMixture",
+    "OptimalEps",
+    "transport_velocity",
+    "SigmaOptimalEps",
+    "gaussian_flow",
+    "gaussian_flow_at",
+]
 
 
 def _column(value: Tensor | float, like: Tensor) -> Tensor:
@@ -174,10 +181,24 @@ class SigmaOptimalEps:
         return self.mixture.eps_star(x, 1.0, sigma)
 
 
+def gaussian_flow_at(
+    x: Tensor, a_from: float, s_from: float, a_to: float, s_to: float, mean: Tensor | float = 0.0, c: float = 1.0
+) -> Tensor:
+    """The probability-flow ODE of N(mean, c I) solved for x = a x_0 + s eps, any (a, s) [Song21 §4.3].
+
+    Every parameterisation (VE a = 1, VP a = 1 / sqrt(1 + sigma^2), flow matching a = 1 - s) is the VE
+    one scaled: x / a = x_0 + (s / a) eps. Along the VE flow of N(mean, c I) (``gaussian_flow``) the
+    standardised value (x_VE - mean) / sqrt(c + sigma^2) is constant; scaled by a it reads
+    (x - a mean) / sqrt(a^2 c + s^2), which stays defined at a = 0 (flow matching's pure noise).
+    """
+    scale = math.sqrt(a_to**2 * c + s_to**2) / math.sqrt(a_from**2 * c + s_from**2)
+    return a_to * mean + (x - a_from * mean) * scale
+
+
 def gaussian_flow(x: Tensor, sigma_from: float, sigma_to: float, mean: Tensor | float = 0.0, c: float = 1.0) -> Tensor:
     """The probability-flow ODE dx/dsigma = eps*(x, sigma) of N(mean, c I), solved [Song21 §4.3].
 
     With x_sigma = x_0 + sigma eps, eps*(x, sigma) = sigma (x - mean) / (c + sigma^2), so
     x(sigma_to) = mean + (x(sigma_from) - mean) sqrt((c + sigma_to^2) / (c + sigma_from^2)).
     """
-    return mean + (x - mean) * math.sqrt((c + sigma_to**2) / (c + sigma_from**2))
+    return gaussian_flow_at(x, 1.0, sigma_from, 1.0, sigma_to, mean, c)

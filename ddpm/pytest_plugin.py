@@ -142,7 +142,6 @@ def _collect_conform(session: pytest.Session, config: pytest.Config, items: list
     targets = config.getoption("ddpm_conform")
     if not targets:
         return
-    from ddpm.conform import SPECS
     from ddpm.conform.beta import DEFAULT_STEPS
     from ddpm.conform.targets import TargetError, parse_config, parse_steps
 
@@ -154,7 +153,8 @@ def _collect_conform(session: pytest.Session, config: pytest.Config, items: list
         raise pytest.UsageError(str(exc)) from None
     for target in targets:
         run = _ConformRun(target, cfg, steps)
-        for spec in SPECS:
+        report = run.report()  # the specs that apply (beta or sigma world) are known once it has run
+        for spec in [o.spec for o in report.outcomes] or ["target"]:
             item = ConformSpec.from_parent(session, name=f"{spec}[{target}]")
             item.run, item.spec = run, spec
             items.append(item)

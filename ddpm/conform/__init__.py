@@ -9,6 +9,8 @@ The Python API, for a library's own test suite::
 ``conform`` takes a scheduler class (or any callable returning a scheduler) and a configuration, or a
 k-diffusion style sampler function ``f(model, x, sigmas)`` (:mod:`ddpm.conform.functions`); the
 report holds one outcome per spec (pass / fail / undecided), with the numbers observed and expected.
+A scheduler that lists noise levels (``sigmas``) beside its timesteps is held to the sigma world's
+specs (:mod:`ddpm.conform.sigma`), any other to the beta world's (:mod:`ddpm.conform.beta`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ddpm.conform.beta import CLAIMS, DEFAULT_STEPS, SPECS, run_specs
+from ddpm.conform import beta, sigma
+from ddpm.conform.beta import DEFAULT_STEPS, run_specs
 from ddpm.conform.functions import COUNTS, is_function_sampler, run_function_specs
 from ddpm.conform.report import ConformReport
+from ddpm.conform.sigma import is_sigma_world, run_sigma_specs
 from ddpm.conform.targets import TargetError, factory_of
+
+SPECS = tuple(dict.fromkeys(beta.SPECS + sigma.SPECS))  # the order of a report's rows
+CLAIMS = {**beta.CLAIMS, **sigma.CLAIMS}
 
 FUNCTION_CLAIMS = {
     "ode_order": "driven by the exact denoiser of N(0, I), it converges to the probability-flow ODE's solution",
@@ -55,4 +62,8 @@ def conform(
         factory = factory_of(scheduler, config, name)
     except TargetError as e:
         return ConformReport(name, config, tuple(steps), [], str(e), dict(CLAIMS))
-    return ConformReport(name, config, tuple(steps), run_specs(factory, steps, specs), "", dict(CLAIMS))
+    if is_sigma_world(factory.make()):  # a list of noise levels beside the timesteps: Euler, Heun, flow matching
+        outcomes = run_sigma_specs(factory, steps, specs)
+    else:
+        outcomes = run_specs(factory, steps, [s for s in specs if s in beta.SPECS])
+    return ConformReport(name, config, tuple(steps), outcomes, "", dict(CLAIMS))

@@ -17,6 +17,7 @@ its inputs move by 16 ulps; a wrong coefficient is off by far more (the DDIM "li
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,14 @@ class Scheduler:
         self.obj.set_timesteps(n)
         return [int(t) for t in torch.as_tensor(self.obj.timesteps).tolist()]
 
+    @property
+    def takes_generator(self) -> bool:
+        try:
+            params = inspect.signature(self.obj.step).parameters.values()
+        except (TypeError, ValueError):
+            return True
+        return any(p.name == "generator" or p.kind is p.VAR_KEYWORD for p in params)
+
     def learned(self) -> bool:
         return str(self.config.get("variance_type", "")).startswith("learned")
 
@@ -110,7 +119,10 @@ class Scheduler:
         def run(m: Tensor, x: Tensor, seed: int) -> Tensor:
             if self.learned():  # the predicted variance rides in extra channels [Nichol21 eq. 15]
                 m = torch.cat([m, torch.full_like(m, VARIANCE_V)], dim=1)
-            out = self.obj.step(m, t, x, generator=torch.Generator().manual_seed(seed), **self.factory.step_kwargs)
+            extra = dict(self.factory.step_kwargs)
+            if self.takes_generator:
+                extra["generator"] = torch.Generator().manual_seed(seed)
+            out = self.obj.step(m, t, x, **extra)
             return out[0] if isinstance(out, tuple) else out.prev_sample
 
         return run
@@ -488,17 +500,17 @@ def run_specs(factory: Factory, steps: Sequence[int] = DEFAULT_STEPS, only: Sequ
     scale = getattr(sched.obj, "init_noise_sigma", 1.0)
     if float(scale) != 1.0:  # sampling starts from x_T of std != 1: the VE (sigma) world, not these specs'
         why = (
-            f"init_noise_sigma = {float(scale):.4g}: the scheduler samples in the sigma (VE) scale; "
-            "the sigma-world specs are not implemented yet"
+            f"init_noise_sigma = {float(scale):.4g}: the scheduler samples in the sigma (VE) scale, but lists no "
+            "sigmas beside its timesteps for the sigma-world specs to read"
         )
-        kept = [s for s in only if s in ("schedule", "timesteps")]
+        kept = [s for s in only if s == "schedule"]
         out = run_specs_on(sched, steps, kept)
         out += [_outcome(s, UNDECIDED, why) for s in only if s not in kept]
         order = {s: i for i, s in enumerate(SPECS)}
         return sorted(out, key=lambda o: order[o.spec])
     if _keeps_state(factory):
-        why = "the step keeps state between calls (a multistep solver?): its specs are not implemented yet"
-        kept = [s for s in only if s in ("schedule", "timesteps")]
+        why = "the step keeps state between calls (a multistep solver?) and lists no sigmas: no spec reads it yet"
+        kept = [s for s in only if s == "schedule"]
         out = run_specs_on(Scheduler(factory.make(), factory), steps, kept)
         out += [_outcome(s, UNDECIDED, why) for s in only if s not in kept]
         order = {s: i for i, s in enumerate(SPECS)}

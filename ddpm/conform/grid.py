@@ -3,7 +3,9 @@
 Each scheduler the suite knows is run at its defaults and with each documented option changed alone
 (beta_schedule, timestep_spacing, prediction_type, variance_type, eta, set_alpha_to_one,
 steps_offset), plus the combinations the documentation pairs (zero terminal SNR with v_prediction
-and trailing spacing [Lin24]; a variance with trailing spacing). A scheduler the installed diffusers
+and trailing spacing [Lin24]; a variance with trailing spacing). The sigma world's schedulers (Euler,
+Euler ancestral, Heun, DPM-Solver++, flow matching) with their level options (Karras levels, the final
+level, the solver's order and algorithm, the flow-matching shift). A scheduler the installed diffusers
 lacks is skipped, named on stderr.
 """
 
@@ -59,7 +61,25 @@ DIFFUSERS_GRID: dict[str, list[dict[str, Any]]] = {
         _ZERO_SNR,
         {"rescale_betas_zero_snr": True},
     ],
-    # a multistep solver: its schedule and timesteps are held; its step keeps state, so the step specs
-    # say undecided until the sigma-world specs exist
-    "DPMSolverMultistepScheduler": [{}],
+    # the sigma world: held to the levels, the fitted ODE order or the ancestral law, add_noise
+    "EulerDiscreteScheduler": [
+        {},
+        _SCHEDULES[0],
+        {"use_karras_sigmas": True},
+        {"timestep_spacing": "trailing"},
+        {"timestep_spacing": "leading"},
+        _PREDICTIONS[1],
+        {"final_sigmas_type": "sigma_min"},
+    ],
+    "EulerAncestralDiscreteScheduler": [{}, _SCHEDULES[0], {"timestep_spacing": "trailing"}],
+    "HeunDiscreteScheduler": [{}, {"use_karras_sigmas": True}, {"timestep_spacing": "trailing"}],
+    "DPMSolverMultistepScheduler": [
+        {},
+        {"solver_order": 3},
+        {"use_karras_sigmas": True},
+        {"timestep_spacing": "trailing"},
+        {"algorithm_type": "sde-dpmsolver++"},
+        {"final_sigmas_type": "sigma_min"},
+    ],
+    "FlowMatchEulerDiscreteScheduler": [{}, {"shift": 3.0}],
 }

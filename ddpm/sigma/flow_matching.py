@@ -14,6 +14,7 @@ into that v_theta(u, t).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -32,6 +33,8 @@ __all__ = [
     "ve_to_fm",
     "fm_to_ve",
     "VelocityFromEps",
+    "shift_levels",
+    "unshift_levels",
 ]
 
 VModel = Callable[[Tensor, Tensor], Tensor]
@@ -135,3 +138,24 @@ class VelocityFromEps:
         sigma = t / (1 - t)
         x = u * batch_scale(1 + sigma, u)
         return batch_scale(1 + sigma, u) * self.eps_model(x, sigma) - x
+
+
+def shift_levels(t: Tensor | float, shift: float) -> Tensor:
+    """shift t / (1 + (shift - 1) t): flow-matching times moved towards the noise [Esser24 §5.3.2].
+
+    The timestep shift of rectified-flow sampling at high resolution; shift = 1 leaves t as is. float64.
+    """
+    shift = float(shift)
+    if not (math.isfinite(shift) and shift > 0):
+        raise ValueError(f"shift = {shift!r} must be a finite number > 0")
+    t = torch.as_tensor(t, dtype=torch.float64)
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def unshift_levels(s: Tensor | float, shift: float) -> Tensor:
+    """t = s / (shift - (shift - 1) s), the inverse of :func:`shift_levels` [Esser24 §5.3.2]."""
+    shift = float(shift)
+    if not (math.isfinite(shift) and shift > 0):
+        raise ValueError(f"shift = {shift!r} must be a finite number > 0")
+    s = torch.as_tensor(s, dtype=torch.float64)
+    return s / (shift - (shift - 1) * s)

@@ -22,6 +22,7 @@ from ddpm.beta.schedule import Schedule
 
 __all__ = [
     "log_linear_sigmas",
+    "karras_sigmas",
     "sigmas_from_alpha_bar",
     "sigma_twin",
     "sample_sigmas",
@@ -54,6 +55,21 @@ def log_linear_sigmas(N: int = 200, sigma_min: float = 0.005, sigma_max: float =
     sigmas = torch.exp(torch.linspace(math.log(lo), math.log(hi), N, dtype=torch.float64))
     sigmas[0], sigmas[-1] = lo, hi
     return sigmas
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """n levels from sigma_max down to sigma_min, evenly spaced in sigma^(1/rho) [Karras22 eq. 5].
+
+    sigma_i = (sigma_max^(1/rho) + i / (n - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, i = 0..n-1,
+    decreasing, float64; rho = 7 is the paper's choice. n = 1 gives sigma_max alone.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    lo, hi, rho = _positive("sigma_min", sigma_min), _positive("sigma_max", sigma_max), _positive("rho", rho)
+    if not lo <= hi:
+        raise ValueError(f"sigma_min = {lo!r} must not exceed sigma_max = {hi!r}")
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    return (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
 
 
 def sigmas_from_alpha_bar(alpha_bar: Tensor) -> Tensor:
