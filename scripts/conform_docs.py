@@ -33,7 +33,11 @@ FINDINGS = {
     "ddpm_trailing_last_noise.py": "DDPMScheduler `variance_type='fixed_large'` or `'learned_range'` with "
     "`timestep_spacing='trailing'`: `step`, its last step",
     "steps_offset_out_of_range.py": "DDIMScheduler `steps_offset=1`: `timesteps`, at n = T",
-    "dpmsolver_repeated_timestep.py": "DPMSolverMultistepScheduler defaults: `timesteps`, at n = T",
+    "dpmsolver_repeated_timestep.py": "DPMSolverMultistepScheduler defaults (and its other non-Karras rows): "
+    "`timesteps`, at n = T",
+    "dpmsolver_karras_timestep_twice.py": "DPMSolverMultistepScheduler `use_karras_sigmas=True`: `timesteps`, "
+    "at n = T (the script shows it at n = 128)",
+    "euler_sigma_min_zero_step.py": "EulerDiscreteScheduler `final_sigmas_type='sigma_min'`: `timesteps`",
 }
 
 

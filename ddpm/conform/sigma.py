@@ -1,4 +1,4 @@
-"""The specs for the sigma world's schedulers: Euler, Heun, DPM-Solver++, flow matching [Karras22; Esser24].
+"""The sigma world's specs: Euler, Heun, DPM-Solver++, flow matching [Karras22; Esser24].
 
 A scheduler is of the sigma world when ``set_timesteps(n)`` leaves it a list of noise levels
 ``sigmas`` beside its ``timesteps`` (one more level than timesteps: the last is where sampling ends).
@@ -9,7 +9,7 @@ the scheduler does, never by its name:
   = x / sqrt(1 + sigma^2), the VP sample of the same level [Song21 §4.3; Karras22 table 1];
 - VP, ``init_noise_sigma`` = 1 with ``alphas_cumprod``: x = a x_0 + sigma a eps, a = 1 / sqrt(1 + sigma^2);
 - flow matching, no ``alphas_cumprod``: x = (1 - sigma) x_0 + sigma eps, the model predicting the
-  velocity eps - x_0 [Lipman23; Esser24 §2].
+  velocity eps - x_0 [Esser24 §2].
 
 Every spec drives the scheduler as a pipeline does (``set_timesteps``, then for each timestep
 ``scale_model_input``, the model, ``step``) with the exact denoiser of data N(m, c I) (``ddpm.oracles``),
@@ -91,7 +91,7 @@ def is_sigma_world(obj: Any) -> bool:
 
 @dataclass
 class Levels:
-    """What ``set_timesteps(n)`` lists: the timesteps, the level beside each, and the level it ends at."""
+    """What ``set_timesteps(n)`` lists: the timesteps, the level beside each, the level it ends at."""
 
     timesteps: list[float]
     sigmas: list[float]  # len(timesteps) + 1
@@ -184,7 +184,7 @@ def _guard(spec: str, fn: Callable[[], Outcome]) -> Outcome:
 
 
 def spec_timesteps(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
-    """n steps asked, n + 1 distinct levels listed, strictly falling; the top where the spacing promises it."""
+    """n steps asked, n + 1 distinct levels, strictly falling; the top where the spacing promises it."""
     T = int(sched.config.get("num_train_timesteps", 1000))
     spacing = sched.config.get("timestep_spacing")
     problems = []
@@ -318,7 +318,7 @@ def _stated_order(sched: SigmaScheduler) -> int:
 
 
 def spec_ode_order(sched: SigmaScheduler) -> tuple[Outcome, bool]:
-    """The fitted order at the last non-zero level, and whether the step to 0 returns x_0 (and finiteness)."""
+    """The fitted order at the last non-zero level and the step to level 0; and whether all is finite."""
     tops = [sched.levels(n).sigmas[0] for n in ORDER_COUNTS]
     if max(tops) > 1.01 * min(tops):
         where = ", ".join(f"{s:.4g}" for s in tops)
