@@ -1,4 +1,4 @@
-"""``ddpm conform`` on the sigma world's schedulers: the closed forms, diffusers' own, and planted wrong ones.
+"""``ddpm conform`` on the sigma world: the closed forms, diffusers' schedulers, planted wrong ones.
 
 The closed forms the specs hold schedulers to are checked against independent references first (an
 ODE solver for the Gaussian flow in every parameterisation, the defining property of the Karras levels
