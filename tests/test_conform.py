@@ -62,6 +62,7 @@ def test_correct_configurations_pass_every_spec(cls, config):
         "parameterisation",
         "add_noise",
         "finite",
+        "law",  # each of these adds noise
     ]
 
 
@@ -197,6 +198,25 @@ def test_a_step_that_is_not_affine_is_undecided_not_failed():
     assert outcomes(report)["step"].status == UNDECIDED and report.exit_status == 2
 
 
+class SameNoiseEachStep(DDPMScheduler):  # replays a generator's first draw at every later step
+    def step(self, model_output, timestep, sample, generator=None, return_dict=True):
+        if getattr(self, "_first", (None, None))[0] is not generator:
+            self._first = (generator, generator.get_state())
+        replay = torch.Generator().set_state(self._first[1])
+        return super().step(model_output, timestep, sample, generator=replay, return_dict=return_dict)
+
+
+def test_the_law_sees_what_probing_one_step_cannot():
+    """The same noise at every step: each step alone is the posterior, the run's variance is not."""
+    report = conform(SameNoiseEachStep, {}, (10,))
+    o = outcomes(report)
+    assert o["step"].status == PASS, o["step"].detail
+    assert o["law"].status == FAIL and "the variance" in o["law"].detail and report.exit_status == 1
+    correct = outcomes(conform(DDPMScheduler, {}, (10,)))
+    assert correct["law"].status == PASS and "z = " in correct["law"].detail
+    assert "law" not in outcomes(conform(DDIMScheduler, {}, (10,)))  # eta = 0 adds no noise: no law to hold
+
+
 def test_a_nan_step_fails_finite_and_is_not_taken_for_state():
     report = conform(DDPMScheduler, {"variance_type": "fixed_large_log"}, (10,))
     status = {o.spec: o.status for o in report.outcomes}
@@ -242,7 +262,7 @@ def test_cli_prints_the_report_json_and_junit(tmp_path, capsys):
 def test_cli_exit_0_and_the_table(capsys):
     assert main(["conform", "diffusers:DDIMScheduler", "--config", "eta=1.0", "--steps", "1,7"]) == 0
     out = capsys.readouterr().out
-    assert "DDIM eta = 1" in out and "6 passed, 0 failed, 0 undecided: all specs pass (exit 0)" in out
+    assert "DDIM eta = 1" in out and "7 passed, 0 failed, 0 undecided: all specs pass (exit 0)" in out
 
 
 @pytest.mark.parametrize(

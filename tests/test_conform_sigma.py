@@ -19,7 +19,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 from ddpm.conform import conform
-from ddpm.conform.sigma import LAW_DRAWS
+from ddpm.conform.law import LAW_DRAWS
 from ddpm.oracles import GaussianMixture, gaussian_flow, gaussian_flow_at
 from ddpm.sigma.flow_matching import shift_levels, unshift_levels
 from ddpm.sigma.schedule import karras_sigmas

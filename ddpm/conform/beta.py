@@ -1,6 +1,8 @@
 """The specs for the beta world's schedulers (DDPM, DDIM) [Ho20; Nichol21; Song21; Lin24].
 
-Schedule, timesteps, step, parameterisation, add_noise and finite outputs.
+Schedule, timesteps, step, parameterisation, add_noise, finite outputs, and the law of a sampler that
+adds noise (its whole run, by Monte Carlo: what probing one step at a time cannot see, such as the
+same noise drawn at every step).
 
 Each spec is a function of a :class:`~ddpm.conform.targets.Factory` and the step counts, returning one
 :class:`~ddpm.verify.report.Outcome`. The verdict comes from what the scheduler does (its ``betas``,
@@ -29,6 +31,7 @@ from torch import Tensor
 
 from ddpm.beta.posterior import PREDICTIONS, ddim_coefficients, strided_posterior, x0_eps_from_output
 from ddpm.beta.schedule import cosine_schedule, linear_schedule, scaled_linear_schedule, zero_terminal_snr
+from ddpm.conform.law import CLIPPED_C, CLIPPED_MEAN, LAW_COUNTS, LAW_DRAWS, Run, data_law, hold
 from ddpm.conform.probe import SHAPE, Coefficients, noise, read_step
 from ddpm.conform.targets import Factory, TargetError
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Outcome
@@ -50,6 +53,7 @@ CITES = {
     "parameterisation": "[Ho20 eq. 9; Salimans22 §4]",
     "add_noise": "[Ho20 eq. 4]",
     "finite": "[Ho20 alg. 2]",
+    "law": "[Ho20 alg. 2; Song21 eq. 12]",
 }
 CLAIMS = {
     "schedule": "betas and alphas_cumprod are the configuration's closed form; zero terminal SNR ends at 0",
@@ -58,6 +62,7 @@ CLAIMS = {
     "parameterisation": "the same exact denoiser as epsilon, sample and v_prediction gives the same x_t'",
     "add_noise": "add_noise is q(x_t | x_0) at every timestep",
     "finite": "every step of every step count gives finite outputs on finite inputs",
+    "law": "a sampler that adds noise outputs the mean and variance of its closed-form recursion",
 }
 SPECS = tuple(CITES)
 
@@ -115,17 +120,19 @@ class Scheduler:
     def learned(self) -> bool:
         return str(self.config.get("variance_type", "")).startswith("learned")
 
-    def call(self, t: int) -> Callable[[Tensor, Tensor, int], Tensor]:
-        def run(m: Tensor, x: Tensor, seed: int) -> Tensor:
-            if self.learned():  # the predicted variance rides in extra channels [Nichol21 eq. 15]
-                m = torch.cat([m, torch.full_like(m, VARIANCE_V)], dim=1)
-            extra = dict(self.factory.step_kwargs)
-            if self.takes_generator:
-                extra["generator"] = torch.Generator().manual_seed(seed)
-            out = self.obj.step(m, t, x, **extra)
-            return out[0] if isinstance(out, tuple) else out.prev_sample
+    def step(self, t: int, m: Tensor, x: Tensor, generator: torch.Generator) -> Tensor:
+        """x' of ``step(m, t, x)``, the generator passed where the step takes one."""
+        if self.learned():  # the predicted variance rides in extra channels [Nichol21 eq. 15]
+            m = torch.cat([m, torch.full_like(m, VARIANCE_V)], dim=1)
+        extra = dict(self.factory.step_kwargs)
+        if self.takes_generator:
+            extra["generator"] = generator
+        out = self.obj.step(m, t, x, **extra)
+        return out[0] if isinstance(out, tuple) else out.prev_sample
 
-        return run
+    def call(self, t: int) -> Callable[[Tensor, Tensor, int], Tensor]:
+        """The step at t as a probe calls it: a fresh generator seeded with ``seed`` for each call."""
+        return lambda m, x, seed: self.step(t, m, x, torch.Generator().manual_seed(seed))
 
 
 def _outcome(spec: str, status: str, detail: str) -> Outcome:
@@ -494,6 +501,47 @@ def spec_finite(sched: Scheduler, steps: Sequence[int], records: list[StepRecord
     return _outcome("finite", PASS, f"{len(records)} steps give finite outputs")
 
 
+# -- 7. law -------------------------------------------------------------------------------------
+
+
+def _affine_output(prediction: str, ab: float) -> tuple[float, Tensor]:
+    """(k, j): the exact output for N(CLIPPED_MEAN, CLIPPED_C I) at alpha_bar ``ab`` is k x + j [Ho20 eq. 4]."""
+    mixture, a, sd = data_law(2, CLIPPED_MEAN, CLIPPED_C), math.sqrt(ab), math.sqrt(1 - ab)
+    points = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    x0 = mixture.posterior_mean(points, a, sd)
+    eps = (points - a * x0) / sd
+    out = {"epsilon": eps, "sample": x0, "v_prediction": a * eps - sd * x0}[prediction]
+    return float(out[1, 0] - out[0, 0]), out[0]
+
+
+def spec_law(sched: Scheduler, records: list[StepRecord]) -> Outcome | None:
+    """The whole run against the recursion of the closed-form steps; None for a sampler without noise."""
+    if not any(r.coef.s is None or r.coef.s > NO_NOISE for r in records):
+        return None
+    cfg, eta, ab = sched.config, _eta(sched), sched.alpha_bar
+    prediction = str(cfg.get("prediction_type", "epsilon"))
+    runs = []
+    for i, n in enumerate(c for c in LAW_COUNTS if c <= ab.numel()):
+        ts = sched.timesteps(n)
+        g = torch.Generator().manual_seed(30 + i)  # one generator for the run, as a pipeline passes it
+        x = torch.randn(LAW_DRAWS, 2, generator=g, dtype=torch.float64)
+        mean, var = torch.zeros(2, dtype=torch.float64), 1.0  # x_T ~ N(0, I) [Ho20 alg. 2, line 1]
+        for k, t in enumerate(ts):
+            ab_t = float(ab[t])
+            last = k + 1 == len(ts)
+            ab_s = 1.0 if last else float(ab[ts[k + 1]])
+            slope, offset = _affine_output(prediction, ab_t)
+            model_out = slope * x + offset
+            x = sched.step(t, model_out, x, g)
+            a, b, s = expected_step(cfg, eta, ab_t, ab_s, last)[:3]
+            mean, var = (a + b * slope) * mean + b * offset, (a + b * slope) ** 2 * var + s**2
+        if not bool(torch.isfinite(x).all()):
+            return _outcome("law", UNDECIDED, "non-finite samples: see finite")
+        runs.append(Run(n, x, mean, var))
+    passed, detail = hold(runs)
+    return _outcome("law", PASS if passed else FAIL, detail)
+
+
 def run_specs(factory: Factory, steps: Sequence[int] = DEFAULT_STEPS, only: Sequence[str] = SPECS) -> list[Outcome]:
     """Every spec of this module held against ``factory``'s scheduler, one outcome each."""
     sched = Scheduler(factory.make(), factory)
@@ -538,7 +586,7 @@ def run_specs_on(sched: Scheduler, steps: Sequence[int], only: Sequence[str]) ->
     """The specs in ``only`` on one built scheduler."""
     out = []
     records: list[StepRecord] = []
-    if "step" in only or "finite" in only:
+    if {"step", "finite", "law"} & set(only):
         try:
             records = read_steps(sched, steps)
         except Exception as e:
@@ -560,5 +608,9 @@ def run_specs_on(sched: Scheduler, steps: Sequence[int], only: Sequence[str]) ->
             out.append(_guard(spec, lambda: spec_add_noise(sched, steps)))
         elif spec == "finite":
             out.append(_guard(spec, lambda: spec_finite(sched, steps, records)))
+        elif spec == "law":
+            law = _guard(spec, lambda: spec_law(sched, records) or _outcome("law", PASS, ""))
+            if law.detail:  # a sampler without noise has no law to hold
+                out.append(law)
     order = {s: i for i, s in enumerate(SPECS)}
     return sorted(out, key=lambda o: order[o.spec])
