@@ -27,6 +27,8 @@ DDPMScheduler: Any = diffusers.DDPMScheduler
 
 from ddpm.cli import main  # noqa: E402
 from ddpm.conform import conform  # noqa: E402
+from ddpm.conform.law import LAW_DRAWS  # noqa: E402
+from ddpm.stats import MonteCarloCheck, assert_power  # noqa: E402
 from ddpm.verify.report import FAIL, PASS, UNDECIDED  # noqa: E402
 
 STEPS = (1, 7, 10)
@@ -212,6 +214,8 @@ def test_the_law_sees_what_probing_one_step_cannot():
     o = outcomes(report)
     assert o["step"].status == PASS, o["step"].detail
     assert o["law"].status == FAIL and "the variance" in o["law"].detail and report.exit_status == 1
+    z, k = (float(o["law"].detail.split(f"{key} = ")[1].split(maxsplit=1)[0].rstrip(",)")) for key in ("z", "k"))
+    assert_power(MonteCarloCheck("law", z, k, LAW_DRAWS))
     correct = outcomes(conform(DDPMScheduler, {}, (10,)))
     assert correct["law"].status == PASS and "z = " in correct["law"].detail
     assert "law" not in outcomes(conform(DDIMScheduler, {}, (10,)))  # eta = 0 adds no noise: no law to hold
