@@ -150,11 +150,11 @@ class FirstOrderDPM(DPMSolver):  # states solver_order = 2, steps at order 1
         return self.dpm_solver_first_order_update(model_output_list[-1], sample=sample, noise=noise)
 
 
-class NoisyAncestral(EulerAncestral):  # 30% more noise than the level asks
+class NoisyAncestral(EulerAncestral):  # noise 50% larger than the level asks
     def step(self, model_output, timestep, sample, generator=None, return_dict=True):
         i = self.step_index if self.step_index is not None else 0
         out = super().step(model_output, timestep, sample, generator=generator, return_dict=True)
-        extra = 0.3 * float(self.sigmas[i + 1]) * torch.randn(sample.shape, generator=generator, dtype=sample.dtype)
+        extra = 0.5 * float(self.sigmas[i + 1]) * torch.randn(sample.shape, generator=generator, dtype=sample.dtype)
         return type(out)(prev_sample=out.prev_sample + extra, pred_original_sample=out.pred_original_sample)
 
 
