@@ -216,6 +216,7 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
     cfg = sched.config
     problems: list[str] = []
     notes: list[str] = []
+    closest = 0.0  # the largest error / tolerance of the closed forms that passed
     ends_at_min = cfg.get("final_sigmas_type") == "sigma_min"
     T = int(cfg.get("num_train_timesteps", 1000))
     twin = _twin(sched) if sched.kind != "fm" else None
@@ -261,6 +262,7 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
             s_max = float(cfg.get("sigma_max") or (twin[-1] if twin is not None else inner[0]))
             want = karras_sigmas(len(inner), s_min, s_max, RHO)
             err = max(abs(a - float(b)) / float(b) for a, b in zip(inner, want))
+            closest = max(closest, err / (16 * ULPS))
             if err > 16 * ULPS:
                 k = max(range(len(inner)), key=lambda j: abs(inner[j] - float(want[j])) / float(want[j]))
                 problems.append(
@@ -272,6 +274,7 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
             u = unshift_levels(torch.tensor(inner, dtype=torch.float64), shift)
             spacing = u[:-1] - u[1:]
             spread = float((spacing - spacing.mean()).abs().max() / spacing.mean().abs())
+            closest = max(closest, spread / 1e-4)
             if spread > 1e-4 or not math.isclose(inner[0], 1.0, rel_tol=ULPS):
                 problems.append(
                     f"n = {n}: the levels are not shift({shift:g}) of an evenly spaced grid from 1 "
@@ -291,6 +294,8 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
     detail = f"n in {sorted(set(steps))}: levels end at {end}, {what[sched.kind]}"
     if cfg.get("use_karras_sigmas"):
         detail += f", Karras eq. 5 with rho = {RHO:g}"
+    if closest:
+        detail += f" (closest at {closest:.2g} of its tolerance)"
     if notes:
         detail += "; documented departure: " + notes[0]
     return _outcome("levels", PASS, detail)
@@ -356,7 +361,8 @@ def spec_ode_order(sched: SigmaScheduler) -> tuple[Outcome, bool]:
         return _outcome("ode_order", PASS, f"exact to round-off at every count ({where})"), finite
     if order < need or not errors[-1] < errors[0]:
         return _outcome("ode_order", FAIL, detail + f": below {need:g}"), finite
-    to_zero = "; the step to 0 is as close to the flow's end as a denoising step" if finals else ""
+    worst = max((f[0] for f in finals), default=0.0)
+    to_zero = f"; the step to 0 within {worst:.2g} of its bound (twice the denoiser's miss)" if finals else ""
     return _outcome("ode_order", PASS, detail + to_zero), finite
 
 
@@ -407,6 +413,7 @@ def spec_add_noise(sched: SigmaScheduler, n: int = 10) -> Outcome:
     problems = []
     ts = torch.as_tensor(obj.timesteps)
     got = call(x0, ts, z)
+    closest = max(off(got[i], i) for i in range(k))
     for i in range(k):
         if off(got[i], i) > 1:
             far = off(got[i], i)
@@ -427,7 +434,8 @@ def spec_add_noise(sched: SigmaScheduler, n: int = 10) -> Outcome:
         return _outcome("add_noise", FAIL, "; ".join(problems))
     form = "(1 - sigma) x_0 + sigma z" if fm else ("x_0 + sigma z" if sched.kind == "ve" else "a x_0 + sigma a z")
     after = f", and after set_begin_index({begins})" if callable(getattr(obj, "set_begin_index", None)) else ""
-    return _outcome("add_noise", PASS, f"{form} at all {k} listed levels of n = {n}{after}")
+    detail = f"{form} at all {k} listed levels of n = {n}{after} (closest at {closest:.2g} of the tolerance)"
+    return _outcome("add_noise", PASS, detail)
 
 
 def run_sigma_specs(factory: Factory, steps: Sequence[int], only: Sequence[str] = SPECS) -> list[Outcome]:
