@@ -6,9 +6,11 @@ The Python API, for a library's own test suite::
     report = conform(MyScheduler, {"prediction_type": "v_prediction"}, steps=(1, 7, 10))
     assert report.exit_status == 0, report.to_table()
 
-``conform`` takes a scheduler class (or any callable returning a scheduler) and a configuration, or a
-k-diffusion style sampler function ``f(model, x, sigmas)`` (:mod:`ddpm.conform.functions`); the
-report holds one outcome per spec (pass / fail / undecided), with the numbers observed and expected.
+``conform`` takes a scheduler class (or any callable returning a scheduler) and a configuration, a
+k-diffusion style sampler function ``f(model, x, sigmas)`` (:mod:`ddpm.conform.functions`), or a
+smalldiffusion-style ``samples(model, sigmas, gam, mu, ...)`` (:mod:`ddpm.conform.gam_mu`; its config
+is one ``gam`` and ``mu``); the report holds one outcome per spec (pass / fail / undecided), with the
+numbers observed and expected.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ from typing import Any
 
 from ddpm.conform.beta import CLAIMS, DEFAULT_STEPS, SPECS, run_specs
 from ddpm.conform.functions import COUNTS, is_function_sampler, run_function_specs
+from ddpm.conform.gam_mu import (
+    GAM_MU_CLAIMS,
+    SettingsError,
+    check_steps,
+    is_gam_mu_sampler,
+    run_gam_mu_specs,
+    settings_of,
+)
+from ddpm.conform.gam_mu import STEPS as GAM_MU_STEPS
 from ddpm.conform.report import ConformReport
 from ddpm.conform.targets import TargetError, factory_of
 
@@ -43,6 +54,14 @@ def conform(
     """
     name = name or getattr(scheduler, "__qualname__", repr(scheduler))
     config = dict(config or {})
+    if is_gam_mu_sampler(scheduler):  # smalldiffusion style samples(model, sigmas, gam, mu, ...)
+        counts = GAM_MU_STEPS if tuple(steps) == tuple(DEFAULT_STEPS) else tuple(steps)
+        try:
+            settings, counts = settings_of(config), check_steps(counts)
+        except SettingsError as e:
+            return ConformReport(name, config, counts, [], str(e), dict(GAM_MU_CLAIMS))
+        outcomes = run_gam_mu_specs(scheduler, counts, settings)
+        return ConformReport(name, config, counts, outcomes, "", dict(GAM_MU_CLAIMS))
     if is_function_sampler(scheduler):  # k-diffusion style f(model, x, sigmas)
         if config:
             return ConformReport(name, config, tuple(steps), [], "a function sampler takes no --config", {})
