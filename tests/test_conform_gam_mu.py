@@ -10,7 +10,8 @@ seeded (``ddpm.stats.generator_for``): no test depends on the global seed.
 
 from __future__ import annotations
 
-import textwrap
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -114,6 +115,24 @@ PLANTED = {
     "noise doubled": _planted(eta_scale=2.0),
     "sig_p off by one level": _planted(next_level=True),
 }
+
+
+# the current signature as a module of its own, for the command line and the pytest plugin
+CLI_MODULE = """import torch
+
+@torch.no_grad()
+def samples(model, sigmas, gam=1., mu=0., cfg_scale=0., batchsize=1, xt=None, cond=None, accelerator=None):
+    xt = model.rand_input(batchsize) * sigmas[0] if xt is None else xt
+    eps = None
+    for i in range(len(sigmas) - 1):
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        eps_prev, eps = eps, model.predict_eps_cfg(xt, sig.to(xt), cond, cfg_scale)
+        eps_av = eps * gam + eps_prev * (1 - gam) if i > 0 else eps
+        sig_p = (sig_next / sig**mu) ** (1 / (1 - mu))
+        eta = (sig_next**2 - sig_p**2).sqrt()
+        xt = xt - (sig - sig_p) * eps_av + eta * model.rand_input(xt.shape[0]).to(xt)
+        yield xt
+"""
 
 
 def outcomes(report):
@@ -254,25 +273,7 @@ def test_the_grid_holds_the_presets_and_both_mu_conventions_apart():
 
 
 def test_cli_runs_a_module_function_and_rejects_bad_config(tmp_path, monkeypatch, capsys):
-    body = textwrap.dedent(
-        """
-        import torch
-
-        @torch.no_grad()
-        def samples(model, sigmas, gam=1., mu=0., cfg_scale=0., batchsize=1, xt=None, cond=None, accelerator=None):
-            xt = model.rand_input(batchsize) * sigmas[0] if xt is None else xt
-            eps = None
-            for i in range(len(sigmas) - 1):
-                sig, sig_next = sigmas[i], sigmas[i + 1]
-                eps_prev, eps = eps, model.predict_eps_cfg(xt, sig.to(xt), cond, cfg_scale)
-                eps_av = eps * gam + eps_prev * (1 - gam) if i > 0 else eps
-                sig_p = (sig_next / sig**mu) ** (1 / (1 - mu))
-                eta = (sig_next**2 - sig_p**2).sqrt()
-                xt = xt - (sig - sig_p) * eps_av + eta * model.rand_input(xt.shape[0]).to(xt)
-                yield xt
-        """
-    )
-    (tmp_path / "mysd.py").write_text(body)
+    (tmp_path / "mysd.py").write_text(CLI_MODULE)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["conform", "mysd:samples", "--config", "gam=2", "--config", "mu=0.25", "--steps", "10"]) == 0
@@ -281,3 +282,24 @@ def test_cli_runs_a_module_function_and_rejects_bad_config(tmp_path, monkeypatch
     assert main(["conform", "mysd:samples", "--config", "mu=1.5"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ddpm conform: error: --config mu=1.5: expected mu in [0, 1)") and err.count("\n") == 1
+
+
+K_DIFFUSION_MODULE = """def sample_euler(model, x, sigmas):
+    for i in range(len(sigmas) - 1):
+        d = (x - model(x, sigmas[i] * x.new_ones(x.shape[0]))) / sigmas[i]
+        x = x + d * (sigmas[i + 1] - sigmas[i])
+    return x
+"""
+
+
+@pytest.mark.parametrize(
+    "target, source, steps",
+    [("mysd:samples", CLI_MODULE, "10"), ("mykd:sample_euler", K_DIFFUSION_MODULE, "8,16")],
+)
+def test_the_pytest_plugin_makes_a_test_of_each_of_a_functions_specs(tmp_path, target, source, steps):
+    """A sampler function's specs (two), not a scheduler's: each passes."""
+    (tmp_path / f"{target.split(':')[0]}.py").write_text(source)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ddpm-conform", target]
+    cmd += ["--ddpm-conform-steps", steps]
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout + run.stderr

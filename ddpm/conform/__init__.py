@@ -19,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ddpm.conform.beta import CLAIMS, DEFAULT_STEPS, SPECS, run_specs
-from ddpm.conform.functions import COUNTS, is_function_sampler, run_function_specs
+from ddpm.conform.functions import COUNTS, FUNCTION_SPECS, is_function_sampler, run_function_specs
 from ddpm.conform.gam_mu import (
     GAM_MU_CLAIMS,
+    GAM_MU_SPECS,
     SettingsError,
     check_steps,
     is_gam_mu_sampler,
@@ -37,7 +38,16 @@ FUNCTION_CLAIMS = {
     "finite": "finite outputs from finite inputs",
 }
 
-__all__ = ["conform", "ConformReport", "TargetError", "SPECS", "CLAIMS", "DEFAULT_STEPS"]
+__all__ = ["conform", "specs_for", "ConformReport", "TargetError", "SPECS", "CLAIMS", "DEFAULT_STEPS"]
+
+
+def specs_for(target: Any) -> tuple[str, ...]:
+    """The names of the specs :func:`conform` holds ``target`` to: a sampler function's, or a scheduler's."""
+    if is_gam_mu_sampler(target):
+        return GAM_MU_SPECS
+    if is_function_sampler(target):
+        return FUNCTION_SPECS
+    return tuple(SPECS)
 
 
 def conform(
