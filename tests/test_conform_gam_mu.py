@@ -201,7 +201,8 @@ def test_the_deterministic_runs_are_exact_to_round_off_in_float64_and_float32():
 
 def test_exact_tolerance_is_float32_round_off_per_step():
     xt = torch.tensor([[3.0, -8.0]], dtype=torch.float64)
-    assert exact_tolerance(xt, 10, torch.tensor(M)) == 16 * 10 * 2.0**-24 * 8.0
+    assert exact_tolerance(10, xt, torch.tensor(M)) == 16 * 10 * 2.0**-24 * 8.0
+    assert exact_tolerance(10, xt, torch.tensor(M), torch.tensor([[20.0, 0.0]])) == 16 * 10 * 2.0**-24 * 20.0
 
 
 @pytest.mark.parametrize("name", list(PLANTED))

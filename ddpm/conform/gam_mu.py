@@ -178,17 +178,18 @@ def check_steps(steps: Sequence[int]) -> tuple[int, ...]:
     return tuple(steps)
 
 
-def exact_tolerance(xt: Tensor, steps: int, mean: Tensor) -> float:
-    """The round-off a deterministic run may show: 16 steps u max(|xt|, |m|), u = 2^-24 [IEEE 754].
+def exact_tolerance(steps: int, *values: Tensor) -> float:
+    """The round-off a deterministic run may show: 16 steps u max |values|, u = 2^-24 [IEEE 754].
 
-    Each step is a few float32 operations (the level sigma rounded to x's dtype, sigma - sigma_p, its
-    product with eps_av, the subtraction) on numbers bounded by max(|xt|, |m|) (the deterministic
-    sampler contracts x - m towards 0 and eps* is bounded by |x - m| here), each with a relative error
+    ``values`` are xt, m and the expected output. Each step is a few float32 operations (the level sigma
+    rounded to x's dtype, sigma - sigma_p, its product with eps_av, the subtraction) on numbers bounded by
+    max(|xt|, |m|) on the grid (the deterministic sampler contracts x - m towards 0 and eps* is bounded by
+    |x - m| for c = 1/4; the expected output counts too, for a --config gam that does not), each with a relative error
     of at most u = 2^-24, float32's unit round-off; 16 u per step bounds them with room to spare, so a
     sampler computing in float32 passes (measured: 0.1 % of this tolerance; float64 3e-12 of it,
     tests/test_conform_gam_mu.py), while the planted wrong coefficients move the output by more than 1e-2.
     """
-    scale = max(float(xt.abs().max()), float(mean.abs().max()))
+    scale = max(float(v.abs().max()) for v in values)
     return 16 * steps * 2.0**-24 * scale
 
 
@@ -252,7 +253,7 @@ def _exact(fn: Callable[..., Any], kw: dict[str, Any], gam: float, steps: int, s
     expected = m + gain * (xt - m)
     finite = bool(torch.isfinite(out).all())
     err = (out - expected).abs().nan_to_num(math.inf)
-    tol = exact_tolerance(xt, steps, m)
+    tol = exact_tolerance(steps, xt, m, expected)
     i, j = divmod(int(err.argmax()), err.shape[1])
     worst = float(err[i, j])
     numbers = (
