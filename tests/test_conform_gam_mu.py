@@ -252,7 +252,15 @@ def test_a_sampler_that_raises_or_returns_nothing_is_one_line():
     def nothing(model, sigmas, gam=1.0, mu=0.0, batchsize=1, xt=None):
         return None
 
-    for fn, line in [(broken, "raised ValueError: sigmas must be a tensor"), (nothing, "returned NoneType")]:
+    def empty(model, sigmas, gam=1.0, mu=0.0, batchsize=1, xt=None):
+        yield from ()
+
+    cases = [
+        (broken, "raised ValueError: sigmas must be a tensor"),
+        (nothing, "returned NoneType, expected a tensor or a generator of tensors"),
+        (empty, "returned a generator that yielded nothing"),
+    ]
+    for fn, line in cases:
         report = conform(fn)
         assert report.exit_status == 1 and all(o.status == FAIL for o in report.outcomes)
         assert outcomes(report)["gam_mu_law"].detail.startswith(line)

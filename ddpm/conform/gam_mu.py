@@ -229,11 +229,13 @@ def _call(fn: Callable[..., Any], model: GaussianEpsModel, sigmas: Tensor, n: in
     """The sample of one call: the last yield of a generator, or the tensor returned."""
     try:
         out = fn(model, sigmas, **kwargs)
-        if inspect.isgenerator(out):  # it yields x after each step: the sample is the last
-            last = None
-            for step in out:
-                last = step
-            out = last
+        if isinstance(out, Iterator):  # a generator yields x after each step: the sample is the last
+            steps = list(out)
+            if not steps:
+                raise SamplerError("returned a generator that yielded nothing, expected x after each step")
+            out = steps[-1]
+    except SamplerError:
+        raise
     except Exception as e:
         raise SamplerError(f"raised {type(e).__name__}: {_first_line(e)}") from None
     if not isinstance(out, Tensor):
