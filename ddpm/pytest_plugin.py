@@ -2,8 +2,7 @@
 
 ``pytest --ddpm-verify path/to/ddpm.py`` turns each spec of ``ddpm verify`` into a test, and
 ``pytest --ddpm-conform mylib:MyScheduler`` each spec of ``ddpm conform`` (one test a spec, the target
-checked once; ``--ddpm-conform-config KEY=VALUE`` and ``--ddpm-conform-steps N,N`` as on the command;
-a sampler function, ``mylib:samples``, gets its own specs, ``ddpm.conform.specs_for``).
+checked once; ``--ddpm-conform-config KEY=VALUE`` and ``--ddpm-conform-steps N,N`` as on the command).
 
 Registered through the ``pytest11`` entry point, so installing ``ddpm`` is enough. Each file given
 (a ``.py``, a notebook, or a directory of them; the option may repeat) is verified once, in the
@@ -143,9 +142,9 @@ def _collect_conform(session: pytest.Session, config: pytest.Config, items: list
     targets = config.getoption("ddpm_conform")
     if not targets:
         return
-    from ddpm.conform import SPECS, specs_for
+    from ddpm.conform import SPECS
     from ddpm.conform.beta import DEFAULT_STEPS
-    from ddpm.conform.targets import TargetError, load, parse_config, parse_steps
+    from ddpm.conform.targets import TargetError, parse_config, parse_steps
 
     try:
         cfg = parse_config(config.getoption("ddpm_conform_config"))
@@ -155,11 +154,7 @@ def _collect_conform(session: pytest.Session, config: pytest.Config, items: list
         raise pytest.UsageError(str(exc)) from None
     for target in targets:
         run = _ConformRun(target, cfg, steps)
-        try:  # a sampler function has specs of its own; a target that cannot load reports why when run
-            names = specs_for(load(target))
-        except TargetError:
-            names = tuple(SPECS)
-        for spec in names:
+        for spec in SPECS:
             item = ConformSpec.from_parent(session, name=f"{spec}[{target}]")
             item.run, item.spec = run, spec
             items.append(item)

@@ -11,8 +11,6 @@ seeded (``ddpm.stats.generator_for``): no test depends on the global seed.
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -120,7 +118,7 @@ PLANTED = {
 }
 
 
-# the current signature as a module of its own, for the command line and the pytest plugin
+# the current signature as a module of its own, for the command line
 CLI_MODULE = """import torch
 
 @torch.no_grad()
@@ -311,21 +309,3 @@ def test_cli_runs_a_module_function_and_rejects_bad_config(tmp_path, monkeypatch
     assert main(["conform", "mysd:samples", "--config", "mu=1.5"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ddpm conform: error: --config mu=1.5: expected mu in [0, 1)") and err.count("\n") == 1
-
-
-K_DIFFUSION_MODULE = """def sample_euler(model, x, sigmas):
-    for i in range(len(sigmas) - 1):
-        d = (x - model(x, sigmas[i] * x.new_ones(x.shape[0]))) / sigmas[i]
-        x = x + d * (sigmas[i + 1] - sigmas[i])
-    return x
-"""
-
-
-def test_the_pytest_plugin_makes_a_test_of_each_of_a_functions_specs(tmp_path):
-    """A sampler function's specs (two each), not a scheduler's: each passes, for either style."""
-    (tmp_path / "mysd.py").write_text(CLI_MODULE)
-    (tmp_path / "mykd.py").write_text(K_DIFFUSION_MODULE)
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ddpm-conform", "mysd:samples"]
-    cmd += ["--ddpm-conform", "mykd:sample_euler", "--ddpm-conform-steps", "10,16"]
-    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0 and "4 passed" in run.stdout, run.stdout + run.stderr

@@ -6,11 +6,9 @@ The Python API, for a library's own test suite::
     report = conform(MyScheduler, {"prediction_type": "v_prediction"}, steps=(1, 7, 10))
     assert report.exit_status == 0, report.to_table()
 
-``conform`` takes a scheduler class (or any callable returning a scheduler) and a configuration, a
-k-diffusion style sampler function ``f(model, x, sigmas)`` (:mod:`ddpm.conform.functions`), or a
-smalldiffusion-style ``samples(model, sigmas, gam, mu, ...)`` (:mod:`ddpm.conform.gam_mu`; its config
-is one ``gam`` and ``mu``); the report holds one outcome per spec (pass / fail / undecided), with the
-numbers observed and expected.
+``conform`` takes a scheduler class (or any callable returning a scheduler) and a configuration, or a
+k-diffusion style sampler function ``f(model, x, sigmas)`` (:mod:`ddpm.conform.functions`); the
+report holds one outcome per spec (pass / fail / undecided), with the numbers observed and expected.
 """
 
 from __future__ import annotations
@@ -19,10 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ddpm.conform.beta import CLAIMS, DEFAULT_STEPS, SPECS, run_specs
-from ddpm.conform.functions import COUNTS, FUNCTION_SPECS, is_function_sampler, run_function_specs
+from ddpm.conform.functions import COUNTS, is_function_sampler, run_function_specs
 from ddpm.conform.gam_mu import (
     GAM_MU_CLAIMS,
-    GAM_MU_SPECS,
     SettingsError,
     check_steps,
     is_gam_mu_sampler,
@@ -38,16 +35,7 @@ FUNCTION_CLAIMS = {
     "finite": "finite outputs from finite inputs",
 }
 
-__all__ = ["conform", "specs_for", "ConformReport", "TargetError", "SPECS", "CLAIMS", "DEFAULT_STEPS"]
-
-
-def specs_for(target: Any) -> tuple[str, ...]:
-    """The names of the specs :func:`conform` holds ``target`` to: a sampler function's, or a scheduler's."""
-    if is_gam_mu_sampler(target):
-        return GAM_MU_SPECS
-    if is_function_sampler(target):
-        return FUNCTION_SPECS
-    return tuple(SPECS)
+__all__ = ["conform", "ConformReport", "TargetError", "SPECS", "CLAIMS", "DEFAULT_STEPS"]
 
 
 def conform(
@@ -59,6 +47,9 @@ def conform(
 ) -> ConformReport:
     """The report of every spec on ``scheduler(**config)``, stepped at each count in ``steps``.
 
+    ``scheduler`` may also be a sampler function: k-diffusion's ``f(model, x, sigmas)``
+    (:mod:`ddpm.conform.functions`) or smalldiffusion's ``samples(model, sigmas, gam, mu, ...)``
+    (:mod:`ddpm.conform.gam_mu`, whose config is one ``gam`` and ``mu``, by default the grid).
     A target that cannot be checked (not a scheduler, a config it rejects) gives a report with
     ``error`` set and exit status 2, never an exception.
     """
