@@ -309,3 +309,12 @@ def test_cli_runs_a_module_function_and_rejects_bad_config(tmp_path, monkeypatch
     assert main(["conform", "mysd:samples", "--config", "mu=1.5"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ddpm conform: error: --config mu=1.5: expected mu in [0, 1)") and err.count("\n") == 1
+
+
+def test_a_sampler_without_batchsize_is_undecided_where_a_law_needs_many_draws():
+    def fixed_batch(model, sigmas, gam=1.0, mu=0.0, xt=None):
+        yield from samples(model, sigmas, gam=gam, mu=mu, batchsize=7, xt=xt)
+
+    report = conform(fixed_batch)
+    assert report.exit_status == 2 and "takes no batchsize" in outcomes(report)["gam_mu_law"].detail
+    assert conform(fixed_batch, {"gam": 2}, steps=(10,)).exit_status == 0  # mu = 0 from xt: exact, no draws
