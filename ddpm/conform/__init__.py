@@ -21,6 +21,15 @@ from typing import Any
 from ddpm.conform import beta, sigma
 from ddpm.conform.beta import DEFAULT_STEPS, run_specs
 from ddpm.conform.functions import COUNTS, is_function_sampler, run_function_specs
+from ddpm.conform.gam_mu import (
+    GAM_MU_CLAIMS,
+    SettingsError,
+    check_steps,
+    is_gam_mu_sampler,
+    run_gam_mu_specs,
+    settings_of,
+)
+from ddpm.conform.gam_mu import STEPS as GAM_MU_STEPS
 from ddpm.conform.report import ConformReport
 from ddpm.conform.sigma import is_sigma_world, run_sigma_specs
 from ddpm.conform.targets import TargetError, factory_of
@@ -45,11 +54,22 @@ def conform(
 ) -> ConformReport:
     """The report of every spec on ``scheduler(**config)``, stepped at each count in ``steps``.
 
+    ``scheduler`` may also be a sampler function: k-diffusion's ``f(model, x, sigmas)``
+    (:mod:`ddpm.conform.functions`) or smalldiffusion's ``samples(model, sigmas, gam, mu, ...)``
+    (:mod:`ddpm.conform.gam_mu`, whose config is one ``gam`` and ``mu``, by default the grid).
     A target that cannot be checked (not a scheduler, a config it rejects) gives a report with
     ``error`` set and exit status 2, never an exception.
     """
     name = name or getattr(scheduler, "__qualname__", repr(scheduler))
     config = dict(config or {})
+    if is_gam_mu_sampler(scheduler):  # smalldiffusion style samples(model, sigmas, gam, mu, ...)
+        counts = GAM_MU_STEPS if tuple(steps) == tuple(DEFAULT_STEPS) else tuple(steps)
+        try:
+            settings, counts = settings_of(config), check_steps(counts)
+        except SettingsError as e:
+            return ConformReport(name, config, counts, [], str(e), dict(GAM_MU_CLAIMS))
+        outcomes = run_gam_mu_specs(scheduler, counts, settings)
+        return ConformReport(name, config, counts, outcomes, "", dict(GAM_MU_CLAIMS))
     if is_function_sampler(scheduler):  # k-diffusion style f(model, x, sigmas)
         if config:
             return ConformReport(name, config, tuple(steps), [], "a function sampler takes no --config", {})

@@ -1,7 +1,8 @@
 """``ddpm conform TARGET | diffusers``: the options, the run, the exit status.
 
 TARGET is ``module:Class`` (importable from the current directory) or ``module:function`` of a
-k-diffusion style sampler; ``diffusers`` alone runs every
+k-diffusion style sampler or of a smalldiffusion-style ``samples(model, sigmas, gam, mu, ...)`` (whose
+``--config`` is one ``gam=...`` and ``mu=...``); ``diffusers`` alone runs every
 scheduler of the installed diffusers that the suite knows over its documented configurations
 (:mod:`ddpm.conform.grid`), a line each, progress on stderr. Exit 0 every spec passes, 1 any fails,
 2 the target cannot be checked (not installed, not a scheduler, a config it rejects) or a spec stayed
@@ -30,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "target",
         metavar="TARGET",
         help="module:Class of a scheduler (e.g. diffusers:DDIMScheduler, mylib.schedulers:MyScheduler), "
-        "module:function of a sampler f(model, x, sigmas) (k-diffusion's style), "
+        "module:function of a sampler f(model, x, sigmas) (k-diffusion's style) "
+        "or samples(model, sigmas, gam, mu, ...) (smalldiffusion's style), "
         "or 'diffusers' for every scheduler the suite knows over its documented configurations",
     )
     parser.add_argument(
@@ -38,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a constructor argument (or a step argument such as eta), VALUE a Python literal; repeatable",
+        help="a constructor argument (or a step argument such as eta; gam and mu for a samples(model, sigmas, "
+        "gam, mu) function), VALUE a Python literal; repeatable",
     )
     parser.add_argument(
         "--steps",
