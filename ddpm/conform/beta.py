@@ -505,7 +505,7 @@ def spec_finite(sched: Scheduler, steps: Sequence[int], records: list[StepRecord
 
 
 def _affine_output(prediction: str, ab: float) -> tuple[float, Tensor]:
-    """(k, j): the exact output for N(CLIPPED_MEAN, CLIPPED_C I) at alpha_bar ``ab`` is k x + j [Ho20 eq. 4]."""
+    """(k, j): the exact output of N(CLIPPED_MEAN, CLIPPED_C I) at alpha_bar ``ab``: k x + j [Ho20 eq. 4]."""
     mixture, a, sd = data_law(2, CLIPPED_MEAN, CLIPPED_C), math.sqrt(ab), math.sqrt(1 - ab)
     points = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
     x0 = mixture.posterior_mean(points, a, sd)
@@ -515,7 +515,7 @@ def _affine_output(prediction: str, ab: float) -> tuple[float, Tensor]:
 
 
 def spec_law(sched: Scheduler, records: list[StepRecord]) -> Outcome | None:
-    """The whole run against the recursion of the closed-form steps; None for a sampler without noise."""
+    """The whole run against the recursion of the closed-form steps; None for a noiseless sampler."""
     if not any(r.coef.s is None or r.coef.s > NO_NOISE for r in records):
         return None
     cfg, eta, ab = sched.config, _eta(sched), sched.alpha_bar

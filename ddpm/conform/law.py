@@ -1,4 +1,4 @@
-"""A stochastic sampler's output law held by Monte Carlo, for both worlds' specs [Ho20 alg. 2; PY23 App. A].
+"""A stochastic sampler's output law held by Monte Carlo, both worlds [Ho20 alg. 2; PY23 App. A].
 
 Driven by the exact denoiser of the data N(MEAN, C I), a sampler whose steps are affine in the sample
 plus Gaussian noise outputs a Gaussian whose mean and variance follow a closed-form recursion (the
