@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ddpm.beta.posterior import PREDICTIONS, ddim_coefficients, strided_posterior, x0_eps_from_output
 from ddpm.beta.schedule import cosine_schedule, linear_schedule, scaled_linear_schedule, zero_terminal_snr
-from ddpm.conform.law import CLIPPED_C, CLIPPED_MEAN, LAW_COUNTS, LAW_DRAWS, Run, data_law, hold
+from ddpm.conform.law import CLIPPED_C, CLIPPED_MEAN, LAW_COUNTS, LAW_DRAWS, Run, data_law, exact_output, hold
 from ddpm.conform.probe import SHAPE, Coefficients, noise, read_step
 from ddpm.conform.targets import Factory, TargetError
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Outcome
@@ -139,15 +139,15 @@ def _outcome(spec: str, status: str, detail: str) -> Outcome:
     return Outcome(spec, status, detail, CITES[spec])
 
 
-def _guard(spec: str, fn: Callable[[], Outcome]) -> Outcome:
+def guard(spec: str, fn: Callable[[], Outcome], cites: Mapping[str, str] = CITES) -> Outcome:
     """A spec run with the library's exceptions named in its outcome, one line."""
     try:
         return fn()
     except TargetError as e:
-        return _outcome(spec, UNDECIDED, str(e))
+        return Outcome(spec, UNDECIDED, str(e), cites[spec])
     except Exception as e:
         text = str(e).strip().splitlines()
-        return _outcome(spec, FAIL, f"raised {type(e).__name__}: {text[0] if text else ''}")
+        return Outcome(spec, FAIL, f"raised {type(e).__name__}: {text[0] if text else ''}", cites[spec])
 
 
 # -- 1. schedule ---------------------------------------------------------------------------------
@@ -506,11 +506,9 @@ def spec_finite(sched: Scheduler, steps: Sequence[int], records: list[StepRecord
 
 def _affine_output(prediction: str, ab: float) -> tuple[float, Tensor]:
     """(k, j): the exact output of N(CLIPPED_MEAN, CLIPPED_C I) at alpha_bar ``ab``: k x + j [Ho20 eq. 4]."""
-    mixture, a, sd = data_law(2, CLIPPED_MEAN, CLIPPED_C), math.sqrt(ab), math.sqrt(1 - ab)
     points = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
-    x0 = mixture.posterior_mean(points, a, sd)
-    eps = (points - a * x0) / sd
-    out = {"epsilon": eps, "sample": x0, "v_prediction": a * eps - sd * x0}[prediction]
+    mixture = data_law(2, CLIPPED_MEAN, CLIPPED_C)
+    out = exact_output(mixture, points, math.sqrt(ab), math.sqrt(1 - ab), prediction)
     return float(out[1, 0] - out[0, 0]), out[0]
 
 
@@ -597,19 +595,19 @@ def run_specs_on(sched: Scheduler, steps: Sequence[int], only: Sequence[str]) ->
             only = [s for s in only if s not in ("step", "finite")]
     for spec in only:
         if spec == "schedule":
-            out.append(_guard(spec, lambda: spec_schedule(sched, steps)))
+            out.append(guard(spec, lambda: spec_schedule(sched, steps)))
         elif spec == "timesteps":
-            out.append(_guard(spec, lambda: spec_timesteps(sched, steps)))
+            out.append(guard(spec, lambda: spec_timesteps(sched, steps)))
         elif spec == "step":
-            out.append(_guard(spec, lambda: spec_step(sched, steps, records)))
+            out.append(guard(spec, lambda: spec_step(sched, steps, records)))
         elif spec == "parameterisation":
-            out.append(_guard(spec, lambda: spec_parameterisation(sched, steps)))
+            out.append(guard(spec, lambda: spec_parameterisation(sched, steps)))
         elif spec == "add_noise":
-            out.append(_guard(spec, lambda: spec_add_noise(sched, steps)))
+            out.append(guard(spec, lambda: spec_add_noise(sched, steps)))
         elif spec == "finite":
-            out.append(_guard(spec, lambda: spec_finite(sched, steps, records)))
+            out.append(guard(spec, lambda: spec_finite(sched, steps, records)))
         elif spec == "law":
-            law = _guard(spec, lambda: spec_law(sched, records) or _outcome("law", PASS, ""))
+            law = guard(spec, lambda: spec_law(sched, records) or _outcome("law", PASS, ""))
             if law.detail:  # a sampler without noise has no law to hold
                 out.append(law)
     order = {s: i for i, s in enumerate(SPECS)}

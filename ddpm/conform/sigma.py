@@ -31,7 +31,6 @@ told the level by the timestep it is handed: the level the scheduler lists besid
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,8 +39,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ddpm.conform.beta import EPS32, ULPS, Scheduler, spec_schedule
-from ddpm.conform.law import LAW_COUNTS, LAW_DRAWS, MEAN, C, Run, data_law, hold
+from ddpm.conform.beta import EPS32, ULPS, Scheduler, guard, spec_schedule
+from ddpm.conform.law import LAW_COUNTS, LAW_DRAWS, MEAN, C, Run, data_law, exact_output, hold
 from ddpm.conform.targets import Factory, TargetError
 from ddpm.oracles import gaussian_flow_at
 from ddpm.sigma.flow_matching import shift_levels, unshift_levels
@@ -136,20 +135,14 @@ class SigmaScheduler(Scheduler):
         """x before each step and after the last, driven by the exact denoiser of N(MEAN, C I)."""
         levels = self.levels(n)
         mixture = data_law(x.shape[1])
-        step_takes = set(inspect.signature(self.obj.step).parameters)
         extra = dict(self.factory.step_kwargs)
-        if "generator" in step_takes:
+        if self.takes_generator:
             extra["generator"] = torch.Generator().manual_seed(seed)
         xs = [x]
         for t in self.obj.timesteps:
             model_in = self.obj.scale_model_input(x, t) if hasattr(self.obj, "scale_model_input") else x
             a, s = self.coords(levels.level_of(float(t)), model=True)
-            x0 = mixture.posterior_mean(model_in, a, s)
-            eps = (model_in - a * x0) / s
-            out = {"epsilon": eps, "sample": x0, "v_prediction": a * eps - s * x0, "velocity": eps - x0}
-            if self.prediction not in out:
-                raise TargetError(f"prediction_type={self.prediction!r} has no exact denoiser here")
-            result = self.obj.step(out[self.prediction], t, x, **extra)
+            result = self.obj.step(exact_output(mixture, model_in, a, s, self.prediction), t, x, **extra)
             x = result[0] if isinstance(result, tuple) else result.prev_sample
             xs.append(x)
         return levels, xs
@@ -161,13 +154,7 @@ def _start(sched: SigmaScheduler, batch: int, seed: int) -> Tensor:
 
 
 def _guard(spec: str, fn: Callable[[], Outcome]) -> Outcome:
-    try:
-        return fn()
-    except TargetError as e:
-        return _outcome(spec, UNDECIDED, str(e))
-    except Exception as e:
-        text = str(e).strip().splitlines()
-        return _outcome(spec, FAIL, f"raised {type(e).__name__}: {text[0] if text else ''}")
+    return guard(spec, fn, CITES)
 
 
 # -- timesteps and levels ------------------------------------------------------------------------
