@@ -11,6 +11,8 @@ add_noise after set_begin_index, the step to level 0.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -218,3 +220,10 @@ def test_sigma_schedulers_are_reported_with_their_specs_only():
     assert [o.spec for o in report.outcomes] == ["timesteps", "levels", "ode_order", "add_noise", "finite"]
     ddim = conform(diffusers.DDIMScheduler, {}, STEPS)
     assert "levels" not in outcomes(ddim) and "step" in outcomes(ddim)
+
+
+def test_the_pytest_plugin_makes_a_test_of_each_sigma_spec(tmp_path):
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning"]
+    cmd += ["--ddpm-conform", "diffusers:FlowMatchEulerDiscreteScheduler", "--ddpm-conform-steps", "3"]
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "5 passed" in run.stdout, run.stdout + run.stderr
