@@ -98,6 +98,7 @@ def test_the_shift_is_sd3s_and_unshift_inverts_it():
     [
         ("EulerDiscreteScheduler", {}, "ode_order"),
         ("EulerDiscreteScheduler", {"use_karras_sigmas": True, "prediction_type": "v_prediction"}, "ode_order"),
+        ("EulerDiscreteScheduler", {"timestep_type": "continuous", "prediction_type": "v_prediction"}, "ode_order"),
         ("EulerAncestralDiscreteScheduler", {}, "law"),
         ("HeunDiscreteScheduler", {"use_karras_sigmas": True}, "ode_order"),
         ("DPMSolverMultistepScheduler", {"timestep_spacing": "trailing"}, "ode_order"),

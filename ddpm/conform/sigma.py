@@ -223,10 +223,18 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
             problems.append(f"n = {n}: final_sigmas_type='sigma_min' ends at {last:.6g}, not {lowest:.6g}")
         elif promise == "zero" and last != 0:
             problems.append(f"n = {n}: the last level is {last:.6g}, not 0: the output keeps noise of that std")
-        elif promise is None and last != 0 and not notes:
-            notes.append(f"no final_sigmas_type promises 0: sampling ends at level {last:.6g}, keeping that noise")
+        elif promise is None and last != 0:
+            note = f"departure: no final_sigmas_type promises 0; sampling ends at level {last:.6g}, keeping that noise"
+            notes += [note] if note not in notes else []
         inner = d[:-1]
-        for i, t in enumerate(lv.timesteps):
+        c_noise = sched.kind != "fm" and all(  # EDM's network input ln(sigma) / 4 [Karras22 table 1]
+            math.isclose(t, math.log(s) / 4, rel_tol=4 * EPS32, abs_tol=4 * EPS32)
+            for t, s in zip(lv.timesteps, lv.sigmas)
+            if s > 0
+        )
+        if c_noise and not any("c_noise" in note for note in notes):
+            notes.append("the timesteps are EDM's c_noise = ln(sigma) / 4 [Karras22 table 1], not training indices")
+        for i, t in enumerate([] if c_noise else lv.timesteps):
             s = lv.sigmas[i]
             if sched.kind == "fm":
                 if not math.isclose(t, s * T, rel_tol=4 * EPS32, abs_tol=4 * EPS32 * T):
@@ -270,8 +278,8 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
             elif not math.isclose(inner[-1], lowest, rel_tol=1e-4) and n == max(steps):
                 once = float(u[-1])
                 notes.append(
-                    f"the grid's bottom is already shifted ({once:.6g} = shift(1/T) rather than 1/T), so the lowest "
-                    f"level {inner[-1]:.6g} is shifted twice (once: {lowest:.6g})"
+                    f"departure: the grid's bottom is already shifted ({once:.6g} = shift(1/T) rather than 1/T), "
+                    f"so the lowest level {inner[-1]:.6g} is shifted twice (once: {lowest:.6g})"
                 )
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
@@ -283,8 +291,11 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
         detail += f", Karras eq. 5 with rho = {RHO:g}"
     if closest:
         detail += f" (closest at {closest:.2g} of its tolerance)"
-    if notes:
-        detail += "; documented departure: " + notes[0]
+    conventions = [note for note in notes if not note.startswith("departure: ")]
+    departures = [note.removeprefix("departure: ") for note in notes if note.startswith("departure: ")]
+    detail += "".join(f"; {note}" for note in conventions)
+    if departures:  # last: the report's table reads the text after "departure: "
+        detail += "; documented departure: " + "; ".join(departures)
     return _outcome("levels", PASS, detail)
 
 
