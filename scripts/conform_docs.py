@@ -38,6 +38,8 @@ FINDINGS = {
     "dpmsolver_karras_timestep_twice.py": "DPMSolverMultistepScheduler `use_karras_sigmas=True`: `timesteps`, "
     "at n = T (the script shows it at n = 128)",
     "euler_sigma_min_zero_step.py": "EulerDiscreteScheduler `final_sigmas_type='sigma_min'`: `timesteps`",
+    "euler_log_linear_extra_level.py": "EulerDiscreteScheduler `interpolation_type='log_linear'`: `timesteps` and "
+    "`levels`",
 }
 
 

@@ -119,6 +119,13 @@ def test_heun_is_second_order_and_euler_first():
     assert 0.9 < orders["EulerDiscreteScheduler"] < 1.1 and 1.9 < orders["HeunDiscreteScheduler"] < 2.1, orders
 
 
+def test_log_linear_interpolation_lists_a_level_too_many_and_stops_short_of_0():
+    report = conform(diffusers.EulerDiscreteScheduler, {"interpolation_type": "log_linear"}, (10,))
+    o = outcomes(report)
+    assert o["timesteps"].status == FAIL and "12 levels listed for 10 timesteps" in o["timesteps"].detail
+    assert o["levels"].status == FAIL and "not 0" in o["levels"].detail and report.exit_status == 1
+
+
 def test_leading_spacing_starts_at_a_level_that_moves_with_n_so_no_order_is_fitted():
     report = conform(diffusers.EulerDiscreteScheduler, {"timestep_spacing": "leading"}, STEPS)
     o = outcomes(report)["ode_order"]

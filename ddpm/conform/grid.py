@@ -70,6 +70,7 @@ DIFFUSERS_GRID: dict[str, list[dict[str, Any]]] = {
         {"timestep_spacing": "leading"},
         _PREDICTIONS[1],
         {"final_sigmas_type": "sigma_min"},
+        {"interpolation_type": "log_linear"},
     ],
     "EulerAncestralDiscreteScheduler": [{}, _SCHEDULES[0], {"timestep_spacing": "trailing"}],
     "HeunDiscreteScheduler": [{}, {"use_karras_sigmas": True}, {"timestep_spacing": "trailing"}],

@@ -76,10 +76,17 @@ def _outcome(spec: str, status: str, detail: str) -> Outcome:
 
 
 def is_sigma_world(obj: Any) -> bool:
-    """Whether ``set_timesteps(10)`` leaves ``obj`` a list of levels one longer than its timesteps."""
+    """Whether ``set_timesteps(n)`` lists levels beside the timesteps: a fixed number more, n = 7 and 10.
+
+    One more is where sampling ends; a training table that ``set_timesteps`` leaves as it is (diffusers
+    0.21's DPM-Solver++ keeps all T levels in ``sigmas``) is not a list of levels to sample.
+    """
     try:
-        obj.set_timesteps(10)
-        return len(obj.sigmas) == len(obj.timesteps) + 1
+        extra = set()
+        for n in (7, 10):
+            obj.set_timesteps(n)
+            extra.add(len(obj.sigmas) - len(obj.timesteps))
+        return len(extra) == 1 and extra.pop() > 0
     except Exception:
         return False
 
@@ -89,7 +96,8 @@ class Levels:
     """What ``set_timesteps(n)`` lists: the timesteps, the level beside each, the level it ends at."""
 
     timesteps: list[float]
-    sigmas: list[float]  # len(timesteps) + 1
+    sigmas: list[float]  # len(timesteps) + 1: sampling ends at the last
+    listed: int  # how many levels the scheduler lists (len(timesteps) + 1 unless it lists too many)
 
     @property
     def distinct(self) -> list[float]:
@@ -112,7 +120,8 @@ class SigmaScheduler(Scheduler):
     def levels(self, n: int) -> Levels:
         self.obj.set_timesteps(n)
         ts = [float(t) for t in torch.as_tensor(self.obj.timesteps).reshape(-1).tolist()]
-        return Levels(ts, [float(s) for s in torch.as_tensor(self.obj.sigmas).reshape(-1).tolist()])
+        sigmas = [float(s) for s in torch.as_tensor(self.obj.sigmas).reshape(-1).tolist()]
+        return Levels(ts, sigmas[: len(ts) + 1], len(sigmas))
 
     def coords(self, sigma: float, model: bool = False) -> tuple[float, float]:
         """(a, s) of x = a x_0 + s eps at level sigma: of the sample, or of what the network sees."""
@@ -169,7 +178,12 @@ def spec_timesteps(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
     for n in counts:
         lv = sched.levels(n)
         d = lv.distinct
-        if len(d) != n + 1:
+        if lv.listed != len(lv.timesteps) + 1:
+            problems.append(
+                f"n = {n}: {lv.listed} levels listed for {len(lv.timesteps)} timesteps: sampling ends at "
+                f"level {lv.sigmas[-1]:.6g}, the {lv.listed - len(lv.sigmas)} listed after it never reached"
+            )
+        elif len(d) != n + 1:
             same = [i for i in range(1, len(lv.sigmas)) if lv.sigmas[i] == lv.sigmas[i - 1]]
             rep = same[-1] if len(d) < n + 1 and same else None
             at = f": level {lv.sigmas[rep]:.6g} twice at positions {rep - 1}, {rep}" if rep is not None else ""
@@ -264,7 +278,8 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
                     f"n = {n}: Karras level {k} is {inner[k]:.6g}, eq. 5 gives {float(want[k]):.6g} "
                     f"(rho = {RHO:g}, sigma {s_min:.4g}..{s_max:.4g})"
                 )
-        if sched.kind == "fm" and len(inner) >= 3:
+        other_spacing = any(cfg.get(k) for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"))
+        if sched.kind == "fm" and len(inner) >= 3 and not other_spacing:
             shift = float(cfg.get("shift", 1.0))
             u = unshift_levels(torch.tensor(inner, dtype=torch.float64), shift)
             spacing = u[:-1] - u[1:]
