@@ -19,7 +19,6 @@ its inputs move by 16 ulps; a wrong coefficient is off by far more (the DDIM "li
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from ddpm.beta.posterior import PREDICTIONS, ddim_coefficients, strided_posterio
 from ddpm.beta.schedule import cosine_schedule, linear_schedule, scaled_linear_schedule, zero_terminal_snr
 from ddpm.conform.law import CLIPPED_C, CLIPPED_MEAN, LAW_COUNTS, LAW_DRAWS, Run, data_law, exact_output, hold
 from ddpm.conform.probe import SHAPE, Coefficients, noise, read_step
-from ddpm.conform.targets import Factory, TargetError
+from ddpm.conform.targets import Factory, TargetError, parameters, raised
 from ddpm.verify.report import FAIL, PASS, UNDECIDED, Outcome
 
 __all__ = ["SPECS", "CITES", "CLAIMS", "DEFAULT_STEPS", "run_specs", "closed_form_alpha_bar"]
@@ -111,11 +110,8 @@ class Scheduler:
 
     @property
     def takes_generator(self) -> bool:
-        try:
-            params = inspect.signature(self.obj.step).parameters.values()
-        except (TypeError, ValueError):
-            return True
-        return any(p.name == "generator" or p.kind is p.VAR_KEYWORD for p in params)
+        names, any_keyword = parameters(self.obj.step)
+        return "generator" in names or any_keyword
 
     def learned(self) -> bool:
         return str(self.config.get("variance_type", "")).startswith("learned")
@@ -146,8 +142,7 @@ def guard(spec: str, fn: Callable[[], Outcome], cites: Mapping[str, str] = CITES
     except TargetError as e:
         return Outcome(spec, UNDECIDED, str(e), cites[spec])
     except Exception as e:
-        text = str(e).strip().splitlines()
-        return Outcome(spec, FAIL, f"raised {type(e).__name__}: {text[0] if text else ''}", cites[spec])
+        return Outcome(spec, FAIL, raised(e), cites[spec])
 
 
 # -- 1. schedule ---------------------------------------------------------------------------------
@@ -204,9 +199,7 @@ def spec_timesteps(sched: Scheduler, steps: Sequence[int]) -> Outcome:
         try:
             ts = sched.timesteps(n)
         except Exception as e:
-            problems.append(
-                f"n = {n}: set_timesteps raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            )
+            problems.append(f"n = {n}: set_timesteps {raised(e)}")
             continue
         if len(ts) != n:
             problems.append(f"n = {n}: {len(ts)} timesteps listed, not {n}")
@@ -543,25 +536,21 @@ def spec_law(sched: Scheduler, records: list[StepRecord]) -> Outcome | None:
 def run_specs(factory: Factory, steps: Sequence[int] = DEFAULT_STEPS, only: Sequence[str] = SPECS) -> list[Outcome]:
     """Every spec of this module held against ``factory``'s scheduler, one outcome each."""
     sched = Scheduler(factory.make(), factory)
-    scale = getattr(sched.obj, "init_noise_sigma", 1.0)
-    if float(scale) != 1.0:  # sampling starts from x_T of std != 1: the VE (sigma) world, not these specs'
+    scale = float(getattr(sched.obj, "init_noise_sigma", 1.0))
+    if scale != 1.0:  # sampling starts from x_T of std != 1: the VE (sigma) world, not these specs'
         why = (
-            f"init_noise_sigma = {float(scale):.4g}: the scheduler samples in the sigma (VE) scale, but lists no "
+            f"init_noise_sigma = {scale:.4g}: the scheduler samples in the sigma (VE) scale, but lists no "
             "sigmas beside its timesteps for the sigma-world specs to read"
         )
-        kept = [s for s in only if s == "schedule"]
-        out = run_specs_on(sched, steps, kept)
-        out += [_outcome(s, UNDECIDED, why) for s in only if s not in kept]
-        order = {s: i for i, s in enumerate(SPECS)}
-        return sorted(out, key=lambda o: order[o.spec])
-    if _keeps_state(factory):
+    elif _keeps_state(factory):
         why = "the step keeps state between calls (a multistep solver?) and lists no sigmas: no spec reads it yet"
-        kept = [s for s in only if s == "schedule"]
-        out = run_specs_on(Scheduler(factory.make(), factory), steps, kept)
-        out += [_outcome(s, UNDECIDED, why) for s in only if s not in kept]
-        order = {s: i for i, s in enumerate(SPECS)}
-        return sorted(out, key=lambda o: order[o.spec])
-    return run_specs_on(sched, steps, only)
+        sched = Scheduler(factory.make(), factory)
+    else:
+        return run_specs_on(sched, steps, only)
+    kept = [s for s in only if s == "schedule"]
+    out = run_specs_on(sched, steps, kept) + [_outcome(s, UNDECIDED, why) for s in only if s not in kept]
+    order = {s: i for i, s in enumerate(SPECS)}
+    return sorted(out, key=lambda o: order[o.spec])
 
 
 def _keeps_state(factory: Factory) -> bool:
@@ -588,9 +577,8 @@ def run_specs_on(sched: Scheduler, steps: Sequence[int], only: Sequence[str]) ->
         try:
             records = read_steps(sched, steps)
         except Exception as e:
-            text = str(e).strip().splitlines()
             records = []
-            err = f"raised {type(e).__name__}: {text[0] if text else ''}"
+            err = raised(e)
             out += [_outcome(s, FAIL, err) for s in ("step", "finite") if s in only]
             only = [s for s in only if s not in ("step", "finite")]
     for spec in only:

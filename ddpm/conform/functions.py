@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ddpm.conform.targets import raised
 from ddpm.oracles import SigmaOptimalEps, gaussian_flow
 from ddpm.sigma.schedule import log_linear_sigmas
 from ddpm.specs._bind import log_log_slope
@@ -79,8 +80,7 @@ def run_function_specs(fn: Callable[..., Tensor], steps: Sequence[int] = COUNTS)
         second = fn(model, x_T.clone(), _sigmas(counts[0]))
         outs = {n: fn(model, x_T.clone(), _sigmas(n)) for n in counts}
     except Exception as e:
-        text = str(e).strip().splitlines()
-        line = f"raised {type(e).__name__}: {text[0] if text else ''}"
+        line = raised(e)
         return [_outcome(s, FAIL, line) for s in FUNCTION_SPECS]
     finite_ok = all(bool(torch.isfinite(o).all()) for o in outs.values())
     finite = _outcome(

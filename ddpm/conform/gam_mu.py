@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ddpm.conform.targets import parameters, raised
 from ddpm.oracles import SigmaOptimalEps
 from ddpm.sigma.sampler import ACCEL, DDIM, DDPM, gaussian_gam_law, gaussian_gam_recursion
 from ddpm.sigma.schedule import log_linear_sigmas, sample_sigmas
@@ -214,17 +215,6 @@ class SamplerError(Exception):
     """The target raised, or returned no tensor of the expected shape: one line."""
 
 
-def _parameters(fn: Callable[..., Any]) -> tuple[set[str], bool]:
-    params = inspect.signature(fn).parameters.values()
-    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return names, any(p.kind is p.VAR_KEYWORD for p in params)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else ""
-
-
 def _call(fn: Callable[..., Any], model: GaussianEpsModel, sigmas: Tensor, n: int, **kwargs: Any) -> Tensor:
     """The sample of one call: the last yield of a generator, or the tensor returned."""
     try:
@@ -237,7 +227,7 @@ def _call(fn: Callable[..., Any], model: GaussianEpsModel, sigmas: Tensor, n: in
     except SamplerError:
         raise
     except Exception as e:
-        raise SamplerError(f"raised {type(e).__name__}: {_first_line(e)}") from None
+        raise SamplerError(raised(e)) from None
     if not isinstance(out, Tensor):
         raise SamplerError(f"returned {type(out).__name__}, expected a tensor or a generator of tensors")
     if tuple(out.shape) != (n, model.mean.numel()):
@@ -325,7 +315,7 @@ def law_results(
 def _law_results(
     fn: Callable[..., Any], steps: Sequence[int], settings: Sequence[tuple[float, float]], seed: int
 ) -> list[LawResult]:
-    names, any_kw = _parameters(fn)
+    names, any_kw = parameters(fn)
     takes = {k: any_kw or k in names for k in ("batchsize", "xt")}
     runs = [(gam, mu, k) for k in steps for gam, mu in settings]
     exact = [(gam, mu, k) for gam, mu, k in runs if mu == 0 and takes["xt"]]

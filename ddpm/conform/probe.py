@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ddpm.conform.targets import raised
+
 __all__ = ["H", "Coefficients", "read_step", "noise"]
 
 H = 1e-8  # the probes' amplitude: x_0 stays within clip ranges even where 1 / sqrt(alpha_bar) is 2e4
@@ -71,8 +73,7 @@ def read_step(call: StepCall, shape: tuple[int, ...] = SHAPE) -> Coefficients:
         o_mix = call(H * w2, H * u2, 1)
         again = call(zero, zero, 1)
     except Exception as e:  # the library's own error, named in the outcome: one line, no traceback
-        text = str(e).strip().splitlines()
-        return Coefficients(problem=f"step raised {type(e).__name__}: {text[0] if text else ''}".rstrip(": "))
+        return Coefficients(problem=f"step {raised(e)}".rstrip(": "))
     if not torch.equal(again, o1) and bool(torch.isfinite(o1).all()):
         return Coefficients(problem="the step keeps state between calls (a multistep solver?): not read as one step")
     outs = (o1, o2, ox, om, o_mix)

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from ddpm.conform.beta import EPS32, ULPS, Scheduler, guard, spec_schedule
 from ddpm.conform.law import LAW_COUNTS, LAW_DRAWS, MEAN, C, Run, data_law, exact_output, hold
-from ddpm.conform.targets import Factory, TargetError
+from ddpm.conform.targets import Factory, TargetError, raised
 from ddpm.oracles import gaussian_flow_at
 from ddpm.sigma.flow_matching import shift_levels, unshift_levels
 from ddpm.sigma.sampler import gaussian_gam_law
@@ -175,6 +175,7 @@ def spec_timesteps(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
     spacing = sched.config.get("timestep_spacing")
     problems = []
     counts = sorted(n for n in set(steps) | {1, T} if n <= T)
+    top = float(_twin(sched)[-1]) if sched.kind != "fm" else 1.0
     for n in counts:
         lv = sched.levels(n)
         d = lv.distinct
@@ -195,7 +196,6 @@ def spec_timesteps(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
         if len(set(firsts)) != len(firsts):
             t = next(t for t in firsts if firsts.count(t) > 1)
             problems.append(f"n = {n}: the timestep {t:g} is handed to the network at two different levels")
-        top = float(_twin(sched)[-1]) if sched.kind != "fm" else 1.0
         promised = spacing in ("linspace", "trailing") and n >= 2
         if promised and not math.isclose(lv.sigmas[0], top, rel_tol=ULPS):
             problems.append(
@@ -221,6 +221,7 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
     ends_at_min = cfg.get("final_sigmas_type") == "sigma_min"
     T = int(cfg.get("num_train_timesteps", 1000))
     twin = _twin(sched) if sched.kind != "fm" else None
+    last = math.nan  # where the largest count's sampling ends
     for n in sorted(set(steps)):
         if n > T:
             continue
@@ -300,7 +301,7 @@ def spec_levels(sched: SigmaScheduler, steps: Sequence[int]) -> Outcome:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         return _outcome("levels", FAIL, "; ".join(problems[:3]) + more)
     what = {"fm": "t = sigma T, the shift applied once", "ve": "the twin of alpha_bar", "vp": "the twin of alpha_bar"}
-    end = "sigma_min" if ends_at_min else ("0" if sched.levels(max(steps)).sigmas[-1] == 0 else "the lowest level")
+    end = "sigma_min" if ends_at_min else ("0" if last == 0 else "the lowest level")
     detail = f"n in {sorted(set(steps))}: levels end at {end}, {what[sched.kind]}"
     if cfg.get("use_karras_sigmas"):
         detail += f", Karras eq. 5 with rho = {RHO:g}"
@@ -471,8 +472,7 @@ def run_sigma_specs(factory: Factory, steps: Sequence[int], only: Sequence[str] 
         except TargetError as e:
             outcome, finite = _outcome(spec, UNDECIDED, str(e)), str(e)
         except Exception as e:
-            text = str(e).strip().splitlines()
-            outcome = _outcome(spec, FAIL, f"raised {type(e).__name__}: {text[0] if text else ''}")
+            outcome = _outcome(spec, FAIL, raised(e))
             finite = "the sampling loop " + outcome.detail
         if spec in only:
             out.append(outcome)

@@ -17,7 +17,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TargetError", "Factory", "load", "parse_config", "parse_steps", "factory_of"]
+__all__ = [
+    "TargetError",
+    "Factory",
+    "load",
+    "parse_config",
+    "parse_steps",
+    "factory_of",
+    "first_line",
+    "raised",
+    "parameters",
+]
 
 # A scheduler has these (the diffusers scheduler interface, read from what the object offers).
 SCHEDULER_METHODS = ("set_timesteps", "step")
@@ -42,7 +52,9 @@ def load(target: str) -> Any:
         missing = (e.name or module_name).split(".")[0]
         raise TargetError(f"needs {missing}: cannot import {module_name!r} ({e})") from None
     except Exception as e:  # the library's own import failing: one line, no traceback
-        raise TargetError(f"importing {module_name!r} raised {type(e).__name__}: {_first_line(e)}") from None
+        raise TargetError(
+            f"importing {module_name!r} raised {type(e).__name__}: {first_line(e, type(e).__name__)}"
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -50,13 +62,21 @@ def load(target: str) -> Any:
         except AttributeError:
             raise TargetError(f"{module_name!r} has no {attr!r} (TARGET must name a scheduler class)") from None
         except Exception as e:  # lazy modules (diffusers) import on attribute access
-            raise TargetError(f"loading {target!r} raised {type(e).__name__}: {_first_line(e)}") from None
+            raise TargetError(
+                f"loading {target!r} raised {type(e).__name__}: {first_line(e, type(e).__name__)}"
+            ) from None
     return obj
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException, empty: str = "") -> str:
+    """The first line of an exception's message (``empty`` when it has none): a report stays one line."""
     text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+    return text[0] if text else empty
+
+
+def raised(e: BaseException) -> str:
+    """'raised ValueError: its first line', how a spec names the library's own exception."""
+    return f"raised {type(e).__name__}: {first_line(e)}"
 
 
 def parse_config(items: Sequence[str]) -> dict[str, Any]:
@@ -113,7 +133,9 @@ class Factory:
             return self.cls(**config)
         except Exception as e:
             what = ", ".join(f"{k}={v!r}" for k, v in config.items()) or "its defaults"
-            raise TargetError(f"{self.name} rejected {what}: {type(e).__name__}: {_first_line(e)}") from None
+            raise TargetError(
+                f"{self.name} rejected {what}: {type(e).__name__}: {first_line(e, type(e).__name__)}"
+            ) from None
 
     @property
     def label(self) -> str:
@@ -121,7 +143,8 @@ class Factory:
         return self.name + (" " + " ".join(f"{k}={v!r}" for k, v in items.items()) if items else "")
 
 
-def _parameters(fn: Callable[..., Any]) -> tuple[set[str], bool]:
+def parameters(fn: Callable[..., Any]) -> tuple[set[str], bool]:
+    """The names ``fn`` takes as keywords (less ``self``), and whether it takes any (``**kwargs``)."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -142,7 +165,7 @@ def factory_of(obj: Any, config: Mapping[str, Any] | None = None, name: str = ""
         try:
             probe = obj(**dict(config or {}))
         except Exception as e:
-            raise TargetError(f"{name} raised {type(e).__name__}: {_first_line(e)}") from None
+            raise TargetError(f"{name} raised {type(e).__name__}: {first_line(e, type(e).__name__)}") from None
     if not callable(obj) or not all(callable(getattr(probe, m, None)) for m in SCHEDULER_METHODS):
         kind = "a class" if inspect.isclass(obj) else type(obj).__name__
         raise TargetError(
@@ -150,8 +173,8 @@ def factory_of(obj: Any, config: Mapping[str, Any] | None = None, name: str = ""
             "expected a scheduler class (e.g. diffusers:DDIMScheduler)"
         )
     config = dict(config or {})
-    init_names, init_any = _parameters(obj.__init__ if inspect.isclass(obj) else obj)
-    step_names, _ = _parameters(probe.step)
+    init_names, init_any = parameters(obj.__init__ if inspect.isclass(obj) else obj)
+    step_names, _ = parameters(probe.step)
     ctor, step = {}, {}
     step_names -= PROBE_ARGUMENTS
     for key, value in config.items():
